@@ -1,0 +1,112 @@
+// Private helpers shared by the kernel files: run-time CPU dispatch and vector-friendly math.
+//
+// A fast kernel writes its inner loop once as an always-inline body, then instantiates it
+// twice with SCHNELL_VARIANTS: an AVX-512 build (target attribute) and a generic build. The
+// compiler vectorises each body for its target; schnell_cpu_level() picks one at run time.
+#ifndef SCHNELL_DISPATCH_H
+#define SCHNELL_DISPATCH_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "schnell_kernels.h"
+
+#define SCHNELL_INLINE static inline __attribute__((always_inline))
+#define SCHNELL_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+// Defines name##_select(), returning the range function built for this CPU from
+// `static void name##_body(void *context, size_t begin, size_t end)` (always inline).
+#define SCHNELL_VARIANTS(name)                                                              \
+    SCHNELL_TARGET_AVX512 static void name##_avx512(void *c, size_t b, size_t e) {          \
+        name##_body(c, b, e);                                                               \
+    }                                                                                       \
+    static void name##_generic(void *c, size_t b, size_t e) { name##_body(c, b, e); }       \
+    static schnell_range_fn name##_select(void) {                                           \
+        return schnell_cpu_level() >= 1 ? name##_avx512 : name##_generic;                   \
+    }
+
+// exp(x) for float32 without a libm call, so loops vectorise. Cody-Waite range reduction
+// (x = n ln2 + r) and a degree-6 polynomial: relative error below 2e-7 over the float range.
+SCHNELL_INLINE float schnell_expf(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.0f);
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// tanh(x) = 1 - 2 / (exp(2x) + 1); saturates cleanly because schnell_expf clamps.
+SCHNELL_INLINE float schnell_tanhf(float x) {
+    return 1.0f - 2.0f / (schnell_expf(2.0f * x) + 1.0f);
+}
+
+SCHNELL_INLINE float schnell_sigmoidf(float x) {
+    return 1.0f / (1.0f + schnell_expf(-x));
+}
+
+// erf via Abramowitz-Stegun 7.1.26 is too coarse for parity; this is the float32 rational
+// approximation used by Eigen/XLA (max abs error ~1e-7 on [-4, 4], clamped beyond).
+SCHNELL_INLINE float schnell_erff(float x) {
+    x = fminf(fmaxf(x, -4.0f), 4.0f);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return p / q;
+}
+
+SCHNELL_INLINE float schnell_activate(float x, int kind) {
+    switch (kind) {
+    case SCHNELL_GELU_TANH:
+        return 0.5f * x * (1.0f + schnell_tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case SCHNELL_GELU_ERF:
+        return 0.5f * x * (1.0f + schnell_erff(x * 0.7071067811865476f));
+    case SCHNELL_QUICK_GELU:
+        return x * schnell_sigmoidf(1.702f * x);
+    case SCHNELL_SILU:
+        return x * schnell_sigmoidf(x);
+    default:
+        return x > 0.0f ? x : 0.0f;
+    }
+}
+
+// The same activations through libm, for the reference loops.
+static inline float schnell_activate_reference(float x, int kind) {
+    switch (kind) {
+    case SCHNELL_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case SCHNELL_GELU_ERF:
+        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case SCHNELL_QUICK_GELU:
+        return x / (1.0f + expf(-1.702f * x));
+    case SCHNELL_SILU:
+        return x / (1.0f + expf(-x));
+    default:
+        return x > 0.0f ? x : 0.0f;
+    }
+}
+
+#endif

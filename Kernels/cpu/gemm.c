@@ -1,0 +1,92 @@
+// Linear layers on OpenBLAS sgemm. float32 weights go straight from the memory map to sgemm;
+// other dtypes are converted in blocks of output rows (a few MB of scratch), so a 12B-parameter
+// bf16 model is never expanded to float32 as a whole.
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "dispatch.h"
+
+// Rows of a non-f32 weight converted at a time: ~8 MB of float32 scratch at k = 3072.
+static size_t conversion_block_rows(size_t k) {
+    size_t rows = ((size_t)2 << 20) / (k ? k : 1);
+    if (rows < 64) rows = 64;
+    return (rows + 15) & ~(size_t)15;
+}
+
+typedef struct {
+    const void *bias;
+    int bias_dtype;
+    size_t n;
+    float *y;
+    size_t y_stride;
+} bias_job;
+
+static void fill_bias_rows(void *context, size_t begin, size_t end) {
+    const bias_job *job = context;
+    for (size_t r = begin; r < end; r++) {
+        schnell_convert_to_f32(job->bias, job->bias_dtype, job->y + r * job->y_stride, job->n);
+    }
+}
+
+void schnell_linear(const float *x, size_t rows, size_t k,
+                    const void *weight, int weight_dtype,
+                    const void *bias, int bias_dtype,
+                    size_t n, float *y, size_t y_stride) {
+    if (rows == 0 || n == 0) return;
+    float beta = 0.0f;
+    if (bias) {
+        bias_job job = {bias, bias_dtype, n, y, y_stride};
+        schnell_parallel_for(rows, 16, fill_bias_rows, &job);
+        beta = 1.0f;
+    }
+    if (weight_dtype == SCHNELL_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)n,
+                    (blasint)k, 1.0f, x, (blasint)k, weight, (blasint)k, beta, y,
+                    (blasint)y_stride);
+        return;
+    }
+    size_t block = conversion_block_rows(k);
+    if (block > n) block = n;
+    float *scratch = malloc(block * k * sizeof(float));
+    if (!scratch) {
+        schnell_linear_reference(x, rows, k, weight, weight_dtype, bias, bias_dtype, n, y, y_stride);
+        return;
+    }
+    size_t element = schnell_dtype_size(weight_dtype);
+    for (size_t start = 0; start < n; start += block) {
+        size_t count = n - start < block ? n - start : block;
+        schnell_convert_to_f32((const char *)weight + start * k * element, weight_dtype, scratch,
+                               count * k);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)count,
+                    (blasint)k, 1.0f, x, (blasint)k, scratch, (blasint)k, beta, y + start,
+                    (blasint)y_stride);
+    }
+    free(scratch);
+}
+
+void schnell_linear_reference(const float *x, size_t rows, size_t k,
+                              const void *weight, int weight_dtype,
+                              const void *bias, int bias_dtype,
+                              size_t n, float *y, size_t y_stride) {
+    size_t element = schnell_dtype_size(weight_dtype);
+    size_t bias_element = schnell_dtype_size(bias_dtype);
+    float *row = malloc((k ? k : 1) * sizeof(float));
+    if (!row) return;
+    for (size_t j = 0; j < n; j++) {
+        schnell_convert_to_f32_reference((const char *)weight + j * k * element, weight_dtype, row, k);
+        float b = 0.0f;
+        if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &b, 1);
+        for (size_t r = 0; r < rows; r++) {
+            double sum = 0.0;
+            for (size_t i = 0; i < k; i++) sum += (double)x[r * k + i] * row[i];
+            y[r * y_stride + j] = (float)sum + b;
+        }
+    }
+    free(row);
+}
+
+void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n) {
+    if (m == 0 || n == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k,
+                1.0f, a, (blasint)k, b, (blasint)n, 0.0f, c, (blasint)n);
+}

@@ -1,0 +1,136 @@
+// Schnell CPU kernels: the C half of the CPU op set.
+//
+// Layout conventions (all row-major, float32 activations):
+//   - a "row" is one token (or one pixel for channel-last data); `dim` is its width;
+//   - attention operands are token-major [tokens, heads * head_dim] with an explicit
+//     stride per token, so fused q|k|v projections are read in place;
+//   - weights are [out_features, in_features] in their stored dtype (see schnell_dtype).
+//
+// Every fast kernel has a `_reference` twin: a plain single-threaded loop that the tests
+// compare against. Fast kernels pick an AVX-512 or a generic build of their inner loop at
+// run time and split work over the thread pool (parallel.c).
+#ifndef SCHNELL_KERNELS_H
+#define SCHNELL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- threads (parallel.c) ----
+// Sets the worker count for our loops and for OpenBLAS (so the two never oversubscribe).
+void schnell_set_threads(int count);
+int schnell_threads(void);
+typedef void (*schnell_range_fn)(void *context, size_t begin, size_t end);
+// Calls fn(context, b, e) over disjoint ranges covering [0, count), at least `grain` items each.
+void schnell_parallel_for(size_t count, size_t grain, schnell_range_fn fn, void *context);
+// 1 when the CPU has AVX-512 F/BW/VL/DQ (the fast paths), 2 when it also has AVX512-BF16.
+int schnell_cpu_level(void);
+
+// ---- dtypes (convert.c) ----
+typedef enum {
+    SCHNELL_F32 = 0,
+    SCHNELL_F16 = 1,
+    SCHNELL_BF16 = 2,
+    SCHNELL_F8_E4M3 = 3,
+} schnell_dtype;
+size_t schnell_dtype_size(int dtype);
+void schnell_convert_to_f32(const void *source, int dtype, float *destination, size_t count);
+void schnell_convert_to_f32_reference(const void *source, int dtype, float *destination, size_t count);
+// Round-to-nearest-even float32 -> bfloat16, as torch's .to(torch.bfloat16).
+void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
+
+// ---- GEMM (gemm.c) ----
+// y[m, 0:n] = x[m, 0:k] . weight[0:n, 0:k]^T (+ bias[0:n]) for m < rows.
+// weight and bias are in `weight_dtype` / `bias_dtype`; bias may be NULL.
+// y has row stride `y_stride` (>= n), so several weight blocks fill one wide output.
+void schnell_linear(const float *x, size_t rows, size_t k,
+                    const void *weight, int weight_dtype,
+                    const void *bias, int bias_dtype,
+                    size_t n, float *y, size_t y_stride);
+void schnell_linear_reference(const float *x, size_t rows, size_t k,
+                              const void *weight, int weight_dtype,
+                              const void *bias, int bias_dtype,
+                              size_t n, float *y, size_t y_stride);
+// c[m, n] = a[m, k] . b[k, n] (all float32, row-major, packed).
+void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
+
+// ---- norms (norm.c) ----
+// y = (x - mean) / sqrt(var + eps) * weight + bias per row; weight/bias may be NULL.
+void schnell_layer_norm(const float *x, float *y, size_t rows, size_t dim, float eps,
+                        const float *weight, const float *bias);
+void schnell_layer_norm_reference(const float *x, float *y, size_t rows, size_t dim, float eps,
+                                  const float *weight, const float *bias);
+// FLUX's adaptive norm: y = layer_norm(x) * (1 + scale) + shift, scale/shift of width dim.
+void schnell_layer_norm_modulate(const float *x, float *y, size_t rows, size_t dim, float eps,
+                                 const float *scale, const float *shift);
+void schnell_layer_norm_modulate_reference(const float *x, float *y, size_t rows, size_t dim,
+                                           float eps, const float *scale, const float *shift);
+// y = x / sqrt(mean(x^2) + eps) * weight; weight may be NULL.
+void schnell_rms_norm(const float *x, float *y, size_t rows, size_t dim, float eps,
+                      const float *weight);
+void schnell_rms_norm_reference(const float *x, float *y, size_t rows, size_t dim, float eps,
+                                const float *weight);
+
+// ---- RoPE (rope.c) ----
+// In place on x viewed as [tokens, heads, head_dim] with `token_stride` floats between tokens:
+// per head, RMS norm over head_dim (weight of width head_dim), then FLUX's rotary embedding on
+// interleaved pairs: (a, b) -> (a cos - b sin, b cos + a sin), with cos/sin [tokens, head_dim]
+// (each pair's angle repeated twice, as diffusers' repeat_interleave_real layout).
+void schnell_qk_norm_rope(float *x, size_t tokens, size_t heads, size_t head_dim,
+                          size_t token_stride, const float *norm_weight, float eps,
+                          const float *cos_table, const float *sin_table);
+void schnell_qk_norm_rope_reference(float *x, size_t tokens, size_t heads, size_t head_dim,
+                                    size_t token_stride, const float *norm_weight, float eps,
+                                    const float *cos_table, const float *sin_table);
+
+// ---- attention (attention.c) ----
+// out[i, h*d:(h+1)*d] = softmax(scale * q_i . k^T + bias[h, i, :] (+ causal mask)) . v for each
+// head h. q/k/v/out are token-major with the given strides; bias is [heads, q_tokens, kv_tokens]
+// or NULL. Memory use is O(block * kv_tokens), never O(q_tokens * kv_tokens * heads).
+void schnell_attention(const float *q, size_t q_stride,
+                       const float *k, size_t k_stride,
+                       const float *v, size_t v_stride,
+                       float *out, size_t out_stride,
+                       size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
+                       float scale, const float *bias, int causal);
+void schnell_attention_reference(const float *q, size_t q_stride,
+                                 const float *k, size_t k_stride,
+                                 const float *v, size_t v_stride,
+                                 float *out, size_t out_stride,
+                                 size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
+                                 float scale, const float *bias, int causal);
+// In place over rows of width dim.
+void schnell_softmax(float *x, size_t rows, size_t dim);
+void schnell_softmax_reference(float *x, size_t rows, size_t dim);
+
+// ---- activations and elementwise (activation.c) ----
+typedef enum {
+    SCHNELL_GELU_TANH = 0,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    SCHNELL_GELU_ERF = 1,   // 0.5 x (1 + erf(x / sqrt(2)))
+    SCHNELL_QUICK_GELU = 2, // x sigmoid(1.702 x)
+    SCHNELL_SILU = 3,       // x sigmoid(x)
+    SCHNELL_RELU = 4,
+} schnell_activation_kind;
+// In place on `count` floats with row stride: x[r * stride + c] for r < rows, c < width.
+void schnell_activation(float *x, size_t rows, size_t width, size_t stride, int kind);
+void schnell_activation_reference(float *x, size_t rows, size_t width, size_t stride, int kind);
+// x[r, c] += gate[c] * y[r, c] (gate NULL means 1); x and y have their own row strides.
+void schnell_gated_add(float *x, size_t x_stride, const float *y, size_t y_stride,
+                       const float *gate, size_t rows, size_t width);
+void schnell_gated_add_reference(float *x, size_t x_stride, const float *y, size_t y_stride,
+                                 const float *gate, size_t rows, size_t width);
+// out[r, c] = act(a[r, c]) * b[r, c]: gated feed-forward (T5's gated-GELU).
+void schnell_gated_activation(const float *a, size_t a_stride, const float *b, size_t b_stride,
+                              float *out, size_t rows, size_t width, int kind);
+void schnell_gated_activation_reference(const float *a, size_t a_stride, const float *b,
+                                        size_t b_stride, float *out, size_t rows, size_t width,
+                                        int kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

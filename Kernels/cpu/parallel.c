@@ -1,0 +1,129 @@
+// A persistent thread pool for the kernels' loops. The calling thread works too; helpers
+// wait on a condition variable between jobs, so an idle engine uses no CPU. Work is handed
+// out in chunks through an atomic counter. Jobs never nest: a range function must not call
+// schnell_parallel_for itself (nested calls run inline on the calling thread).
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+
+extern void openblas_set_num_threads(int);
+
+enum { SCHNELL_MAX_THREADS = 256 };
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pool_size = 0;    // helper threads started
+static int pool_wanted = 0;  // threads (caller included) a job uses
+static unsigned long job_generation = 0;
+static int job_pending_helpers = 0;
+static schnell_range_fn job_fn;
+static void *job_context;
+static size_t job_count, job_chunk;
+static atomic_size_t job_next;
+static _Thread_local int inside_job = 0;
+
+static void run_chunks(void) {
+    for (;;) {
+        size_t begin = atomic_fetch_add(&job_next, job_chunk);
+        if (begin >= job_count) return;
+        size_t end = begin + job_chunk < job_count ? begin + job_chunk : job_count;
+        job_fn(job_context, begin, end);
+    }
+}
+
+static void *helper_main(void *argument) {
+    int index = (int)(intptr_t)argument;
+    unsigned long seen = 0;
+    inside_job = 1;
+    pthread_mutex_lock(&pool_lock);
+    for (;;) {
+        while (job_generation == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        seen = job_generation;
+        if (index + 1 >= pool_wanted) continue;
+        pthread_mutex_unlock(&pool_lock);
+        run_chunks();
+        pthread_mutex_lock(&pool_lock);
+        if (--job_pending_helpers == 0) pthread_cond_signal(&pool_done);
+    }
+    return NULL;
+}
+
+static int default_threads(void) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
+void schnell_set_threads(int count) {
+    if (count < 1) count = default_threads();
+    if (count > SCHNELL_MAX_THREADS) count = SCHNELL_MAX_THREADS;
+    pthread_mutex_lock(&submit_lock);
+    pthread_mutex_lock(&pool_lock);
+    while (pool_size < count - 1) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, helper_main, (void *)(intptr_t)pool_size) != 0) break;
+        pthread_detach(thread);
+        pool_size++;
+    }
+    pool_wanted = pool_size + 1 < count ? pool_size + 1 : count;
+    pthread_mutex_unlock(&pool_lock);
+    pthread_mutex_unlock(&submit_lock);
+    openblas_set_num_threads(count);
+}
+
+int schnell_threads(void) {
+    if (pool_wanted == 0) schnell_set_threads(0);
+    return pool_wanted;
+}
+
+void schnell_parallel_for(size_t count, size_t grain, schnell_range_fn fn, void *context) {
+    if (count == 0) return;
+    if (grain == 0) grain = 1;
+    int threads = schnell_threads();
+    if (threads <= 1 || count <= grain || inside_job) {
+        fn(context, 0, count);
+        return;
+    }
+    // Several chunks per thread balance uneven rows; never below the grain.
+    size_t chunk = count / ((size_t)threads * 4);
+    if (chunk < grain) chunk = grain;
+    pthread_mutex_lock(&submit_lock);
+    pthread_mutex_lock(&pool_lock);
+    job_fn = fn;
+    job_context = context;
+    job_count = count;
+    job_chunk = chunk;
+    atomic_store(&job_next, 0);
+    job_pending_helpers = threads - 1;
+    job_generation++;
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+
+    inside_job = 1;
+    run_chunks();
+    inside_job = 0;
+
+    pthread_mutex_lock(&pool_lock);
+    while (job_pending_helpers > 0) pthread_cond_wait(&pool_done, &pool_lock);
+    pthread_mutex_unlock(&pool_lock);
+    pthread_mutex_unlock(&submit_lock);
+}
+
+int schnell_cpu_level(void) {
+    static atomic_int level = -1;
+    int known = atomic_load(&level);
+    if (known >= 0) return known;
+    __builtin_cpu_init();
+    int value = 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        value = __builtin_cpu_supports("avx512bf16") ? 2 : 1;
+    }
+    atomic_store(&level, value);
+    return value;
+}

@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+// Schnell: a local inference engine for FLUX.1-class text-to-image models.
+// No Swift package dependencies; system C libraries come from Debian's -dev packages.
+import PackageDescription
+
+// The kernels are built at -O3 even in debug builds: a debug-built hot loop is 10-100x slower.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]
+
+let package = Package(
+    name: "Schnell",
+    products: [
+        .library(name: "Schnell", targets: ["Schnell"]),
+        .executable(name: "schnell", targets: ["schnell"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG",
+                       providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CWebP", path: "Sources/CWebP",
+                       providers: [.apt(["libwebp-dev"])]),
+        .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD",
+                       providers: [.apt(["libmicrohttpd-dev"])]),
+        .target(name: "SchnellKernels", dependencies: ["CBLAS"], path: "Kernels/cpu",
+                cSettings: kernelFlags,
+                linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m"), .linkedLibrary("pthread")]),
+        .target(name: "Schnell", dependencies: ["SchnellKernels"]),
+        .target(name: "SchnellImageIO", dependencies: ["CPNG", "CJPEG", "CWebP"]),
+        .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD"]),
+        .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),
+        .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels"],
+                          path: "Benchmarks/SchnellBench"),
+        .testTarget(name: "SchnellTests", dependencies: ["Schnell", "SchnellKernels"]),
+        .testTarget(name: "SchnellImageIOTests", dependencies: ["SchnellImageIO"]),
+        .testTarget(name: "SchnellServerTests", dependencies: ["SchnellServer", "Schnell"]),
+    ]
+)

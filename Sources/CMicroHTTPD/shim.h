@@ -1,0 +1,6 @@
+// GNU libmicrohttpd (Debian: libmicrohttpd-dev).
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <microhttpd.h>

@@ -1,0 +1,3 @@
+// libwebp (Debian: libwebp-dev).
+#include <webp/encode.h>
+#include <webp/decode.h>

@@ -1,0 +1,105 @@
+import SchnellKernels
+
+/// Owns one float32 allocation; tensors are views into it.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// A float32 activation tensor, row-major. The last dimension is the row width; rows may be
+/// `rowStride` floats apart, so a column slice of a wider tensor (q out of a fused q|k|v
+/// projection) is a view, not a copy. Batch is always 1: `shape` has no batch axis.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let rowStride: Int
+    let storage: TensorStorage
+    let offset: Int
+
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        rowStride = shape.last ?? 1
+        storage = TensorStorage(count: shape.reduce(1, *))
+        offset = 0
+    }
+
+    public init(shape: [Int], values: [Float]) {
+        precondition(values.count == shape.reduce(1, *), "values do not fill shape \(shape)")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { storage.pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    init(shape: [Int], rowStride: Int, storage: TensorStorage, offset: Int) {
+        self.shape = shape
+        self.rowStride = rowStride
+        self.storage = storage
+        self.offset = offset
+    }
+
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
+    public var count: Int { shape.reduce(1, *) }
+    /// Row width (the last dimension).
+    public var width: Int { shape.last ?? 1 }
+    /// Number of rows (the product of all but the last dimension).
+    public var rows: Int { shape.dropLast().reduce(1, *) }
+    public var isContiguous: Bool { rowStride == width }
+
+    /// Rows [start, start + count) as a view.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(shape.count == 2 && range.lowerBound >= 0 && range.upperBound <= rows)
+        return Tensor(shape: [range.count, width], rowStride: rowStride, storage: storage,
+                      offset: offset + range.lowerBound * rowStride)
+    }
+
+    /// Columns [start, start + count) of every row as a strided view.
+    public func columns(_ range: Range<Int>) -> Tensor {
+        precondition(shape.count == 2 && range.lowerBound >= 0 && range.upperBound <= width)
+        return Tensor(shape: [rows, range.count], rowStride: rowStride, storage: storage,
+                      offset: offset + range.lowerBound)
+    }
+
+    /// The same contiguous data under another shape of equal size.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(isContiguous && newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, rowStride: newShape.last ?? 1, storage: storage, offset: offset)
+    }
+
+    /// A contiguous copy (the identity for contiguous tensors is still a copy).
+    public func copy() -> Tensor {
+        let result = Tensor(zeros: shape)
+        for r in 0..<rows {
+            (result.pointer + r * width).update(from: pointer + r * rowStride, count: width)
+        }
+        return result
+    }
+
+    /// The values in row-major order (contiguous copy).
+    public var values: [Float] {
+        let packed = isContiguous ? self : copy()
+        return Array(UnsafeBufferPointer(start: packed.pointer, count: count))
+    }
+
+    /// Rows of several tensors of equal width, stacked in order: [sum rows, width].
+    public static func concatenateRows(_ parts: [Tensor]) -> Tensor {
+        let width = parts.first?.width ?? 0
+        precondition(parts.allSatisfy { $0.width == width }, "row widths differ")
+        let result = Tensor(zeros: [parts.reduce(0) { $0 + $1.rows }, width])
+        var row = 0
+        for part in parts {
+            for r in 0..<part.rows {
+                (result.pointer + (row + r) * width).update(from: part.pointer + r * part.rowStride, count: width)
+            }
+            row += part.rows
+        }
+        return result
+    }
+}

@@ -1,0 +1,2 @@
+import Schnell
+print("schnell")
