@@ -1,0 +1,39 @@
+/// Activation functions of the op set.
+public enum Activation: Sendable {
+    case geluTanh, gelu, quickGelu, silu, relu
+}
+
+/// cos/sin tables for rotary embeddings: [tokens, headDim] each, every pair's angle repeated
+/// twice (the interleaved layout FLUX uses).
+public struct RotaryTable: Sendable {
+    public let cos: Tensor
+    public let sin: Tensor
+}
+
+/// The op set models are written against. Tensors are float32 [rows, width] views (a leading
+/// axis may be folded into rows); weights stay in their stored dtype. Ops that say "in place"
+/// write into their first argument's storage, which may be a strided view.
+public protocol Backend: Sendable {
+    /// x [rows, inFeatures] -> [rows, outFeatures]
+    func linear(_ x: Tensor, _ layer: Linear) -> Tensor
+    /// Per-row layer norm, optionally affine (weight/bias of width `x.width`).
+    func layerNorm(_ x: Tensor, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor
+    /// FLUX's adaptive norm: layerNorm(x) * (1 + scale) + shift (no affine).
+    func layerNormModulate(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) -> Tensor
+    /// x / rms(x) * weight per row.
+    func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float) -> Tensor
+    /// In place on x [tokens, heads * headDim]: RMS norm per head, then rotary embedding.
+    func qkNormRope(_ x: Tensor, heads: Int, weight: Tensor?, eps: Float, rotary: RotaryTable?)
+    /// softmax(scale q k^T + bias (+ causal mask)) v per head. q [Lq, heads * d],
+    /// k/v [Lk, heads * d] (strided views allowed), bias [heads, Lq, Lk] -> [Lq, heads * d].
+    func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, bias: Tensor?,
+                   causal: Bool) -> Tensor
+    /// In place.
+    func activate(_ x: Tensor, _ kind: Activation)
+    /// act(a) * b elementwise -> new tensor.
+    func gatedActivation(_ a: Tensor, _ b: Tensor, _ kind: Activation) -> Tensor
+    /// In place: x += gate * y, gate a row vector of width x.width (nil means 1).
+    func gatedAdd(_ x: Tensor, _ y: Tensor, gate: Tensor?)
+    /// Rows of a weight table picked by ids: [ids.count, table width], float32.
+    func embedding(_ table: WeightTensor, ids: [Int32]) -> Tensor
+}

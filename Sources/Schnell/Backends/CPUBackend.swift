@@ -1,0 +1,103 @@
+import SchnellKernels
+
+/// The op set on the CPU: OpenBLAS sgemm for GEMMs, the C kernels in Kernels/cpu for the rest.
+public struct CPUBackend: Backend {
+    public init(threads: Int = 0) {
+        schnell_set_threads(Int32(threads))
+    }
+
+    public func linear(_ x: Tensor, _ layer: Linear) -> Tensor {
+        precondition(x.width == layer.inFeatures, "linear: input width \(x.width) != \(layer.inFeatures)")
+        let input = x.isContiguous ? x : x.copy()
+        let output = Tensor(zeros: Array(x.shape.dropLast()) + [layer.outFeatures])
+        var column = 0
+        for block in layer.blocks {
+            let rows = block.weight.shape[0]
+            schnell_linear(input.pointer, input.rows, layer.inFeatures,
+                           block.weight.pointer, block.weight.dtype.kernelCode,
+                           block.bias?.pointer, block.bias?.dtype.kernelCode ?? 0,
+                           rows, output.pointer + column, layer.outFeatures)
+            column += rows
+        }
+        return output
+    }
+
+    public func layerNorm(_ x: Tensor, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor {
+        let input = x.isContiguous ? x : x.copy()
+        let output = Tensor(zeros: x.shape)
+        schnell_layer_norm(input.pointer, output.pointer, x.rows, x.width, eps, weight?.pointer, bias?.pointer)
+        return output
+    }
+
+    public func layerNormModulate(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) -> Tensor {
+        let input = x.isContiguous ? x : x.copy()
+        let output = Tensor(zeros: x.shape)
+        schnell_layer_norm_modulate(input.pointer, output.pointer, x.rows, x.width, eps,
+                                    scale.copyIfStrided.pointer, shift.copyIfStrided.pointer)
+        return output
+    }
+
+    public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float) -> Tensor {
+        let input = x.isContiguous ? x : x.copy()
+        let output = Tensor(zeros: x.shape)
+        schnell_rms_norm(input.pointer, output.pointer, x.rows, x.width, eps, weight?.pointer)
+        return output
+    }
+
+    public func qkNormRope(_ x: Tensor, heads: Int, weight: Tensor?, eps: Float, rotary: RotaryTable?) {
+        schnell_qk_norm_rope(x.pointer, x.rows, heads, x.width / heads, x.rowStride, weight?.pointer, eps,
+                             rotary?.cos.pointer, rotary?.sin.pointer)
+    }
+
+    public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, bias: Tensor?,
+                          causal: Bool) -> Tensor {
+        let output = Tensor(zeros: [q.rows, v.width])
+        schnell_attention(q.pointer, q.rowStride, k.pointer, k.rowStride, v.pointer, v.rowStride,
+                          output.pointer, output.rowStride, q.rows, k.rows, heads, q.width / heads,
+                          scale, bias?.pointer, causal ? 1 : 0)
+        return output
+    }
+
+    public func activate(_ x: Tensor, _ kind: Activation) {
+        schnell_activation(x.pointer, x.rows, x.width, x.rowStride, kind.kernelCode)
+    }
+
+    public func gatedActivation(_ a: Tensor, _ b: Tensor, _ kind: Activation) -> Tensor {
+        let output = Tensor(zeros: a.shape)
+        schnell_gated_activation(a.pointer, a.rowStride, b.pointer, b.rowStride, output.pointer,
+                                 a.rows, a.width, kind.kernelCode)
+        return output
+    }
+
+    public func gatedAdd(_ x: Tensor, _ y: Tensor, gate: Tensor?) {
+        schnell_gated_add(x.pointer, x.rowStride, y.pointer, y.rowStride, gate?.copyIfStrided.pointer,
+                          x.rows, x.width)
+    }
+
+    public func embedding(_ table: WeightTensor, ids: [Int32]) -> Tensor {
+        let width = table.shape.last ?? 0
+        let output = Tensor(zeros: [ids.count, width])
+        for (row, id) in ids.enumerated() {
+            let source = table.pointer + Int(id) * width * table.dtype.sizeBytes
+            schnell_convert_to_f32(source, table.dtype.kernelCode, output.pointer + row * width, width)
+        }
+        return output
+    }
+}
+
+extension Activation {
+    var kernelCode: Int32 {
+        switch self {
+        case .geluTanh: return Int32(SCHNELL_GELU_TANH.rawValue)
+        case .gelu: return Int32(SCHNELL_GELU_ERF.rawValue)
+        case .quickGelu: return Int32(SCHNELL_QUICK_GELU.rawValue)
+        case .silu: return Int32(SCHNELL_SILU.rawValue)
+        case .relu: return Int32(SCHNELL_RELU.rawValue)
+        }
+    }
+}
+
+extension Tensor {
+    /// Kernels that take a bare vector need it packed.
+    var copyIfStrided: Tensor { isContiguous ? self : copy() }
+}

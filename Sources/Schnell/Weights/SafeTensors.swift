@@ -1,0 +1,168 @@
+import Foundation
+import SchnellKernels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Storage dtypes of weight files.
+public enum DType: String, Sendable, CaseIterable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", f8e4m3 = "F8_E4M3"
+
+    public var sizeBytes: Int { self == .f32 ? 4 : (self == .f8e4m3 ? 1 : 2) }
+    var kernelCode: Int32 {
+        switch self {
+        case .f32: return Int32(SCHNELL_F32.rawValue)
+        case .f16: return Int32(SCHNELL_F16.rawValue)
+        case .bf16: return Int32(SCHNELL_BF16.rawValue)
+        case .f8e4m3: return Int32(SCHNELL_F8_E4M3.rawValue)
+        }
+    }
+}
+
+/// A read-only memory map of a whole file; unmapped when the last tensor viewing it goes.
+final class MappedFile: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let sizeBytes: Int
+
+    init(path: String) throws {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else {
+            throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw WeightsError.cannotOpen(file: path, reason: "not a regular file")
+        }
+        sizeBytes = Int(info.st_size)
+        guard sizeBytes > 0 else { throw WeightsError.tooSmall(file: path, sizeBytes: 0) }
+        guard let mapped = mmap(nil, sizeBytes, PROT_READ, MAP_PRIVATE, descriptor, 0),
+              mapped != MAP_FAILED else {
+            throw WeightsError.cannotOpen(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(mapped)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), sizeBytes) }
+}
+
+/// One tensor inside a memory-mapped weight file, in its stored dtype.
+public struct WeightTensor: @unchecked Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    /// The file it came from, for error messages.
+    public let file: String
+    let mapping: MappedFile
+    let byteOffset: Int
+
+    public var count: Int { shape.reduce(1, *) }
+    public var pointer: UnsafeRawPointer { mapping.base + byteOffset }
+
+    /// Rows [start, start + count) of the first axis, as a view (no copy).
+    public func rows(_ range: Range<Int>) -> WeightTensor {
+        let rowElements = shape.dropFirst().reduce(1, *)
+        var newShape = shape
+        newShape[0] = range.count
+        return WeightTensor(name: name, dtype: dtype, shape: newShape, file: file, mapping: mapping,
+                            byteOffset: byteOffset + range.lowerBound * rowElements * dtype.sizeBytes)
+    }
+
+    /// A float32 copy (for small tensors: norms, biases, embeddings tables, test data).
+    public func floats() -> Tensor {
+        let result = Tensor(zeros: shape.isEmpty ? [1] : shape)
+        schnell_convert_to_f32(pointer, dtype.kernelCode, result.pointer, count)
+        return result
+    }
+}
+
+/// A parsed safetensors file: an 8-byte little-endian header length, a JSON header mapping
+/// names to {dtype, shape, data_offsets}, then the data section the offsets point into.
+public final class SafeTensorsFile: @unchecked Sendable {
+    public let path: String
+    public let tensors: [String: WeightTensor]
+    public let metadata: [String: String]
+
+    public init(path: String) throws {
+        let mapping = try MappedFile(path: path)
+        guard mapping.sizeBytes >= 8 else { throw WeightsError.tooSmall(file: path, sizeBytes: mapping.sizeBytes) }
+        let headerBytes = mapping.base.loadUnaligned(as: UInt64.self).littleEndian
+        guard headerBytes <= UInt64(mapping.sizeBytes - 8) else {
+            throw WeightsError.headerLengthPastEnd(file: path, headerBytes: headerBytes, fileBytes: mapping.sizeBytes)
+        }
+        let headerData = Data(bytes: mapping.base + 8, count: Int(headerBytes))
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: headerData)
+        } catch {
+            throw WeightsError.invalidHeader(file: path, reason: "not valid JSON")
+        }
+        guard let header = parsed as? [String: Any] else {
+            throw WeightsError.invalidHeader(file: path, reason: "the header is not a JSON object")
+        }
+        let dataStart = 8 + Int(headerBytes)
+        let dataBytes = mapping.sizeBytes - dataStart
+        var metadata: [String: String] = [:]
+        var spans: [(name: String, begin: Int, end: Int)] = []
+        var tensors: [String: WeightTensor] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                for (key, item) in value as? [String: Any] ?? [:] { metadata[key] = "\(item)" }
+                continue
+            }
+            guard let entry = value as? [String: Any],
+                  let dtypeName = entry["dtype"] as? String,
+                  let shapeValues = entry["shape"] as? [Any],
+                  let offsetValues = entry["data_offsets"] as? [Any], offsetValues.count == 2 else {
+                throw WeightsError.invalidHeader(file: path, reason: "entry '\(name)' lacks dtype, shape or two data_offsets")
+            }
+            let shape = try shapeValues.map { try Self.integer($0, path: path, what: "shape of '\(name)'") }
+            let begin = try Self.integer(offsetValues[0], path: path, what: "data_offsets of '\(name)'")
+            let end = try Self.integer(offsetValues[1], path: path, what: "data_offsets of '\(name)'")
+            guard let dtype = DType(rawValue: dtypeName) else {
+                throw WeightsError.unsupportedDType(file: path, tensor: name, dtype: dtypeName)
+            }
+            guard begin <= end else {
+                throw WeightsError.offsetsOutOfRange(file: path, tensor: name, begin: begin, end: end, dataBytes: dataBytes)
+            }
+            let (elements, overflow) = shape.reduce((1, false)) { partial, dimension in
+                let product = partial.0.multipliedReportingOverflow(by: dimension)
+                return (product.partialValue, partial.1 || product.overflow)
+            }
+            guard !overflow, elements.multipliedReportingOverflow(by: dtype.sizeBytes).partialValue == end - begin else {
+                throw WeightsError.sizeMismatch(file: path, tensor: name, shape: shape, dtype: dtypeName, spanBytes: end - begin)
+            }
+            spans.append((name, begin, end))
+            tensors[name] = WeightTensor(name: name, dtype: dtype, shape: shape, file: path,
+                                         mapping: mapping, byteOffset: dataStart + begin)
+        }
+        spans.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        for (previous, next) in zip(spans, spans.dropFirst()) where next.begin < previous.end {
+            throw WeightsError.overlapping(file: path, tensor: next.name, other: previous.name)
+        }
+        // Past the end: a file cut short if the tensors tile the data section without gaps
+        // (what writers produce), otherwise offsets that point nowhere.
+        if let last = spans.max(by: { $0.end < $1.end }), last.end > dataBytes {
+            var contiguous = spans.first?.begin == 0
+            for (previous, next) in zip(spans, spans.dropFirst()) where next.begin != previous.end { contiguous = false }
+            if contiguous {
+                throw WeightsError.truncated(file: path, tensor: last.name, needBytes: last.end, haveBytes: dataBytes)
+            }
+            let outside = spans.first { $0.end > dataBytes } ?? last
+            throw WeightsError.offsetsOutOfRange(file: path, tensor: outside.name, begin: outside.begin, end: outside.end, dataBytes: dataBytes)
+        }
+        self.path = path
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    private static func integer(_ value: Any, path: String, what: String) throws -> Int {
+        if !(value is Bool), let number = value as? Int, number >= 0, number <= Int(Int32.max) * 1024 {
+            return number
+        }
+        throw WeightsError.invalidHeader(file: path, reason: "\(what) must hold non-negative integers")
+    }
+}
