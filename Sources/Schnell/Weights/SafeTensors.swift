@@ -160,7 +160,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     private static func integer(_ value: Any, path: String, what: String) throws -> Int {
-        if !(value is Bool), let number = value as? Int, number >= 0, number <= Int(Int32.max) * 1024 {
+        if let number = value as? Int, number >= 0, number <= Int(Int32.max) * 1024 {
             return number
         }
         throw WeightsError.invalidHeader(file: path, reason: "\(what) must hold non-negative integers")
