@@ -47,6 +47,28 @@ final class CLIPTextModelTests: XCTestCase {
             path: TextEncoderFixtures.path("clip_quick_gelu", "clip_l.safetensors"), backend: backend))
     }
 
+    /// Sizes come from the shapes, heads from CLIP's 64-wide heads; the position-id buffer and
+    /// a full CLIP checkpoint's projection and logit scale are skipped, anything else refused.
+    func testInferredConfigRoundTrip() throws {
+        let config = CLIPTextConfig(vocabularySize: 300, hiddenSize: 128, intermediateSize: 96, layerCount: 3,
+                                    headCount: 2, maxPositions: 40, hiddenActivation: "quick_gelu",
+                                    layerNormEpsilon: 1e-5, endTokenId: 2)
+        let extras = [TensorSpec("text_model.embeddings.position_ids", [1, 40]), TensorSpec("logit_scale", []),
+                      TensorSpec("text_projection.weight", [128, 128])]
+        let path = try TextEncoderFixtures.zeroCheckpoint(CLIPTextModel.expectedTensors(config: config) + extras)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let model = try CLIPTextModel.load(path: path, backend: backend)
+        XCTAssertEqual(model.config, config)
+        XCTAssertEqual(try model.encode(ids: [1, 2, 299]).hidden.shape, [3, 128])
+
+        let stray = try TextEncoderFixtures.zeroCheckpoint(
+            CLIPTextModel.expectedTensors(config: config, prefix: "") + [TensorSpec("vision_model.post_layernorm.weight", [8])])
+        defer { try? FileManager.default.removeItem(atPath: stray) }
+        XCTAssertThrowsError(try CLIPTextModel.load(path: stray, backend: backend)) { error in
+            XCTAssertEqual(error as? WeightsError, .unexpectedTensors(names: ["vision_model.post_layernorm.weight"], file: stray))
+        }
+    }
+
     func testManifestOfCLIPL() throws {
         let manifest = try TextEncoderFixtures.manifest("clip_l_manifest.json")
         let specs = CLIPTextModel.expectedTensors(config: .clipL)

@@ -40,3 +40,27 @@ enum TextEncoderFixtures {
         return (difference / norm).squareRoot()
     }
 }
+
+extension TextEncoderFixtures {
+    /// Writes a safetensors file of f16 zeros holding `specs` to a fresh temporary path: shapes
+    /// without numbers, for loader tests that need no reference outputs.
+    static func zeroCheckpoint(_ specs: [TensorSpec]) throws -> String {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for spec in specs {
+            let bytes = spec.shape.reduce(2, *)
+            header[spec.name] = ["dtype": "F16", "shape": spec.shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        var json = try JSONSerialization.data(withJSONObject: header)
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
+        var file = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(json)
+        file.append(Data(count: offset))
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("schnell-\(UUID().uuidString).safetensors").path
+        try file.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
