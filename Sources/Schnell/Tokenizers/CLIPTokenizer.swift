@@ -86,8 +86,10 @@ public struct CLIPTokenizer: Sendable {
         for (content, id) in addedTokens {
             if let id = id ?? vocab[content] { specialIDs[content] = id }
         }
-        for role in ["bos_token", "eos_token", "unk_token", "pad_token"] {
-            if let content = settings.specialTokens[role], let id = vocab[content] { specialIDs[content] = id }
+        for (role, fallback) in [("bos_token", "<|startoftext|>"), ("eos_token", "<|endoftext|>"),
+                                 ("unk_token", "<|endoftext|>"), ("pad_token", "<|endoftext|>")] {
+            let content = settings.token(role, default: fallback)
+            if let id = vocab[content] { specialIDs[content] = id }
         }
         specialTokens = SpecialTokenSplitter(specialIDs)
 
