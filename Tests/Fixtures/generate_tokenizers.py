@@ -213,6 +213,17 @@ PROMPTS = [
     "猫" * 100,
     "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 " * 5,
     "<|startoftext|> inside text <|endoftext|> and </s> and <unk> and <pad>",
+    "<|ENDOFTEXT|> upper-case special token, <extra_id_0> sentinel and <extra_id_99>",
+    "\u2581already \u2581\u2581metaspace\u2581 characters\u2581",
+    "＜pad＞ and ＜/s＞ in fullwidth brackets",
+    "İstanbul ǅungla ǈ title-case and dotless ı",
+    "stacked e\u0301\u0302\u0303\u0304 marks and a\u0308\u0308",
+    "\u3000ideographic\u3000space\u0085next line\u2028line separator",
+    "nul x\u0000y byte",
+    "don't 'tis o'clock ’curly’ apostrophe's 'S 'T 'LL",
+    "ℌ𝔢𝔩𝔩𝔬 math letters 𝟙𝟚𝟛 and ㍻ ㎏ ㌔",
+    "decomposed hangul \u1112\u1161\u11ab\u1100\u1173\u11af",
+    "q" * 300,
 ]
 
 
