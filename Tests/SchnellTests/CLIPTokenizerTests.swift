@@ -43,3 +43,22 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 }
+
+final class CLIPTokenizerConfigTests: XCTestCase {
+    /// Stable Diffusion 2's CLIP folders pad with "!" (id 0) instead of <|endoftext|>: the pad
+    /// token must come from tokenizer_config.json. Tolerance: exact ids.
+    func testPadTokenComesFromTokenizerConfig() throws {
+        let source = TokenizerFixtures.folder.appendingPathComponent("clip-vocab-merges")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clip-pad-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for name in ["vocab.json", "merges.txt"] {
+            try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name),
+                                                       withDestinationURL: source.appendingPathComponent(name))
+        }
+        try Data(#"{"pad_token": "!", "model_max_length": 77}"#.utf8)
+            .write(to: folder.appendingPathComponent("tokenizer_config.json"))
+        let tokenizer = try CLIPTokenizer(folder: folder)
+        XCTAssertEqual(tokenizer.encode("a cat", maxLength: 6), [49406, 320, 2368, 49407, 0, 0])
+    }
+}
