@@ -71,31 +71,24 @@ public struct CLIPTokenizer: Sendable {
         }
         self.merges = merges
 
-        func id(_ role: String, _ fallback: String) throws -> Int32 {
-            let token = settings.token(role, default: fallback)
-            guard let id = vocab[token] else { throw TokenizerError.unknownToken(source, token: token) }
-            return id
-        }
-        bosID = try id("bos_token", "<|startoftext|>")
-        eosID = try id("eos_token", "<|endoftext|>")
-        padID = try id("pad_token", "<|endoftext|>")
-        unknownID = try id("unk_token", "<|endoftext|>")
-        modelMaxLength = settings.modelMaxLength
-
         var specialIDs: [String: Int32] = [:]
         for (content, id) in addedTokens {
             if let id = id ?? vocab[content] { specialIDs[content] = id }
         }
-        for (role, fallback) in [("bos_token", "<|startoftext|>"), ("eos_token", "<|endoftext|>"),
-                                 ("unk_token", "<|endoftext|>"), ("pad_token", "<|endoftext|>")] {
-            let content = settings.token(role, default: fallback)
-            if let id = vocab[content] { specialIDs[content] = id }
+        func roleID(_ role: String, _ fallback: String) throws -> Int32 {
+            let token = settings.token(role, default: fallback)
+            guard let id = vocab[token] else { throw TokenizerError.unknownToken(source, token: token) }
+            specialIDs[token] = id
+            return id
         }
+        bosID = try roleID("bos_token", "<|startoftext|>")
+        eosID = try roleID("eos_token", "<|endoftext|>")
+        padID = try roleID("pad_token", "<|endoftext|>")
+        unknownID = try roleID("unk_token", "<|endoftext|>")
+        modelMaxLength = settings.modelMaxLength
         specialTokens = SpecialTokenSplitter(specialIDs)
 
-        byteSymbols = ByteAlphabet.symbols.map { symbol in
-            (vocab[String(symbol)], vocab[String(symbol) + Self.wordEnd])
-        }
+        byteSymbols = ByteAlphabet.symbols.map { symbol in (vocab[symbol], vocab[symbol + Self.wordEnd]) }
     }
 
     /// Token ids for `text`, exactly `maxLength` long: BOS, tokens, EOS, pad.
@@ -276,13 +269,13 @@ public struct CLIPTokenizer: Sendable {
 /// GPT-2's reversible map from bytes to printable characters, in which CLIP's vocabulary is
 /// written: printable Latin-1 bytes stand for themselves, the rest take U+0100 onwards in order.
 enum ByteAlphabet {
-    static let symbols: [Character] = {
+    static let symbols: [String] = {
         let printable = Set(Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF))
-        var next = 0x100
+        var next: UInt16 = 0x100
         return (0..<256).map { byte in
-            if printable.contains(byte) { return Character(Unicode.Scalar(UInt8(byte))) }
+            if printable.contains(byte) { return String(decoding: [UInt16(byte)], as: UTF16.self) }
             defer { next += 1 }
-            return Character(Unicode.Scalar(UInt16(next)) ?? "?")
+            return String(decoding: [next], as: UTF16.self)
         }
     }()
 }

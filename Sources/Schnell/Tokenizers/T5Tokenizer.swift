@@ -28,7 +28,7 @@ public struct T5Tokenizer: Sendable {
         let source: URL
         var pieces: [(text: String, score: Double)]
         var unknownID: Int32
-        var charsmapBlob = Data()
+        var charsmap: PrecompiledCharsmap?
         var addedTokens = settings.addedTokens
         if TokenizerFiles.exists(tokenizerJSON) {
             source = tokenizerJSON
@@ -42,7 +42,13 @@ public struct T5Tokenizer: Sendable {
             }
             pieces = try Self.pieces(model["vocab"], file: tokenizerJSON)
             unknownID = Int32(TokenizerFiles.integer(model["unk_id"]) ?? 2)
-            charsmapBlob = try Self.precompiledCharsmap(json["normalizer"], file: tokenizerJSON)
+            let blob = try Self.precompiledCharsmap(json["normalizer"], file: tokenizerJSON)
+            if !blob.isEmpty {
+                guard let rules = PrecompiledCharsmap(blob) else {
+                    throw TokenizerError.badJSON(tokenizerJSON, reason: "precompiled_charsmap is truncated")
+                }
+                charsmap = rules
+            }
             for case let token as [String: Any] in json["added_tokens"] as? [Any] ?? [] {
                 if let content = token["content"] as? String {
                     addedTokens.append((content, TokenizerFiles.integer(token["id"]).map(Int32.init)))
@@ -58,7 +64,12 @@ public struct T5Tokenizer: Sendable {
             }
             pieces = model.pieces.map { ($0.text, Double($0.score)) }
             unknownID = Int32(model.unknownID)
-            charsmapBlob = model.precompiledCharsmap
+            if !model.precompiledCharsmap.isEmpty {
+                guard let rules = PrecompiledCharsmap(model.precompiledCharsmap) else {
+                    throw TokenizerError.badSentencePieceModel(spieceModel, reason: "precompiled_charsmap is truncated")
+                }
+                charsmap = rules
+            }
             for (id, piece) in model.pieces.enumerated() where piece.type == .control || piece.type == .userDefined {
                 addedTokens.append((piece.text, Int32(id)))
             }
@@ -75,27 +86,22 @@ public struct T5Tokenizer: Sendable {
 
         var ids: [String: Int32] = [:]
         for (id, piece) in pieces.enumerated() { ids[piece.text] = Int32(id) }
-        func id(_ role: String, _ fallback: String) throws -> Int32 {
-            let token = settings.token(role, default: fallback)
-            guard let id = ids[token] else { throw TokenizerError.unknownToken(source, token: token) }
-            return id
-        }
-        eosID = try id("eos_token", "</s>")
-        padID = try id("pad_token", "<pad>")
-
         var specialIDs: [String: Int32] = [:]
         for (content, id) in addedTokens {
             if let id = id ?? ids[content] { specialIDs[content] = id }
         }
-        for (role, fallback) in [("eos_token", "</s>"), ("unk_token", "<unk>"), ("pad_token", "<pad>")] {
-            let content = settings.token(role, default: fallback)
-            if let id = ids[content] { specialIDs[content] = id }
+        func roleID(_ role: String, _ fallback: String) throws -> Int32 {
+            let token = settings.token(role, default: fallback)
+            guard let id = ids[token] else { throw TokenizerError.unknownToken(source, token: token) }
+            specialIDs[token] = id
+            return id
         }
+        eosID = try roleID("eos_token", "</s>")
+        padID = try roleID("pad_token", "<pad>")
+        // The unknown token is only needed as text to cut out; the model file gives its id.
+        _ = try roleID("unk_token", "<unk>")
         specialTokens = SpecialTokenSplitter(specialIDs)
-        charsmap = charsmapBlob.isEmpty ? nil : PrecompiledCharsmap(charsmapBlob)
-        if !charsmapBlob.isEmpty && charsmap == nil {
-            throw TokenizerError.badJSON(source, reason: "precompiled charsmap is truncated")
-        }
+        self.charsmap = charsmap
         model = UnigramModel(pieces: pieces, unknownID: unknownID)
         modelMaxLength = settings.modelMaxLength
     }
