@@ -1,6 +1,7 @@
 """Builds the tokenizer fixtures under Tests/Fixtures/tokenizers/ and the token ids they must give.
 
-Run with the pinned environment (requirements.txt); CI only reads the committed output.
+Run with the pinned environment (requirements.txt, plus `protobuf`, through which transformers
+reads spiece.model); CI only reads the committed output.
 
 - clip-vocab-merges/: the real CLIP-L BPE (49408 tokens, from open-clip-torch's bundled
   bpe_simple_vocab_16e6.txt.gz) laid out as FLUX.1's tokenizer/ folder: vocab.json, merges.txt,

@@ -27,7 +27,7 @@ public struct T5Tokenizer: Sendable {
         let spieceModel = folder.appendingPathComponent("spiece.model")
         let source: URL
         var pieces: [(text: String, score: Double)]
-        var unknownID: Int32
+        let unknownID: Int32
         var charsmap: PrecompiledCharsmap?
         var addedTokens = settings.addedTokens
         if TokenizerFiles.exists(tokenizerJSON) {
