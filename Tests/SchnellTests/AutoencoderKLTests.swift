@@ -1,0 +1,149 @@
+import Foundation
+import Schnell
+import XCTest
+
+/// FLUX's VAE against diffusers 0.42.1 `AutoencoderKL` on tiny random models with FLUX's
+/// structure (Tests/Fixtures/generate_vae.py), loaded from both checkpoint layouts.
+/// Tolerance: relative L2 error < 1e-4 in float32, per output.
+final class AutoencoderKLTests: XCTestCase {
+    static let tolerance: Float = 1e-4
+    let backend = CPUBackend()
+
+    static func fixture(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/vae/\(name)").path
+    }
+
+    private func reference(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: Self.fixture(name) + "/parity.safetensors")
+    }
+
+    private func assertMatches(_ actual: Tensor, _ expected: WeightTensor, _ what: String,
+                               file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.shape, expected.shape, what, file: file, line: line)
+        let error = relativeL2Error(actual.values, expected.floats().values)
+        XCTAssertLessThan(error, Self.tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
+        print("\(what): relative L2 error \(error)")
+    }
+
+    private func checkParity(_ name: String, model: AutoencoderKL, layout: String) throws {
+        let golden = try reference(name)
+        guard let latents = golden.tensors["latents"], let decoded = golden.tensors["decoded"],
+              let image = golden.tensors["image"], let mean = golden.tensors["encoded_mean"],
+              let logVariance = golden.tensors["encoded_logvar"] else {
+            return XCTFail("\(name): parity file lacks a tensor")
+        }
+        let output = try model.decode(latents.floats(), backend: backend)
+        assertMatches(output, decoded, "\(name) \(layout) decode")
+        let encoded = try model.encode(image.floats(), backend: backend)
+        assertMatches(encoded.mean, mean, "\(name) \(layout) encode mean")
+        assertMatches(encoded.logVariance, logVariance, "\(name) \(layout) encode log-variance")
+        assertMatches(try model.encodeMean(image.floats(), backend: backend), mean, "\(name) \(layout) encodeMean")
+    }
+
+    func testDiffusersLayoutMatchesDiffusers() throws {
+        for name in ["tiny", "tiny-bf16"] {
+            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/vae")
+            XCTAssertEqual(model.config.latentChannels, 16)
+            XCTAssertEqual(model.config.scalingFactor, 0.3611)
+            try checkParity(name, model: model, layout: "diffusers")
+        }
+    }
+
+    /// A pipeline folder is accepted too: its `vae/` subfolder is used.
+    func testPipelineFolderFindsItsVAE() throws {
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny"))
+        XCTAssertEqual(model.config.blockOutChannels, [8, 16, 16, 16])
+        try checkParity("tiny", model: model, layout: "pipeline folder")
+    }
+
+    func testOriginalSingleFileMatchesDiffusers() throws {
+        for name in ["tiny", "tiny-bf16"] {
+            let config = try AutoencoderConfig(contentsOf: Self.fixture(name) + "/vae/config.json")
+            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/ae.safetensors", config: config)
+            try checkParity(name, model: model, layout: "ae.safetensors")
+        }
+    }
+
+    func testOriginalNamesFollowTheReversedUpBlocks() {
+        let names = VAEWeightNames(layout: .original, upBlockCount: 4)
+        XCTAssertEqual(names.checkpointName("decoder.up_blocks.0.resnets.2.conv1.weight"),
+                       "decoder.up.3.block.2.conv1.weight")
+        XCTAssertEqual(names.checkpointName("decoder.up_blocks.2.upsamplers.0.conv.bias"),
+                       "decoder.up.1.upsample.conv.bias")
+        XCTAssertEqual(names.checkpointName("encoder.down_blocks.1.resnets.0.conv_shortcut.weight"),
+                       "encoder.down.1.block.0.nin_shortcut.weight")
+        XCTAssertEqual(names.checkpointName("encoder.down_blocks.0.downsamplers.0.conv.weight"),
+                       "encoder.down.0.downsample.conv.weight")
+        XCTAssertEqual(names.checkpointName("decoder.mid_block.attentions.0.to_out.0.weight"),
+                       "decoder.mid.attn_1.proj_out.weight")
+        XCTAssertEqual(names.checkpointName("decoder.mid_block.resnets.1.norm2.bias"),
+                       "decoder.mid.block_2.norm2.bias")
+        XCTAssertEqual(names.checkpointName("encoder.conv_norm_out.weight"), "encoder.norm_out.weight")
+        XCTAssertTrue(names.storesAsConvolution("decoder.mid_block.attentions.0.to_q.weight"))
+        XCTAssertFalse(names.storesAsConvolution("decoder.mid_block.attentions.0.to_q.bias"))
+    }
+
+    func testLatentScalingRoundTrips() throws {
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae")
+        let latents = Tensor(shape: [16, 1, 2], values: (0..<32).map { Float($0) / 7 - 2 })
+        let unscaled = model.unscaledLatents(latents)
+        XCTAssertEqual(unscaled.values[5], latents.values[5] / 0.3611 + 0.1159, accuracy: 1e-5)
+        let back = model.scaledLatents(unscaled)
+        XCTAssertLessThan(relativeL2Error(back.values, latents.values), 1e-6)
+    }
+
+    func testGroupsMustDivideEveryWidth() {
+        var config = AutoencoderConfig.flux1
+        config.normGroups = 3
+        XCTAssertThrowsError(try config.validate(file: "vae/config.json")) { error in
+            XCTAssertEqual(error as? WeightsError, .invalidConfig(
+                file: "vae/config.json", reason: "block width 128 is not divisible by norm_num_groups 3"))
+        }
+    }
+
+    func testWrongShapesMissingAndUnexpectedTensorsAreRefused() throws {
+        let aeFile = Self.fixture("tiny") + "/ae.safetensors"
+        let tiny = try AutoencoderConfig(contentsOf: Self.fixture("tiny") + "/vae/config.json")
+
+        var wider = tiny
+        wider.blockOutChannels = [8, 16, 16, 24]
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: wider)) { error in
+            guard case let .wrongShape(name, file, _, _)? = error as? WeightsError else {
+                return XCTFail("expected wrongShape, got \(error)")
+            }
+            XCTAssertEqual(name, "encoder.down.3.block.0.norm1.weight")
+            XCTAssertEqual(file, aeFile)
+        }
+
+        var deeper = tiny
+        deeper.layersPerBlock = 2
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: deeper)) { error in
+            XCTAssertEqual(error as? WeightsError,
+                           .missingTensor(name: "encoder.down.0.block.1.norm1.weight", file: aeFile))
+        }
+
+        var withoutAttention = tiny
+        withoutAttention.midBlockAttention = false
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: withoutAttention)) { error in
+            guard case let .unexpectedTensors(names, file)? = error as? WeightsError else {
+                return XCTFail("expected unexpectedTensors, got \(error)")
+            }
+            XCTAssertEqual(names.count, 16, "q, k, v, proj_out and norm, weight and bias, in encoder and decoder")
+            XCTAssertTrue(names.contains("decoder.mid.attn_1.q.weight"))
+            XCTAssertEqual(file, aeFile)
+        }
+
+        XCTAssertThrowsError(try AutoencoderKL.load(from: Self.fixture("tiny") + "/parity.safetensors")) { error in
+            guard case .unrecognisedModel? = error as? WeightsError else {
+                return XCTFail("expected unrecognisedModel, got \(error)")
+            }
+        }
+    }
+
+    func testInputShapesAreChecked() throws {
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae")
+        XCTAssertThrowsError(try model.decode(Tensor(zeros: [4, 6, 4]), backend: backend))
+        XCTAssertThrowsError(try model.encodeMean(Tensor(zeros: [3, 20, 16]), backend: backend))
+    }
+}
