@@ -1,1 +1,101 @@
+import Foundation
+import CBLAS
+import SchnellKernels
 import Schnell
+
+/// `swift run -c release SchnellBench [--threads N] [--repeats R]`
+///
+/// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
+/// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
+/// shapes in the same process (the reference rate), and attention at L = 4,608, 24 heads x 128.
+/// Prints numbers only; nothing here asserts a time.
+var threads = 0, repeatCount = 3
+var iterator = CommandLine.arguments.dropFirst().makeIterator()
+while let flag = iterator.next() {
+    guard let value = iterator.next().flatMap(Int.init), value > 0 else {
+        FileHandle.standardError.write(Data("SchnellBench: \(flag) needs a positive integer\n".utf8))
+        exit(2)
+    }
+    switch flag {
+    case "--threads": threads = value
+    case "--repeats": repeatCount = value
+    default:
+        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R)\n".utf8))
+        exit(2)
+    }
+}
+let repeats = repeatCount
+schnell_set_threads(Int32(threads))
+print("threads: \(schnell_threads()), CPU level: \(schnell_cpu_level()) (1 = AVX-512, 2 = AVX-512 + BF16)")
+
+func seconds(_ repeats: Int = repeats, _ body: () -> Void) -> Double {
+    body()  // warm-up: page in weights, spin up threads
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return best
+}
+
+/// A weight file of the given dtype in a temporary folder, memory-mapped like a checkpoint.
+func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor {
+    let count = rows * columns
+    var values = [Float](repeating: 0, count: count)
+    var state: UInt32 = 1
+    for i in 0..<count { state = state &* 1664525 &+ 1013904223; values[i] = Float(Int32(bitPattern: state)) / 2e10 }
+    var bytes: [UInt8]
+    if dtype == .bf16 {
+        var half = [UInt16](repeating: 0, count: count)
+        schnell_f32_to_bf16(values, &half, count)
+        bytes = half.withUnsafeBytes { Array($0) }
+    } else {
+        bytes = values.withUnsafeBytes { Array($0) }
+    }
+    let header = Array(#"{"w":{"dtype":"\#(dtype.rawValue)","shape":[\#(rows),\#(columns)],"data_offsets":[0,\#(bytes.count)]}}"#.utf8)
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-bench-\(rows)x\(columns)-\(dtype.rawValue).safetensors").path
+    var file = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) } + header
+    file += bytes
+    try Data(file).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    guard let tensor = try SafeTensorsFile(path: path).tensors["w"] else { throw WeightsError.missingTensor(name: "w", file: path) }
+    return tensor
+}
+
+let ops = CPUBackend(threads: threads)
+let m = 4608
+// (K, N): attention projections, fused q|k|v, MLP in/out, single-block linear1/linear2.
+let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
+print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
+print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio")
+for (k, n) in shapes {
+    let x = Tensor(zeros: [m, k])
+    for i in 0..<min(x.count, 1 << 20) { x.pointer[i] = Float(i % 7) * 0.1 }
+    let flops = 2.0 * Double(m) * Double(k) * Double(n)
+    let f32 = try weightTensor(rows: n, columns: k, dtype: .f32)
+    let output = Tensor(zeros: [m, n])
+    let sgemm = flops / seconds {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.pointer, Int32(k),
+                    f32.pointer.assumingMemoryBound(to: Float.self), Int32(k), 0, output.pointer, Int32(n))
+    } / 1e9
+    let layerF32 = try Linear(weight: f32, bias: nil)
+    let linearF32 = flops / seconds { _ = ops.linear(x, layerF32) } / 1e9
+    let layerBF16 = try Linear(weight: try weightTensor(rows: n, columns: k, dtype: .bf16), bias: nil)
+    let linearBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
+    print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f", k, n, sgemm, linearF32, linearF32 / sgemm,
+                 linearBF16, linearBF16 / sgemm))
+}
+
+let tokens = 4608, heads = 24, headDim = 128
+let qkv = Tensor(zeros: [tokens, 3 * heads * headDim])
+for i in 0..<qkv.count { qkv.pointer[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }
+let inner = heads * headDim
+let attentionFlops = 4.0 * Double(tokens) * Double(tokens) * Double(inner)
+let attentionSeconds = seconds {
+    _ = ops.attention(q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)),
+                      v: qkv.columns((2 * inner)..<(3 * inner)), heads: heads, scale: 1 / Float(headDim).squareRoot(),
+                      bias: nil, causal: false)
+}
+print(String(format: "\nattention L = %d, %d heads x %d: %.3f s, %.0f GFLOP/s", tokens, heads, headDim,
+             attentionSeconds, attentionFlops / attentionSeconds / 1e9))

@@ -1,2 +1,26 @@
+import Foundation
 import Schnell
-print("schnell")
+
+/// `schnell COMMAND ...`: the command-line edge. Library errors are printed here and mapped
+/// to exit codes: 0 success, 1 a failure while running, 2 bad usage or bad input files.
+let arguments = Array(CommandLine.arguments.dropFirst())
+let usage = """
+    usage: schnell inspect PATH [--rope-axes A,B,C]
+      inspect   print the model kind, configuration, parameter count and any missing or
+                unexpected tensors of a pipeline folder, component folder or single file
+    """
+
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data("schnell: \(message)\n".utf8))
+    exit(code)
+}
+
+guard let command = arguments.first else { fail("no command\n\(usage)", code: 2) }
+switch command {
+case "inspect":
+    exit(InspectCommand.run(Array(arguments.dropFirst())))
+case "-h", "--help", "help":
+    print(usage)
+default:
+    fail("unknown command '\(command)'\n\(usage)", code: 2)
+}

@@ -5,16 +5,14 @@ import XCTest
 /// not multiples of the vector width. Tolerance: relative L2 error 1e-5 (float32 sums in a
 /// different order; the references accumulate in double).
 final class ConvolutionKernelTests: XCTestCase {
-    private var generator = SeededGenerator(seed: 7)
+    private var random = TestRandom(state: 7)
 
-    private func randomFloats(_ count: Int) -> [Float] {
-        (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
-    }
+    private func randomFloats(_ count: Int) -> [Float] { random.values(count) }
 
-    private func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-5,
+    private func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5,
                              _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(actual.count, expected.count, what, file: file, line: line)
-        let error = relativeL2Error(actual, expected)
+        let error = relativeL2(actual, expected)
         XCTAssertLessThan(error, tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
     }
 
@@ -116,28 +114,4 @@ final class ConvolutionKernelTests: XCTestCase {
             XCTAssertEqual(fast[1 * rows + 2], x[2 * stride + 1])
         }
     }
-}
-
-/// Reproducible test data: SplitMix64.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// ||actual - expected|| / ||expected||, in double.
-func relativeL2Error(_ actual: [Float], _ expected: [Float]) -> Float {
-    guard actual.count == expected.count else { return .infinity }
-    var difference = 0.0, norm = 0.0
-    for (a, e) in zip(actual, expected) {
-        difference += Double(a - e) * Double(a - e)
-        norm += Double(e) * Double(e)
-    }
-    return Float((difference / max(norm, 1e-30)).squareRoot())
 }

@@ -36,6 +36,10 @@ public protocol Backend: Sendable {
     func gatedAdd(_ x: Tensor, _ y: Tensor, gate: Tensor?)
     /// Rows of a weight table picked by ids: [ids.count, table width], float32.
     func embedding(_ table: WeightTensor, ids: [Int32]) -> Tensor
+    /// T5's bucketed relative position bias from its table [buckets, heads]:
+    /// [heads, queryTokens, keyTokens], for `attention(bias:)`.
+    func relativePositionBias(_ table: WeightTensor, queryTokens: Int, keyTokens: Int,
+                              bidirectional: Bool, maxDistance: Int) -> Tensor
 
     // Channel-first image ops (the VAE). An image is a contiguous Tensor of shape [C, H, W],
     // batch 1; seen as [rows, width] it has rows = C * H and width = W, so the row ops above

@@ -8,53 +8,73 @@ public struct CPUBackend: Backend {
 
     public func linear(_ x: Tensor, _ layer: Linear) -> Tensor {
         precondition(x.width == layer.inFeatures, "linear: input width \(x.width) != \(layer.inFeatures)")
-        let input = x.isContiguous ? x : x.copy()
         let output = Tensor(zeros: Array(x.shape.dropLast()) + [layer.outFeatures])
-        var column = 0
-        for block in layer.blocks {
-            let rows = block.weight.shape[0]
-            schnell_linear(input.pointer, input.rows, layer.inFeatures,
-                           block.weight.pointer, block.weight.dtype.kernelCode,
-                           block.bias?.pointer, block.bias?.dtype.kernelCode ?? 0,
-                           rows, output.pointer + column, layer.outFeatures)
-            column += rows
+        packed(x) { input in
+            var column = 0
+            for block in layer.blocks {
+                let rows = block.weight.shape[0]
+                schnell_linear(input, x.rows, layer.inFeatures,
+                               block.weight.pointer, block.weight.dtype.kernelCode,
+                               block.bias?.pointer, block.bias?.dtype.kernelCode ?? 0,
+                               rows, output.pointer + column, layer.outFeatures)
+                column += rows
+            }
         }
         return output
     }
 
     public func layerNorm(_ x: Tensor, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor {
-        let input = x.isContiguous ? x : x.copy()
         let output = Tensor(zeros: x.shape)
-        schnell_layer_norm(input.pointer, output.pointer, x.rows, x.width, eps, weight?.pointer, bias?.pointer)
+        packed(x) { input in
+            packed(weight) { weight in
+                packed(bias) { bias in
+                    schnell_layer_norm(input, output.pointer, x.rows, x.width, eps, weight, bias)
+                }
+            }
+        }
         return output
     }
 
     public func layerNormModulate(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) -> Tensor {
-        let input = x.isContiguous ? x : x.copy()
         let output = Tensor(zeros: x.shape)
-        schnell_layer_norm_modulate(input.pointer, output.pointer, x.rows, x.width, eps,
-                                    scale.copyIfStrided.pointer, shift.copyIfStrided.pointer)
+        packed(x) { input in
+            packed(scale) { scale in
+                packed(shift) { shift in
+                    schnell_layer_norm_modulate(input, output.pointer, x.rows, x.width, eps, scale, shift)
+                }
+            }
+        }
         return output
     }
 
     public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float) -> Tensor {
-        let input = x.isContiguous ? x : x.copy()
         let output = Tensor(zeros: x.shape)
-        schnell_rms_norm(input.pointer, output.pointer, x.rows, x.width, eps, weight?.pointer)
+        packed(x) { input in
+            packed(weight) { weight in
+                schnell_rms_norm(input, output.pointer, x.rows, x.width, eps, weight)
+            }
+        }
         return output
     }
 
     public func qkNormRope(_ x: Tensor, heads: Int, weight: Tensor?, eps: Float, rotary: RotaryTable?) {
-        schnell_qk_norm_rope(x.pointer, x.rows, heads, x.width / heads, x.rowStride, weight?.pointer, eps,
-                             rotary?.cos.pointer, rotary?.sin.pointer)
+        packed(weight) { weight in
+            packed(rotary?.cos) { cos in
+                packed(rotary?.sin) { sin in
+                    schnell_qk_norm_rope(x.pointer, x.rows, heads, x.width / heads, x.rowStride, weight, eps, cos, sin)
+                }
+            }
+        }
     }
 
     public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, bias: Tensor?,
                           causal: Bool) -> Tensor {
         let output = Tensor(zeros: [q.rows, v.width])
-        schnell_attention(q.pointer, q.rowStride, k.pointer, k.rowStride, v.pointer, v.rowStride,
-                          output.pointer, output.rowStride, q.rows, k.rows, heads, q.width / heads,
-                          scale, bias?.pointer, causal ? 1 : 0)
+        packed(bias) { bias in
+            schnell_attention(q.pointer, q.rowStride, k.pointer, k.rowStride, v.pointer, v.rowStride,
+                              output.pointer, output.rowStride, q.rows, k.rows, heads, q.width / heads,
+                              scale, bias, causal ? 1 : 0)
+        }
         return output
     }
 
@@ -70,8 +90,9 @@ public struct CPUBackend: Backend {
     }
 
     public func gatedAdd(_ x: Tensor, _ y: Tensor, gate: Tensor?) {
-        schnell_gated_add(x.pointer, x.rowStride, y.pointer, y.rowStride, gate?.copyIfStrided.pointer,
-                          x.rows, x.width)
+        packed(gate) { gate in
+            schnell_gated_add(x.pointer, x.rowStride, y.pointer, y.rowStride, gate, x.rows, x.width)
+        }
     }
 
     public func embedding(_ table: WeightTensor, ids: [Int32]) -> Tensor {
@@ -97,7 +118,15 @@ extension Activation {
     }
 }
 
-extension Tensor {
-    /// Kernels that take a bare vector need it packed.
-    var copyIfStrided: Tensor { isContiguous ? self : copy() }
+/// Runs `body` with a pointer to `tensor`'s values packed row after row (a copy when the
+/// tensor is a strided view), or nil for no tensor. The storage is kept alive for the call.
+func packed(_ tensor: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+    guard let tensor else { return body(nil) }
+    let contiguous = tensor.isContiguous ? tensor : tensor.copy()
+    withExtendedLifetime(contiguous) { body(contiguous.pointer) }
+}
+
+func packed(_ tensor: Tensor, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+    let contiguous = tensor.isContiguous ? tensor : tensor.copy()
+    withExtendedLifetime(contiguous) { body(contiguous.pointer) }
 }

@@ -102,4 +102,20 @@ public struct Tensor: @unchecked Sendable {
         }
         return result
     }
+
+    /// Row-wise concatenation of tensors with equal row counts: [rows, sum of widths].
+    public static func concatenateColumns(_ parts: [Tensor]) -> Tensor {
+        let rows = parts.first?.rows ?? 0
+        precondition(parts.allSatisfy { $0.rows == rows }, "row counts differ")
+        let width = parts.reduce(0) { $0 + $1.width }
+        let result = Tensor(zeros: [rows, width])
+        var column = 0
+        for part in parts {
+            for r in 0..<rows {
+                (result.pointer + r * width + column).update(from: part.pointer + r * part.rowStride, count: part.width)
+            }
+            column += part.width
+        }
+        return result
+    }
 }

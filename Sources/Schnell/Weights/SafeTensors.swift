@@ -159,8 +159,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
         self.metadata = metadata
     }
 
+    /// On Linux every JSON 0 and 1 also casts to Bool, so JSON booleans are told apart by the
+    /// NSNumber's type code ("c"), not by `is Bool`.
     private static func integer(_ value: Any, path: String, what: String) throws -> Int {
-        if !(value is Bool), let number = value as? Int, number >= 0, number <= Int(Int32.max) * 1024 {
+        let isBoolean = (value as? NSNumber).map { String(cString: $0.objCType) == "c" } ?? false
+        if !isBoolean, let number = value as? Int, number >= 0, number <= Int(Int32.max) * 1024 {
             return number
         }
         throw WeightsError.invalidHeader(file: path, reason: "\(what) must hold non-negative integers")

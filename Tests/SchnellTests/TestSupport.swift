@@ -1,0 +1,35 @@
+import Foundation
+import XCTest
+@testable import Schnell
+
+/// Paths and comparisons shared by the tests.
+enum Fixtures {
+    /// Tests/Fixtures, found from this source file so it works from any working directory.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+}
+
+/// ||a - b|| / ||b||, the error measure the parity tests bound.
+func relativeL2(_ actual: [Float], _ expected: [Float]) -> Double {
+    precondition(actual.count == expected.count, "sizes differ: \(actual.count) vs \(expected.count)")
+    var difference = 0.0, norm = 0.0
+    for (a, b) in zip(actual, expected) {
+        difference += Double(a - b) * Double(a - b)
+        norm += Double(b) * Double(b)
+    }
+    return (difference / max(norm, 1e-30)).squareRoot()
+}
+
+/// Deterministic pseudo-random floats in [-1, 1) for kernel tests.
+struct TestRandom {
+    var state: UInt64
+
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+    }
+
+    mutating func values(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
+}
