@@ -7,6 +7,7 @@ Writes Tests/Fixtures/vae/<name>/:
     vae/config.json, vae/diffusion_pytorch_model.safetensors   diffusers layout
     ae.safetensors                                             original single-file layout
     parity.safetensors                                         latents -> decoded, image -> encoded_mean/_logvar
+and Tests/Fixtures/vae/manifest-flux1.json: names and shapes of the real FLUX.1 VAE in both layouts.
 """
 import json
 import os
@@ -88,6 +89,22 @@ def to_ldm(state, up_blocks):
     return converted
 
 
+def write_manifest():
+    blocks = 4
+    with torch.device("meta"):
+        vae = AutoencoderKL(
+            down_block_types=["DownEncoderBlock2D"] * blocks, up_block_types=["UpDecoderBlock2D"] * blocks,
+            block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32,
+            latent_channels=16, use_quant_conv=False, use_post_quant_conv=False)
+    state = vae.state_dict()
+    original = to_ldm(state, blocks)
+    back = convert_ldm_vae_checkpoint(original, dict(vae.config))
+    assert {k: list(v.shape) for k, v in back.items()} == {k: list(v.shape) for k, v in state.items()}
+    with open(os.path.join(HERE, "vae", "manifest-flux1.json"), "w") as f:
+        json.dump({"diffusers": {k: list(v.shape) for k, v in state.items()},
+                   "original": {k: list(v.shape) for k, v in original.items()}}, f, indent=0, sort_keys=True)
+
+
 def main():
     torch.manual_seed(0)
     for name, settings in CONFIGS.items():
@@ -132,6 +149,7 @@ def main():
         with torch.no_grad():
             assert torch.allclose(single.decode(latents).sample, decoded, atol=1e-6)
         print(name, "decoded", tuple(decoded.shape), "mean", tuple(distribution.mean.shape))
+    write_manifest()
 
 
 if __name__ == "__main__":

@@ -62,6 +62,30 @@ final class AutoencoderKLTests: XCTestCase {
         }
     }
 
+    /// The real FLUX.1 VAE's names and shapes (manifest written by generate_vae.py from diffusers'
+    /// model and checked against diffusers' own single-file conversion) load in both layouts with
+    /// FLUX.1's config. The files are sparse: headers with zero-filled data that takes no disk.
+    func testRealFluxNamesAndShapesLoadInBothLayouts() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.fixture("manifest-flux1.json")))
+        let manifest = try JSONDecoder().decode([String: [String: [Int]]].self, from: data)
+        let folder = FileManager.default.temporaryDirectory
+            .appendingPathComponent("schnell-vae-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for layout in ["diffusers", "original"] {
+            let tensors = try XCTUnwrap(manifest[layout])
+            XCTAssertEqual(tensors.count, 244, "FLUX.1's ae.safetensors holds 244 tensors")
+            let file = folder.appendingPathComponent("\(layout).safetensors").path
+            try writeSparseBFloat16File(tensors, to: file)
+            let model = try AutoencoderKL.load(from: file)
+            XCTAssertEqual(model.config, .flux1)
+            XCTAssertEqual(model.decoder.mid.attention?.qkv.outFeatures, 3 * 512)
+            XCTAssertEqual(model.decoder.upBlocks[0].resnets.count, 3)
+            XCTAssertEqual(model.encoder.downBlocks[0].downsample?.padding,
+                           Conv2d.Padding(top: 0, bottom: 1, left: 0, right: 1))
+        }
+    }
+
     func testOriginalNamesFollowTheReversedUpBlocks() {
         let names = VAEWeightNames(layout: .original, upBlockCount: 4)
         XCTAssertEqual(names.checkpointName("decoder.up_blocks.0.resnets.2.conv1.weight"),
@@ -143,4 +167,24 @@ final class AutoencoderKLTests: XCTestCase {
         XCTAssertThrowsError(try model.decode(Tensor(zeros: [4, 6, 4]), backend: backend))
         XCTAssertThrowsError(try model.encodeMean(Tensor(zeros: [3, 20, 16]), backend: backend))
     }
+}
+
+/// A safetensors file with the given bfloat16 tensors, all zero, written sparsely.
+private func writeSparseBFloat16File(_ tensors: [String: [Int]], to path: String) throws {
+    var header: [String: Any] = [:]
+    var offset = 0
+    for (name, shape) in tensors.sorted(by: { $0.key < $1.key }) {
+        let bytes = shape.reduce(2, *)
+        header[name] = ["dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes]]
+        offset += bytes
+    }
+    var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+    json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
+    var length = UInt64(json.count).littleEndian
+    var contents = Data(bytes: &length, count: 8)
+    contents.append(json)
+    FileManager.default.createFile(atPath: path, contents: contents)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    try handle.truncate(atOffset: UInt64(contents.count + offset))
+    try handle.close()
 }
