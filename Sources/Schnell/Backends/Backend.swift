@@ -40,4 +40,19 @@ public protocol Backend: Sendable {
     /// [heads, queryTokens, keyTokens], for `attention(bias:)`.
     func relativePositionBias(_ table: WeightTensor, queryTokens: Int, keyTokens: Int,
                               bidirectional: Bool, maxDistance: Int) -> Tensor
+
+    // Channel-first image ops (the VAE). An image is a contiguous Tensor of shape [C, H, W],
+    // batch 1; seen as [rows, width] it has rows = C * H and width = W, so the row ops above
+    // (gatedAdd, activate) apply to it unchanged.
+
+    /// x [Cin, H, W] -> [Cout, OH, OW], zero padding per side as the layer says.
+    func conv2d(_ x: Tensor, _ layer: Conv2d) throws -> Tensor
+    /// Group norm over x [C, H, W] (C divisible by groups), affine per channel (weight/bias
+    /// [C]), then SiLU when `silu` is true.
+    func groupNorm(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?,
+                   silu: Bool) -> Tensor
+    /// Nearest-neighbour x2: [C, H, W] -> [C, 2H, 2W].
+    func upsampleNearest2x(_ x: Tensor) -> Tensor
+    /// [rows, width] -> [width, rows]: channel-first [C, H * W] to token-major [H * W, C] and back.
+    func transposed(_ x: Tensor) -> Tensor
 }

@@ -120,13 +120,13 @@ extension Activation {
 
 /// Runs `body` with a pointer to `tensor`'s values packed row after row (a copy when the
 /// tensor is a strided view), or nil for no tensor. The storage is kept alive for the call.
-private func packed(_ tensor: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+func packed(_ tensor: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
     guard let tensor else { return body(nil) }
     let contiguous = tensor.isContiguous ? tensor : tensor.copy()
     withExtendedLifetime(contiguous) { body(contiguous.pointer) }
 }
 
-private func packed(_ tensor: Tensor, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+func packed(_ tensor: Tensor, _ body: (UnsafeMutablePointer<Float>) -> Void) {
     let contiguous = tensor.isContiguous ? tensor : tensor.copy()
     withExtendedLifetime(contiguous) { body(contiguous.pointer) }
 }

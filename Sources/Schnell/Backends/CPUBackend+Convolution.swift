@@ -1,0 +1,66 @@
+import SchnellKernels
+
+/// A kernel could not get its scratch memory.
+public enum BackendError: Error, CustomStringConvertible, Equatable {
+    case outOfMemory(op: String)
+
+    public var description: String {
+        switch self {
+        case let .outOfMemory(op): return "\(op): not enough memory for the kernel's scratch buffers"
+        }
+    }
+}
+
+/// The channel-first image ops on the CPU (Kernels/cpu/conv.c).
+extension CPUBackend {
+    public func conv2d(_ x: Tensor, _ layer: Conv2d) throws -> Tensor {
+        precondition(x.shape.count == 3 && x.shape[0] == layer.inChannels,
+                     "conv2d: input \(x.shape) does not have \(layer.inChannels) channels")
+        var shape = schnell_conv2d_shape(
+            in_channels: x.shape[0], height: x.shape[1], width: x.shape[2],
+            out_channels: layer.outChannels, kernel_h: layer.kernelHeight, kernel_w: layer.kernelWidth,
+            stride: layer.stride, pad_top: layer.padding.top, pad_bottom: layer.padding.bottom,
+            pad_left: layer.padding.left, pad_right: layer.padding.right)
+        let output = Tensor(zeros: [layer.outChannels, schnell_conv2d_out_height(&shape),
+                                    schnell_conv2d_out_width(&shape)])
+        var status: Int32 = 0
+        packed(x) { input in
+            status = schnell_conv2d(input, layer.weight.pointer, layer.weight.dtype.kernelCode,
+                                    layer.bias?.pointer, layer.bias?.dtype.kernelCode ?? 0,
+                                    output.pointer, &shape)
+        }
+        guard status == 0 else { throw BackendError.outOfMemory(op: "conv2d '\(layer.weight.name)'") }
+        return output
+    }
+
+    public func groupNorm(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?,
+                          silu: Bool) -> Tensor {
+        let channels = x.shape[0]
+        precondition(groups > 0 && channels % groups == 0, "groupNorm: \(channels) channels in \(groups) groups")
+        let output = Tensor(zeros: x.shape)
+        packed(x) { input in
+            packed(weight) { weight in
+                packed(bias) { bias in
+                    schnell_group_norm(input, output.pointer, channels, x.count / channels, groups, eps,
+                                       weight, bias, silu ? 1 : 0)
+                }
+            }
+        }
+        return output
+    }
+
+    public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        precondition(x.shape.count == 3, "upsampleNearest2x: expected [C, H, W], got \(x.shape)")
+        let output = Tensor(zeros: [x.shape[0], 2 * x.shape[1], 2 * x.shape[2]])
+        packed(x) { input in
+            schnell_upsample_nearest2x(input, output.pointer, x.shape[0], x.shape[1], x.shape[2])
+        }
+        return output
+    }
+
+    public func transposed(_ x: Tensor) -> Tensor {
+        let output = Tensor(zeros: [x.width, x.rows])
+        schnell_transpose(x.pointer, x.rowStride, output.pointer, x.rows, x.width)
+        return output
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+
+/// The VAE's shape, as diffusers' `AutoencoderKL` config.json states it. FLUX.1 uses 16 latent
+/// channels, widths [128, 256, 512, 512], two resnets per down block, 32 norm groups and no
+/// quant convs.
+public struct AutoencoderConfig: Sendable, Equatable {
+    public var inChannels: Int
+    public var outChannels: Int
+    public var latentChannels: Int
+    /// Widths of the encoder's down blocks; the decoder's up blocks use them reversed.
+    public var blockOutChannels: [Int]
+    /// Resnets per down block; each up block has one more.
+    public var layersPerBlock: Int
+    public var normGroups: Int
+    public var scalingFactor: Float
+    public var shiftFactor: Float
+    public var midBlockAttention: Bool
+
+    public static let flux1 = AutoencoderConfig(
+        inChannels: 3, outChannels: 3, latentChannels: 16, blockOutChannels: [128, 256, 512, 512],
+        layersPerBlock: 2, normGroups: 32, scalingFactor: 0.3611, shiftFactor: 0.1159,
+        midBlockAttention: true)
+
+    public init(inChannels: Int, outChannels: Int, latentChannels: Int, blockOutChannels: [Int],
+                layersPerBlock: Int, normGroups: Int, scalingFactor: Float, shiftFactor: Float,
+                midBlockAttention: Bool) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.latentChannels = latentChannels
+        self.blockOutChannels = blockOutChannels
+        self.layersPerBlock = layersPerBlock
+        self.normGroups = normGroups
+        self.scalingFactor = scalingFactor
+        self.shiftFactor = shiftFactor
+        self.midBlockAttention = midBlockAttention
+    }
+
+    /// Reads a diffusers `vae/config.json`; missing keys take FLUX.1's values.
+    public init(contentsOf file: String) throws {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw WeightsError.cannotOpen(file: file, reason: "cannot read the VAE config")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw WeightsError.invalidConfig(file: file, reason: "not a JSON object")
+        }
+        func integer(_ key: String, _ fallback: Int) throws -> Int {
+            guard let value = json[key], !(value is NSNull) else { return fallback }
+            guard let number = value as? Int else {
+                throw WeightsError.invalidConfig(file: file, reason: "'\(key)' is not an integer")
+            }
+            return number
+        }
+        func real(_ key: String, _ fallback: Float) throws -> Float {
+            guard let value = json[key], !(value is NSNull) else { return fallback }
+            guard let number = value as? Double else {
+                throw WeightsError.invalidConfig(file: file, reason: "'\(key)' is not a number")
+            }
+            return Float(number)
+        }
+        let flux = Self.flux1
+        var blocks = flux.blockOutChannels
+        if let value = json["block_out_channels"] {
+            guard let list = value as? [Int] else {
+                throw WeightsError.invalidConfig(file: file, reason: "'block_out_channels' is not a list of integers")
+            }
+            blocks = list
+        }
+        if json["use_quant_conv"] as? Bool == true || json["use_post_quant_conv"] as? Bool == true {
+            throw WeightsError.invalidConfig(file: file, reason: "quant convs are not supported (FLUX's VAE has none)")
+        }
+        if let kinds = json["down_block_types"] as? [String], kinds.contains(where: { $0 != "DownEncoderBlock2D" }) {
+            throw WeightsError.invalidConfig(file: file, reason: "only DownEncoderBlock2D down blocks are supported")
+        }
+        if let kinds = json["up_block_types"] as? [String], kinds.contains(where: { $0 != "UpDecoderBlock2D" }) {
+            throw WeightsError.invalidConfig(file: file, reason: "only UpDecoderBlock2D up blocks are supported")
+        }
+        if let activation = json["act_fn"] as? String, activation != "silu" {
+            throw WeightsError.invalidConfig(file: file, reason: "act_fn '\(activation)' is not supported (only silu)")
+        }
+        self.init(inChannels: try integer("in_channels", flux.inChannels),
+                  outChannels: try integer("out_channels", flux.outChannels),
+                  latentChannels: try integer("latent_channels", flux.latentChannels),
+                  blockOutChannels: blocks,
+                  layersPerBlock: try integer("layers_per_block", flux.layersPerBlock),
+                  normGroups: try integer("norm_num_groups", flux.normGroups),
+                  scalingFactor: try real("scaling_factor", flux.scalingFactor),
+                  shiftFactor: try real("shift_factor", 0),
+                  midBlockAttention: json["mid_block_add_attention"] as? Bool ?? true)
+        try validate(file: file)
+    }
+
+    /// Refuses shapes the model cannot be built with; `file` names the source in the message.
+    public func validate(file: String) throws {
+        func require(_ condition: Bool, _ reason: String) throws {
+            if !condition { throw WeightsError.invalidConfig(file: file, reason: reason) }
+        }
+        try require(inChannels > 0 && outChannels > 0 && latentChannels > 0, "channel counts must be positive")
+        try require(!blockOutChannels.isEmpty && blockOutChannels.allSatisfy { $0 > 0 },
+                    "block_out_channels must be a non-empty list of positive widths")
+        try require(layersPerBlock > 0, "layers_per_block must be positive")
+        try require(normGroups > 0, "norm_num_groups must be positive")
+        for width in blockOutChannels {
+            try require(width % normGroups == 0,
+                        "block width \(width) is not divisible by norm_num_groups \(normGroups)")
+        }
+        try require(scalingFactor != 0 && scalingFactor.isFinite && shiftFactor.isFinite,
+                    "scaling_factor must be finite and nonzero, shift_factor finite")
+    }
+
+    /// Pixels per latent along each axis: 2^(blocks - 1) (8 for FLUX).
+    public var downsamplingFactor: Int { 1 << (blockOutChannels.count - 1) }
+}

@@ -1,0 +1,99 @@
+/// The VAE's building blocks (diffusers' ResnetBlock2D, the mid block's Attention and
+/// UNetMidBlock2D, as AutoencoderKL configures them). Images are [C, H, W].
+
+/// GroupNorm with affine weight and bias [C]; eps 1e-6 everywhere in the VAE.
+struct VAEGroupNorm {
+    static let eps: Float = 1e-6
+    let weight: Tensor
+    let bias: Tensor
+    let groups: Int
+
+    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
+        weight = try reader.floats(prefix + ".weight", shape: [channels])
+        bias = try reader.floats(prefix + ".bias", shape: [channels])
+        self.groups = groups
+    }
+
+    func callAsFunction(_ x: Tensor, silu: Bool, _ backend: some Backend) -> Tensor {
+        backend.groupNorm(x, groups: groups, eps: Self.eps, weight: weight, bias: bias, silu: silu)
+    }
+}
+
+/// x + conv2(silu(norm2(conv1(silu(norm1(x)))))), the skip through a 1x1 conv when the width
+/// changes. No time embedding, dropout inactive, output scale 1.
+struct VAEResnetBlock {
+    let norm1: VAEGroupNorm
+    let conv1: Conv2d
+    let norm2: VAEGroupNorm
+    let conv2: Conv2d
+    let shortcut: Conv2d?
+
+    init(_ reader: VAEWeightReader, _ prefix: String, in inChannels: Int, out outChannels: Int,
+         groups: Int) throws {
+        norm1 = try VAEGroupNorm(reader, prefix + ".norm1", channels: inChannels, groups: groups)
+        conv1 = try reader.conv(prefix + ".conv1", in: inChannels, out: outChannels, kernel: 3, padding: .uniform(1))
+        norm2 = try VAEGroupNorm(reader, prefix + ".norm2", channels: outChannels, groups: groups)
+        conv2 = try reader.conv(prefix + ".conv2", in: outChannels, out: outChannels, kernel: 3, padding: .uniform(1))
+        shortcut = inChannels == outChannels ? nil
+            : try reader.conv(prefix + ".conv_shortcut", in: inChannels, out: outChannels, kernel: 1,
+                              padding: .uniform(0))
+    }
+
+    func callAsFunction(_ x: Tensor, _ backend: some Backend) throws -> Tensor {
+        let hidden = try backend.conv2d(norm1(x, silu: true, backend), conv1)
+        let output = try backend.conv2d(norm2(hidden, silu: true, backend), conv2)  // [Cout, H, W]
+        let skip = try shortcut.map { try backend.conv2d(x, $0) } ?? x
+        backend.gatedAdd(output, skip, gate: nil)
+        return output
+    }
+}
+
+/// Single-head self-attention over the H * W pixels, with a residual:
+/// x + out(attention(q, k, v)) where q, k, v are linear maps of groupNorm(x) per pixel.
+struct VAEAttention {
+    let norm: VAEGroupNorm
+    let qkv: Linear  // [3C, C]: q, k, v weights side by side
+    let out: Linear
+    let channels: Int
+
+    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
+        norm = try VAEGroupNorm(reader, prefix + ".group_norm", channels: channels, groups: groups)
+        qkv = try Linear(blocks: ["to_q", "to_k", "to_v"].map {
+            try reader.linearBlock(prefix + "." + $0, features: channels)
+        })
+        out = try Linear(blocks: [reader.linearBlock(prefix + ".to_out.0", features: channels)])
+        self.channels = channels
+    }
+
+    func callAsFunction(_ x: Tensor, _ backend: some Backend) -> Tensor {
+        let c = channels, pixels = x.count / channels
+        let tokens = backend.transposed(norm(x, silu: false, backend).reshaped([c, pixels]))  // [HW, C]
+        let projected = backend.linear(tokens, qkv)  // [HW, 3C] -> q, k, v
+        let attended = backend.attention(q: projected.columns(0..<c), k: projected.columns(c..<2 * c),
+                                         v: projected.columns(2 * c..<3 * c), heads: 1,
+                                         scale: 1 / Float(c).squareRoot(), bias: nil, causal: false)
+        let output = backend.transposed(backend.linear(attended, out)).reshaped(x.shape)  // [C, H, W]
+        backend.gatedAdd(output, x, gate: nil)
+        return output
+    }
+}
+
+/// resnet, attention (when configured), resnet at the lowest resolution.
+struct VAEMidBlock {
+    let first: VAEResnetBlock
+    let attention: VAEAttention?
+    let second: VAEResnetBlock
+
+    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int, attention: Bool) throws {
+        first = try VAEResnetBlock(reader, prefix + ".resnets.0", in: channels, out: channels, groups: groups)
+        self.attention = attention
+            ? try VAEAttention(reader, prefix + ".attentions.0", channels: channels, groups: groups) : nil
+        second = try VAEResnetBlock(reader, prefix + ".resnets.1", in: channels, out: channels, groups: groups)
+    }
+
+    func callAsFunction(_ x: Tensor, _ backend: some Backend) throws -> Tensor {
+        var hidden = try first(x, backend)
+        if let attention { hidden = attention(hidden, backend) }
+        return try second(hidden, backend)
+    }
+}

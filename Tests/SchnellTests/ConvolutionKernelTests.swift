@@ -1,0 +1,117 @@
+import SchnellKernels
+import XCTest
+
+/// The image kernels in Kernels/cpu/conv.c against their `_reference` loops, on sizes that are
+/// not multiples of the vector width. Tolerance: relative L2 error 1e-5 (float32 sums in a
+/// different order; the references accumulate in double).
+final class ConvolutionKernelTests: XCTestCase {
+    private var random = TestRandom(state: 7)
+
+    private func randomFloats(_ count: Int) -> [Float] { random.values(count) }
+
+    private func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5,
+                             _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, what, file: file, line: line)
+        let error = relativeL2(actual, expected)
+        XCTAssertLessThan(error, tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
+    }
+
+    private func checkConv(inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int,
+                           stride: Int, padding: (top: Int, bottom: Int, left: Int, right: Int),
+                           bfloat16Weights: Bool = false) {
+        var shape = schnell_conv2d_shape(
+            in_channels: inChannels, height: height, width: width, out_channels: outChannels,
+            kernel_h: kernel, kernel_w: kernel, stride: stride, pad_top: padding.top,
+            pad_bottom: padding.bottom, pad_left: padding.left, pad_right: padding.right)
+        let outHeight = schnell_conv2d_out_height(&shape), outWidth = schnell_conv2d_out_width(&shape)
+        let x = randomFloats(inChannels * height * width)
+        let weights = randomFloats(outChannels * inChannels * kernel * kernel)
+        let bias = randomFloats(outChannels)
+        var fast = [Float](repeating: .nan, count: outChannels * outHeight * outWidth)
+        var reference = fast
+        let what = "conv \(inChannels)x\(height)x\(width) -> \(outChannels), k\(kernel) s\(stride) pad \(padding)"
+        if bfloat16Weights {
+            var stored = [UInt16](repeating: 0, count: weights.count)
+            schnell_f32_to_bf16(weights, &stored, weights.count)
+            let dtype = Int32(SCHNELL_BF16.rawValue), f32 = Int32(SCHNELL_F32.rawValue)
+            XCTAssertEqual(schnell_conv2d(x, stored, dtype, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d_reference(x, stored, dtype, bias, f32, &reference, &shape), 0)
+        } else {
+            let f32 = Int32(SCHNELL_F32.rawValue)
+            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d_reference(x, weights, f32, bias, f32, &reference, &shape), 0)
+        }
+        assertClose(fast, reference, what)
+    }
+
+    func testConvolutionMatchesReference() {
+        checkConv(inChannels: 5, height: 13, width: 17, outChannels: 7, kernel: 3, stride: 1,
+                  padding: (1, 1, 1, 1))
+        checkConv(inChannels: 19, height: 9, width: 23, outChannels: 33, kernel: 1, stride: 1,
+                  padding: (0, 0, 0, 0))
+        checkConv(inChannels: 3, height: 11, width: 6, outChannels: 5, kernel: 3, stride: 1,
+                  padding: (0, 0, 0, 0))
+        checkConv(inChannels: 6, height: 8, width: 5, outChannels: 4, kernel: 5, stride: 1,
+                  padding: (2, 1, 0, 3))
+        checkConv(inChannels: 4, height: 10, width: 14, outChannels: 9, kernel: 3, stride: 1,
+                  padding: (1, 1, 1, 1), bfloat16Weights: true)
+    }
+
+    /// The encoder's downsampling: stride 2 with zero padding only at the bottom and right.
+    func testStrideTwoWithAsymmetricPadding() {
+        checkConv(inChannels: 6, height: 12, width: 10, outChannels: 6, kernel: 3, stride: 2,
+                  padding: (0, 1, 0, 1))
+        checkConv(inChannels: 5, height: 13, width: 7, outChannels: 3, kernel: 3, stride: 2,
+                  padding: (0, 1, 0, 1))
+        checkConv(inChannels: 2, height: 9, width: 11, outChannels: 4, kernel: 2, stride: 2,
+                  padding: (1, 0, 1, 0))
+    }
+
+    /// A column matrix larger than the 64 MB scratch bound (1152 x 70 x 400 floats = 129 MB), so
+    /// the output is computed in bands of 36 rows.
+    func testConvolutionInBands() {
+        checkConv(inChannels: 128, height: 70, width: 400, outChannels: 2, kernel: 3, stride: 1,
+                  padding: (1, 1, 1, 1))
+    }
+
+    func testGroupNormMatchesReference() {
+        for (channels, spatial, groups, silu) in [(12, 37, 4, false), (32, 5 * 7, 8, true),
+                                                  (6, 1030, 3, true), (5, 3, 5, false)] {
+            let x = randomFloats(channels * spatial).map { $0 * 3 + 0.5 }
+            let weight = randomFloats(channels), bias = randomFloats(channels)
+            var fast = [Float](repeating: .nan, count: x.count), reference = fast
+            schnell_group_norm(x, &fast, channels, spatial, groups, 1e-6, weight, bias, silu ? 1 : 0)
+            schnell_group_norm_reference(x, &reference, channels, spatial, groups, 1e-6, weight, bias,
+                                         silu ? 1 : 0)
+            assertClose(fast, reference, "group norm C=\(channels) HW=\(spatial) G=\(groups) silu=\(silu)")
+            var plain = [Float](repeating: .nan, count: x.count)
+            schnell_group_norm(x, &plain, channels, spatial, groups, 1e-6, nil, nil, 0)
+            let perGroup = channels / groups * spatial
+            let firstGroup = plain[0..<perGroup]
+            let mean = firstGroup.reduce(0, +) / Float(perGroup)
+            XCTAssertEqual(mean, 0, accuracy: 1e-5, "a normalised group has mean 0")
+        }
+    }
+
+    func testUpsampleMatchesReference() {
+        for (channels, height, width) in [(3, 5, 7), (2, 1, 17), (4, 6, 33)] {
+            let x = randomFloats(channels * height * width)
+            var fast = [Float](repeating: .nan, count: x.count * 4), reference = fast
+            schnell_upsample_nearest2x(x, &fast, channels, height, width)
+            schnell_upsample_nearest2x_reference(x, &reference, channels, height, width)
+            XCTAssertEqual(fast, reference, "upsample \(channels)x\(height)x\(width) is exact")
+            XCTAssertEqual(fast[2 * width * 2 + 1], x[width], "output (row 2, column 1) = input (1, 0)")
+        }
+    }
+
+    func testTransposeMatchesReference() {
+        for (rows, width, stride) in [(37, 70, 70), (5, 3, 9), (64, 33, 40)] {
+            let x = randomFloats(rows * stride)
+            var fast = [Float](repeating: .nan, count: rows * width), reference = fast
+            schnell_transpose(x, stride, &fast, rows, width)
+            schnell_transpose_reference(x, stride, &reference, rows, width)
+            XCTAssertEqual(fast, reference, "transpose \(rows)x\(width) is exact")
+            XCTAssertEqual(fast[1 * rows + 2], x[2 * stride + 1])
+        }
+    }
+}
