@@ -101,8 +101,8 @@ link_libraries=(-L"$cuda_lib" -l:libcublasLt.so.13 -l:libcudart.so.13 -ldl
     "$build_dir"/objects/*.o "${link_libraries[@]}"
 echo "built $build_dir/libschnell_cuda.so"
 
-# The harness calls only the exported table, as every other user does.
-"$nvcc" -O2 -std=c++17 -I"$source_dir" -cudart none -o "$build_dir/test_cuda_ops" \
+# The harness is host code calling only the exported table, as every other user does.
+"$nvcc" -x c++ -O2 -std=c++17 -I"$source_dir" -cudart none -o "$build_dir/test_cuda_ops" \
     "$source_dir/test_cuda_ops.cu" -L"$build_dir" -l:libschnell_cuda.so \
-    -L"$cuda_lib" -l:libcudart.so.13 -Xlinker "-rpath,$build_dir:$cuda_lib"
+    -Xlinker "-rpath,$build_dir:$cuda_lib"
 echo "built $build_dir/test_cuda_ops"
