@@ -16,6 +16,14 @@
         }                                                                     \
     } while (0)
 
+// cuBLASLt assumes 256-byte aligned operands unless told otherwise, and may then pick a kernel
+// that misreads a column slice (q out of qkv) or a strided row. Every column starts at
+// pointer + j * ld elements, so the usable alignment is that of the pointer and of the pitch.
+static uint32_t alignment_bytes(const void *pointer, size_t ld) {
+    uintptr_t bits = (uintptr_t)pointer | (uintptr_t)(ld * sizeof(schnell_bf16)) | 256u;
+    return (uint32_t)(bits & (~bits + 1));  // lowest set bit, at most 256
+}
+
 int gemm_bf16(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
               const schnell_bf16 *a, size_t lda, const schnell_bf16 *b, size_t ldb,
               schnell_bf16 *d, size_t ldd, const schnell_bf16 *bias, bool gelu_tanh) {
@@ -32,6 +40,8 @@ int gemm_bf16(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
         ? (gelu_tanh ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
         : (gelu_tanh ? CUBLASLT_EPILOGUE_GELU : CUBLASLT_EPILOGUE_DEFAULT);
     size_t workspace_bytes = g_cuda.blas_workspace_bytes;
+    uint32_t align_a = alignment_bytes(a, lda), align_b = alignment_bytes(b, ldb);
+    uint32_t align_d = alignment_bytes(d, ldd);
 
     LT_CHECK(cublasLtMatmulDescCreate(&operation, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
     LT_CHECK(cublasLtMatmulDescSetAttribute(operation, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
@@ -55,6 +65,18 @@ int gemm_bf16(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
                                                   CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                   &workspace_bytes, sizeof workspace_bytes),
              "workspace preference");
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference,
+                                                  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                  &align_a, sizeof align_a), "alignment a");
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference,
+                                                  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                  &align_b, sizeof align_b), "alignment b");
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference,
+                                                  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                  &align_d, sizeof align_d), "alignment c");
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference,
+                                                  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                  &align_d, sizeof align_d), "alignment d");
     LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g_cuda.blas, operation, layout_a, layout_b, layout_d,
                                             layout_d, preference, 1, &heuristic, &found),
              "algorithm heuristic");
