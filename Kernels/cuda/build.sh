@@ -25,8 +25,6 @@ find_toolkit() {
         return 1
     fi
     nvcc="$cuda_home/bin/nvcc"
-    cuda_lib="$cuda_home/lib64"
-    [ -d "$cuda_lib" ] || cuda_lib="$cuda_home/lib"
 }
 
 install_wheels() {
@@ -43,7 +41,25 @@ install_wheels() {
             nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-cccl nvidia-cublas
     fi
     nvcc="$cuda_home/bin/nvcc"
-    cuda_lib="$cuda_home/lib"
+}
+
+# Prints the first directory holding $1: the toolkit's own, then the CUDA wheels of the
+# default python3 (a system toolkit may come without cuBLAS while PyTorch's wheels carry it).
+find_in_toolkit() {
+    local name="$1" site directory
+    site="$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+            2>/dev/null || true)"
+    for directory in "$cuda_home/lib64" "$cuda_home/lib" "$cuda_home/targets/x86_64-linux/lib" \
+                     "$cuda_home/include" "$cuda_home/targets/x86_64-linux/include" \
+                     "$site/nvidia/cu13/lib" "$site/nvidia/cu13/include" \
+                     "$site/nvidia/cublas/lib" "$site/nvidia/cublas/include" \
+                     "$site/nvidia/cuda_runtime/lib"; do
+        if [ -e "$directory/$name" ]; then
+            echo "$directory"
+            return 0
+        fi
+    done
+    return 1
 }
 
 if find_toolkit; then
@@ -54,12 +70,9 @@ fi
 "$nvcc" --version | tail -n 1
 
 # The wheels ship only versioned names (libcudart.so.13), so link against those explicitly.
-for library in libcudart.so.13 libcublasLt.so.13; do
-    if [ ! -e "$cuda_lib/$library" ]; then
-        echo "error: $cuda_lib/$library not found" >&2
-        exit 1
-    fi
-done
+cudart_dir="$(find_in_toolkit libcudart.so.13)" || { echo "error: libcudart.so.13 not found" >&2; exit 1; }
+cublas_dir="$(find_in_toolkit libcublasLt.so.13)" || { echo "error: libcublasLt.so.13 not found" >&2; exit 1; }
+cublas_include="$(find_in_toolkit cublasLt.h)" || { echo "error: cublasLt.h not found" >&2; exit 1; }
 
 gencode=(
     -gencode=arch=compute_80,code=sm_80
@@ -68,7 +81,7 @@ gencode=(
     -gencode=arch=compute_90a,code=sm_90a
     -gencode=arch=compute_90,code=compute_90
 )
-common=(-O3 -std=c++17 -Xcompiler=-fPIC,-fvisibility=hidden -I"$source_dir")
+common=(-O3 -std=c++17 -Xcompiler=-fPIC,-fvisibility=hidden -I"$source_dir" -I"$cublas_include")
 sources=(arena gemm attention norm rope elementwise conv graph)
 
 compile() {
@@ -93,10 +106,10 @@ if compgen -G "$build_dir/objects/*.failed" >/dev/null; then
     exit 1
 fi
 
-# The runtime libraries are found through an rpath to the toolkit's lib directory, so the
+# The runtime libraries are found through an rpath to their directories, so the
 # library loads without LD_LIBRARY_PATH wherever the build ran.
-link_libraries=(-L"$cuda_lib" -l:libcublasLt.so.13 -l:libcudart.so.13 -ldl
-                -Xlinker "-rpath,$cuda_lib")
+link_libraries=(-L"$cublas_dir" -L"$cudart_dir" -l:libcublasLt.so.13 -l:libcudart.so.13 -ldl
+                -Xlinker "-rpath,$cublas_dir:$cudart_dir")
 "$nvcc" -shared -cudart none "${gencode[@]}" -o "$build_dir/libschnell_cuda.so" \
     "$build_dir"/objects/*.o "${link_libraries[@]}"
 echo "built $build_dir/libschnell_cuda.so"
@@ -104,5 +117,5 @@ echo "built $build_dir/libschnell_cuda.so"
 # The harness is host code calling only the exported table, as every other user does.
 "$nvcc" -x c++ -O2 -std=c++17 -I"$source_dir" -cudart none -o "$build_dir/test_cuda_ops" \
     "$source_dir/test_cuda_ops.cu" -L"$build_dir" -l:libschnell_cuda.so \
-    -Xlinker "-rpath,$build_dir:$cuda_lib"
+    -Xlinker "-rpath,$build_dir:$cublas_dir:$cudart_dir"
 echo "built $build_dir/test_cuda_ops"
