@@ -478,6 +478,7 @@ int main(int argc, char **argv) {
     test_activation(SCHNELL_CUDA_SILU);
     test_conv3x3(2, 8, 12, 9, 11);
     test_conv3x3(1, 64, 32, 16, 16);
+    test_conv3x3(1, 512, 8, 96, 96);  // 9216 pixels: more than one im2col chunk (7280)
     test_upsample(2, 3, 5, 7);
     api->arena_reset();
     test_graph();
