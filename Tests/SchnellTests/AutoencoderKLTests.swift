@@ -183,7 +183,9 @@ private func writeSparseBFloat16File(_ tensors: [String: [Int]], to path: String
     var length = UInt64(json.count).littleEndian
     var contents = Data(bytes: &length, count: 8)
     contents.append(json)
-    FileManager.default.createFile(atPath: path, contents: contents)
+    guard FileManager.default.createFile(atPath: path, contents: contents) else {
+        throw CocoaError(.fileWriteUnknown)
+    }
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
     try handle.truncate(atOffset: UInt64(contents.count + offset))
     try handle.close()

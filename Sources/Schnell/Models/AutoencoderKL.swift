@@ -1,8 +1,11 @@
 import Foundation
 
 /// FLUX's VAE (diffusers' `AutoencoderKL` with no quant convs). The decoder turns latents
-/// [latentChannels, h, w] into an image [3, 8h, 8w] in [-1, 1]-ish range; the encoder turns an
-/// image into the mean and log-variance of the latent distribution.
+/// [latentChannels, h, w] into an image [3, 8h, 8w] with values around [-1, 1] (pixels are
+/// (x / 2 + 0.5) clamped to [0, 1]); the encoder turns an image in [-1, 1] into the mean and
+/// log-variance of the latent distribution. Decoding 1024x1024 peaks near 3 GB resident
+/// (float32 weights included): the largest activations are [256, 1024, 1024] float32 (1 GB)
+/// where the last upsampling lands; convolution scratch stays within 64 MB.
 ///
 /// Latent spaces: the transformer works on *scaled* latents; the VAE on *unscaled* ones.
 /// FluxPipeline decodes `latents / scalingFactor + shiftFactor` (`unscaledLatents`), and the

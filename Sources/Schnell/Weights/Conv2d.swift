@@ -46,11 +46,4 @@ public struct Conv2d: Sendable {
         self.stride = stride
         self.padding = padding
     }
-
-    /// Output height and width for an input of the given size.
-    public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
-        let paddedHeight = height + padding.top + padding.bottom
-        let paddedWidth = width + padding.left + padding.right
-        return ((paddedHeight - kernelHeight) / stride + 1, (paddedWidth - kernelWidth) / stride + 1)
-    }
 }
