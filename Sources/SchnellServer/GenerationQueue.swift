@@ -3,7 +3,12 @@ import Foundation
 /// What a finished generation hands back to whoever waits for it.
 struct GenerationOutput: Sendable {
     var images: [GeneratedImage]
+    /// The model's own per-stage seconds.
     var timings: [String: Double]
+    /// Seconds between submission and the start of generation.
+    var queueSeconds: Double
+    /// Seconds inside `generate`.
+    var generationSeconds: Double
 }
 
 /// One submitted job. Its mutable fields are guarded by the owning queue's condition lock.
@@ -154,7 +159,9 @@ final class GenerationQueue: @unchecked Sendable {
                 if output.images.isEmpty {
                     result = .failure(.server("The model returned no image", code: "no_image_generated"))
                 } else {
-                    result = .success(GenerationOutput(images: output.images, timings: output.timings))
+                    result = .success(GenerationOutput(images: output.images, timings: output.timings,
+                                                       queueSeconds: started.timeIntervalSince(ticket.submitted),
+                                                       generationSeconds: Date().timeIntervalSince(started)))
                 }
             } catch is GenerationCancelled {
                 result = .failure(.server("The generation was cancelled", code: "generation_cancelled"))

@@ -157,7 +157,8 @@ extension ImageServer {
     }
 
     /// OpenAI's image response plus `seed` per image and `timings` (seconds): the model's own
-    /// stages, `queue` (waiting), `encode` (image files) and `total`.
+    /// stages, `queue` (waiting for the device), `generation` (inside the model), `encode`
+    /// (image files) and `total` (from submission to the response body).
     private func responseBody(_ output: GenerationOutput, request: ImageRequest, modelID: String, baseURL: String,
                               submitted: Date) throws -> [String: JSONValue] {
         let encodeStart = Date()
@@ -189,11 +190,10 @@ extension ImageServer {
         }
         let finished = Date()
         var timings = output.timings.mapValues { JSONValue.number($0) }
-        let total = finished.timeIntervalSince(submitted)
-        let modelSeconds = output.timings.values.reduce(0, +)
+        timings["queue"] = .number(output.queueSeconds)
+        timings["generation"] = .number(output.generationSeconds)
         timings["encode"] = .number(finished.timeIntervalSince(encodeStart))
-        timings["queue"] = .number(max(0, total - finished.timeIntervalSince(encodeStart) - modelSeconds))
-        timings["total"] = .number(total)
+        timings["total"] = .number(finished.timeIntervalSince(submitted))
         // FLUX works on 2x2 patches of the 8x-downsampled latent: one image token per 16x16 pixels.
         let imageTokens = Int64(request.width / 16 * (request.height / 16) * output.images.count)
         return [

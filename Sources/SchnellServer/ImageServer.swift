@@ -43,6 +43,8 @@ public final class ImageServer: @unchecked Sendable {
         }
     }
 
+    deinit { stop() }
+
     /// The port the server listens on (the chosen one when `options.port` is 0); 0 before `start()`.
     public var boundPort: Int {
         lock.withLock { daemon?.boundPort ?? 0 }
@@ -60,7 +62,7 @@ public final class ImageServer: @unchecked Sendable {
     public func start() throws {
         guard lock.withLock({ daemon == nil }) else { return }
         queue.start()
-        let started = try HTTPDaemon(options: options, handler: { [unowned self] request in self.handle(request) },
+        let started = try HTTPDaemon(options: options, handler: { [weak self] request in self?.handle(request) ?? .error(.shuttingDown) },
                                      observeStatus: { [metrics] status in metrics.countRequest(status: status) })
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
         let interval = min(60, max(0.5, Double(options.imageTTLSeconds) / 2))
