@@ -153,9 +153,11 @@ public final class ImageServer: @unchecked Sendable {
         case ["v1", "models"]:
             try only("GET")
             return .json(["object": "list", "data": .array(generator.map { [modelObject($0.model)] } ?? [])])
-        case let path where path.count == 3 && path[0] == "v1" && path[1] == "models":
+        case let path where path.count >= 3 && path[0] == "v1" && path[1] == "models":
             try only("GET")
-            guard let model = generator?.model, model.answers(to: path[2]) else { throw APIError.modelNotFound(path[2]) }
+            // Ids may contain slashes (`black-forest-labs/FLUX.1-schnell`).
+            let name = path[2...].joined(separator: "/")
+            guard let model = generator?.model, model.answers(to: name) else { throw APIError.modelNotFound(name) }
             return .json(modelObject(model))
         case ["v1", "images", "generations"]:
             try only("POST")

@@ -37,6 +37,7 @@ final class RoutingTests: XCTestCase {
 
         XCTAssertEqual(try test.client.get("/v1/models/flux.1-schnell").json["id"] as? String, "flux.1-schnell")
         XCTAssertEqual(try test.client.get("/v1/models/flux-1-schnell").json["id"] as? String, "flux.1-schnell")
+        XCTAssertEqual(try test.client.get("/v1/models/black-forest-labs/FLUX.1-schnell").json["id"] as? String, "flux.1-schnell")
         assertError(try test.client.get("/v1/models/dall-e-3"), status: 404, code: "model_not_found", param: "model")
     }
 
