@@ -40,6 +40,7 @@ final class EditTests: XCTestCase {
         XCTAssertEqual(job.count, 2)
         XCTAssertEqual(job.strength, 0.7)
         XCTAssertEqual(job.initImage?.width, 96)
+        XCTAssertEqual(job.initImage?.pixels.allSatisfy { $0 == 200 }, true, "the upload's pixels reach the model")
         XCTAssertEqual(job.mask?.channels, 4)
 
         let sized = multipart([("prompt", "x"), ("size", "64x64")], files: [("image[]", try png(width: 100, height: 70, channels: 3))])

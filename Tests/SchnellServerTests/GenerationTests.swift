@@ -1,4 +1,5 @@
 import Foundation
+import SchnellImageIO
 import SchnellServer
 import XCTest
 
@@ -31,6 +32,13 @@ final class GenerationTests: XCTestCase {
             XCTAssertNil(item["url"])
             let bytes = try XCTUnwrap(Data(base64Encoded: try XCTUnwrap(item["b64_json"] as? String)))
             XCTAssertEqual(Array(bytes.prefix(8)), pngSignature)
+            let decoded = try ImageDecoder.decode(Array(bytes))
+            XCTAssertEqual([decoded.width, decoded.height, decoded.channels], [128, 64, 3])
+            let seed = UInt64(try XCTUnwrap(item["seed"] as? Int))
+            XCTAssertEqual(decoded.pixels[0..<4].map { $0 }, (0..<4).map { UInt8(truncatingIfNeeded: UInt64($0) &+ seed) },
+                           "PNG is lossless: the model's pixels come back exactly")
+            XCTAssertTrue(String(decoding: bytes, as: UTF8.self).contains("seed: \(seed), steps: 4, size: 128x64"),
+                          "generation parameters are in the PNG's text chunks")
         }
         let job = try XCTUnwrap(generator.jobs.first)
         XCTAssertEqual(generator.jobs.count, 1, "n > 1 is one job")
