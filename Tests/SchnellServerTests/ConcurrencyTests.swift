@@ -77,4 +77,23 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(generator.jobs.map(\.prompt), ["first", "last"])
         XCTAssertEqual(try client.get("/metrics").status, 200)
     }
+
+    func testConnectionFloodBeyondTheLimitLeavesTheServerServing() throws {
+        let test = try TestServer { options in
+            options.maxConnections = 8
+            options.connectionTimeoutSeconds = 1
+        }
+        // Idle connections fill the limit; those over it are closed by the server at once.
+        let sockets = try (0..<20).map { _ in try test.client.connect(timeoutSeconds: 5) }
+        Thread.sleep(forTimeInterval: 0.2)
+        var closedByServer = 0
+        for fd in sockets {
+            var byte: UInt8 = 0
+            if recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 { closedByServer += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(closedByServer, 12)
+        sockets.forEach { close($0) }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(try test.client.get("/health").status, 200)
+    }
 }
