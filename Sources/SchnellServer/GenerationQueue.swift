@@ -1,0 +1,193 @@
+import Foundation
+
+/// What a finished generation hands back to whoever waits for it.
+struct GenerationOutput: Sendable {
+    var images: [GeneratedImage]
+    /// The model's own per-stage seconds.
+    var timings: [String: Double]
+    /// Seconds between submission and the start of generation.
+    var queueSeconds: Double
+    /// Seconds inside `generate`.
+    var generationSeconds: Double
+}
+
+/// One submitted job. Its mutable fields are guarded by the owning queue's condition lock.
+final class GenerationTicket: @unchecked Sendable {
+    enum State {
+        case queued, running, finished(Result<GenerationOutput, APIError>)
+    }
+
+    let job: GenerationJob
+    let generator: any ImageGenerating
+    let submitted = Date()
+    /// Called on the worker thread once the ticket has finished (async tasks persist here).
+    let onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?
+    fileprivate(set) var state = State.queued
+    fileprivate(set) var step = 0
+    fileprivate(set) var totalSteps: Int
+    fileprivate var cancelRequested = false
+
+    init(job: GenerationJob, generator: any ImageGenerating,
+         onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
+        self.job = job
+        self.generator = generator
+        self.onFinish = onFinish
+        self.totalSteps = job.steps
+    }
+}
+
+/// The single FIFO generation queue: one worker thread runs jobs one at a time, so two
+/// generations never share the device. At most `capacity` jobs wait behind the running one.
+final class GenerationQueue: @unchecked Sendable {
+    struct Snapshot {
+        var status: String
+        var step: Int
+        var total: Int
+        var position: Int?
+    }
+
+    private let condition = NSCondition()
+    private let capacity: Int
+    private let metrics: Metrics
+    // Guarded by `condition`.
+    private var waiting: [GenerationTicket] = []
+    private var running: GenerationTicket?
+    private var stopping = false
+    private var worker: Thread?
+
+    init(capacity: Int, metrics: Metrics) {
+        self.capacity = capacity
+        self.metrics = metrics
+    }
+
+    func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard worker == nil, !stopping else { return }
+        let thread = Thread { [self] in self.work() }
+        thread.name = "schnell-generation"
+        worker = thread
+        thread.start()
+    }
+
+    /// Fails every waiting job, asks the running one to stop, and lets the worker exit.
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        let dropped = waiting
+        waiting.removeAll()
+        running?.cancelRequested = true
+        for ticket in dropped { ticket.state = .finished(.failure(.shuttingDown)) }
+        worker = nil
+        metrics.setQueueDepth(0)
+        condition.broadcast()
+        condition.unlock()
+        for ticket in dropped { ticket.onFinish?(.failure(.shuttingDown)) }
+    }
+
+    func submit(_ job: GenerationJob, generator: any ImageGenerating,
+                onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil) throws -> GenerationTicket {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { throw APIError.shuttingDown }
+        // A free worker takes the job at once, so only jobs behind a busy one count as waiting.
+        let busy = running != nil || !waiting.isEmpty
+        if busy && waiting.count >= capacity { throw APIError.queueFull(waiting.count) }
+        let ticket = GenerationTicket(job: job, generator: generator, onFinish: onFinish)
+        waiting.append(ticket)
+        metrics.setQueueDepth(waiting.count)
+        condition.broadcast()
+        return ticket
+    }
+
+    /// Blocks until the ticket finishes; returns nil when `clientConnected` turns false first,
+    /// after dropping the job from the queue (or cancelling it if it already runs).
+    func wait(for ticket: GenerationTicket, clientConnected: () -> Bool) -> Result<GenerationOutput, APIError>? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if case .finished(let result) = ticket.state { return result }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
+            if case .finished(let result) = ticket.state { return result }
+            if !clientConnected() {
+                if let index = waiting.firstIndex(where: { $0 === ticket }) {
+                    waiting.remove(at: index)
+                    metrics.setQueueDepth(waiting.count)
+                    ticket.state = .finished(.failure(.server("client disconnected", code: "client_disconnected")))
+                } else {
+                    ticket.cancelRequested = true
+                }
+                return nil
+            }
+        }
+    }
+
+    func snapshot(_ ticket: GenerationTicket) -> Snapshot {
+        condition.lock()
+        defer { condition.unlock() }
+        switch ticket.state {
+        case .queued:
+            return Snapshot(status: "pending", step: 0, total: ticket.totalSteps,
+                            position: waiting.firstIndex(where: { $0 === ticket }))
+        case .running:
+            return Snapshot(status: "running", step: ticket.step, total: ticket.totalSteps, position: nil)
+        case .finished(let result):
+            let failed = if case .failure = result { true } else { false }
+            return Snapshot(status: failed ? "failed" : "completed", step: ticket.step, total: ticket.totalSteps, position: nil)
+        }
+    }
+
+    var depth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting.count
+    }
+
+    private func work() {
+        while let ticket = next() {
+            let started = Date()
+            let result: Result<GenerationOutput, APIError>
+            do {
+                let output = try ticket.generator.generate(ticket.job) { [self] step, total in
+                    condition.lock()
+                    defer { condition.unlock() }
+                    ticket.step = step
+                    ticket.totalSteps = total
+                    condition.broadcast()
+                    return !ticket.cancelRequested
+                }
+                if output.images.isEmpty {
+                    result = .failure(.server("The model returned no image", code: "no_image_generated"))
+                } else {
+                    result = .success(GenerationOutput(images: output.images, timings: output.timings,
+                                                       queueSeconds: started.timeIntervalSince(ticket.submitted),
+                                                       generationSeconds: Date().timeIntervalSince(started)))
+                }
+            } catch is GenerationCancelled {
+                result = .failure(.server("The generation was cancelled", code: "generation_cancelled"))
+            } catch {
+                result = .failure(.server("Generation failed: \(error)"))
+            }
+            let seconds = Date().timeIntervalSince(started)
+            metrics.observeGeneration(seconds: seconds, images: (try? result.get().images.count) ?? 0)
+            condition.lock()
+            ticket.state = .finished(result)
+            running = nil
+            condition.broadcast()
+            condition.unlock()
+            ticket.onFinish?(result)
+        }
+    }
+
+    private func next() -> GenerationTicket? {
+        condition.lock()
+        defer { condition.unlock() }
+        while waiting.isEmpty && !stopping { condition.wait() }
+        guard !stopping else { return nil }
+        let ticket = waiting.removeFirst()
+        ticket.state = .running
+        running = ticket
+        metrics.setQueueDepth(waiting.count)
+        return ticket
+    }
+}

@@ -1,0 +1,294 @@
+import CMicroHTTPD
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A request as the router sees it: fully read, headers keyed by lowercase name.
+struct HTTPRequest: Sendable {
+    var method: String
+    var path: String
+    var query: String?
+    var headers: [String: String]
+    var body: [UInt8]
+    var requestID: String
+    /// True until the client has closed its end; polled by handlers that wait on the queue.
+    var clientConnected: @Sendable () -> Bool = { true }
+    /// Set when the body went over the size limit (the bytes were discarded).
+    var bodyTooLarge = false
+
+    func header(_ name: String) -> String? { headers[name.lowercased()] }
+}
+
+struct HTTPResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)]
+    var body: [UInt8]
+
+    static func json(_ value: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.serialized())
+    }
+
+    static func error(_ error: APIError) -> HTTPResponse {
+        .json(error.json, status: error.status, headers: error.headers)
+    }
+}
+
+struct ListenError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// libmicrohttpd in thread-per-connection mode: each connection has its own thread, so a
+/// request that waits for a generation blocks only itself, never `/health` or task polling.
+/// The listening socket is bound here (not by libmicrohttpd) so that port 0 can report the
+/// port it got and bind errors name the address.
+final class HTTPDaemon: @unchecked Sendable {
+    typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+    typealias StatusObserver = @Sendable (Int) -> Void
+
+    let boundPort: Int
+    private let handler: Handler
+    private let observeStatus: StatusObserver
+    private let maxBodyBytes: Int
+    private let logRequests: Bool
+    // Invariant: set once in init, cleared once in stop() under `lock`.
+    private var daemon: OpaquePointer?
+    private let lock = NSLock()
+
+    init(options: ServerOptions, handler: @escaping Handler, observeStatus: @escaping StatusObserver) throws {
+        self.handler = handler
+        self.observeStatus = observeStatus
+        self.maxBodyBytes = options.maxBodyBytes
+        self.logRequests = options.logRequests
+        let (socket, port) = try HTTPDaemon.listen(host: options.host, port: options.port)
+        boundPort = port
+        let flags = UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue
+            | MHD_USE_POLL.rawValue)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let completed = OpaquePointer(unsafeBitCast(requestCompleted, to: UnsafeRawPointer.self))
+        let arguments: [CVarArg] = [
+            MHD_OPTION.LISTEN_SOCKET.rawValue, socket,
+            MHD_OPTION.CONNECTION_LIMIT.rawValue, UInt32(max(1, options.maxConnections)),
+            MHD_OPTION.CONNECTION_TIMEOUT.rawValue, UInt32(max(1, options.connectionTimeoutSeconds)),
+            MHD_OPTION.NOTIFY_COMPLETED.rawValue, completed, OpaquePointer(context),
+            MHD_OPTION.END.rawValue,
+        ]
+        let started = withVaList(arguments) { list in
+            MHD_start_daemon_va(flags, 0, nil, nil, accessHandler, context, list)
+        }
+        guard let started else {
+            close(socket)
+            throw ListenError(description: "libmicrohttpd could not start on \(options.host):\(port)")
+        }
+        daemon = started
+    }
+
+    /// Stops accepting and waits for every connection thread to finish; callers must first
+    /// wake handlers that wait on generations.
+    func stop() {
+        lock.lock()
+        let running = daemon
+        daemon = nil
+        lock.unlock()
+        if let running { MHD_stop_daemon(running) }
+    }
+
+    deinit { stop() }
+
+    private static func listen(host: String, port: Int) throws -> (Int32, Int) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var info: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &info)
+        guard status == 0, let first = info else {
+            throw ListenError(description: "--host '\(host)' could not be resolved: \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(info) }
+        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        guard fd >= 0 else { throw ListenError(description: "socket(): \(String(cString: strerror(errno)))") }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ListenError(description: "cannot listen on \(host):\(port): \(reason)")
+        }
+        guard Glibc.listen(fd, 128) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ListenError(description: "listen() on \(host):\(port): \(reason)")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else {
+            close(fd)
+            throw ListenError(description: "getsockname(): \(String(cString: strerror(errno)))")
+        }
+        let family = Int32(address.ss_family)
+        let boundPort: UInt16 = withUnsafePointer(to: &address) { pointer in
+            if family == AF_INET6 {
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+        }
+        return (fd, Int(boundPort))
+    }
+
+    // MARK: - Per-request state
+
+    /// Lives from the first handler call to libmicrohttpd's completion notice; touched only
+    /// by the connection's own thread.
+    final class RequestState {
+        let started = DispatchTime.now()
+        let requestID = randomHex(bytes: 8)
+        let socket: Int32
+        var body: [UInt8] = []
+        var tooLarge = false
+        var status = 0
+        var method = ""
+        var path = ""
+
+        init(socket: Int32) { self.socket = socket }
+    }
+
+    fileprivate func handle(connection: OpaquePointer, url: String, method: String, upload: UnsafePointer<CChar>?,
+                            uploadSize: UnsafeMutablePointer<Int>, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
+        guard let raw = slot.pointee else {
+            let state = RequestState(socket: connectionSocket(connection))
+            state.method = method
+            state.path = url
+            slot.pointee = Unmanaged.passRetained(state).toOpaque()
+            // An announced body over the limit is refused before it is read.
+            if let length = headerValue(connection, "Content-Length").flatMap(Int.init), length > maxBodyBytes {
+                return respond(connection, state: state, response: .error(.tooLarge(limit: maxBodyBytes)))
+            }
+            return MHD_Result.YES
+        }
+        let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
+        if uploadSize.pointee > 0 {
+            if let upload, !state.tooLarge {
+                if state.body.count + uploadSize.pointee > maxBodyBytes {
+                    state.tooLarge = true
+                    state.body = []
+                } else {
+                    upload.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
+                        state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
+                    }
+                }
+            }
+            uploadSize.pointee = 0
+            return MHD_Result.YES
+        }
+        let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let socket = state.socket
+        let request = HTTPRequest(method: method, path: String(parts.first ?? ""), query: parts.count > 1 ? String(parts[1]) : nil,
+                                  headers: allHeaders(connection), body: state.body, requestID: state.requestID,
+                                  clientConnected: { peerIsOpen(socket) }, bodyTooLarge: state.tooLarge)
+        state.body = []
+        return respond(connection, state: state, response: handler(request))
+    }
+
+    private func respond(_ connection: OpaquePointer, state: RequestState, response: HTTPResponse) -> MHD_Result {
+        state.status = response.status
+        observeStatus(response.status)
+        let made = response.body.withUnsafeBytes { bytes in
+            MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
+                                            MHD_ResponseMemoryMode.RESPMEM_MUST_COPY)
+        }
+        guard let made else { return MHD_Result.NO }
+        defer { MHD_destroy_response(made) }
+        for (name, value) in response.headers { _ = MHD_add_response_header(made, name, value) }
+        _ = MHD_add_response_header(made, "x-request-id", state.requestID)
+        return MHD_queue_response(connection, UInt32(response.status), made)
+    }
+
+    fileprivate func finish(_ raw: UnsafeMutableRawPointer) {
+        let state = Unmanaged<RequestState>.fromOpaque(raw).takeRetainedValue()
+        guard logRequests else { return }
+        let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - state.started.uptimeNanoseconds) / 1e6
+        let status = state.status == 0 ? "aborted" : String(state.status)
+        let line = "\(state.method) \(state.path) \(status) \(String(format: "%.1f", milliseconds))ms \(state.requestID)\n"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
+
+private let accessHandler: MHD_AccessHandlerCallback = { context, connection, url, method, _, upload, uploadSize, slot in
+    guard let context, let connection, let url, let method, let uploadSize, let slot else { return MHD_Result.NO }
+    let daemon = Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue()
+    return daemon.handle(connection: connection, url: String(cString: url), method: String(cString: method),
+                         upload: upload, uploadSize: uploadSize, slot: slot)
+}
+
+private let requestCompleted: MHD_RequestCompletedCallback = { context, _, slot, _ in
+    guard let context, let raw = slot?.pointee else { return }
+    slot?.pointee = nil
+    Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue().finish(raw)
+}
+
+private func headerValue(_ connection: OpaquePointer, _ name: String) -> String? {
+    MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, name).map { String(cString: $0) }
+}
+
+private final class HeaderCollector {
+    var headers: [String: String] = [:]
+}
+
+private func allHeaders(_ connection: OpaquePointer) -> [String: String] {
+    let collector = HeaderCollector()
+    let iterator: MHD_KeyValueIterator = { raw, _, key, value in
+        guard let raw, let key else { return MHD_Result.YES }
+        let collector = Unmanaged<HeaderCollector>.fromOpaque(raw).takeUnretainedValue()
+        collector.headers[String(cString: key).lowercased()] = value.map { String(cString: $0) } ?? ""
+        return MHD_Result.YES
+    }
+    withExtendedLifetime(collector) {
+        _ = MHD_get_connection_values(connection, MHD_ValueKind.HEADER_KIND, iterator,
+                                      Unmanaged.passUnretained(collector).toOpaque())
+    }
+    return collector.headers
+}
+
+/// `MHD_get_connection_info` is variadic, which Swift cannot call; its fixed arguments are
+/// passed in registers exactly like a non-variadic call on the Linux ABIs (x86-64 SysV,
+/// AAPCS64), so it is looked up once and called through a plain prototype. Without it, a
+/// queued request cannot notice that its client left and simply waits for its turn.
+private typealias ConnectionInfoFunction = @convention(c) (OpaquePointer?, MHD_ConnectionInfoType) -> UnsafePointer<MHD_ConnectionInfo>?
+
+private let connectionInfo: ConnectionInfoFunction? = {
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "MHD_get_connection_info") else { return nil }
+    return unsafeBitCast(symbol, to: ConnectionInfoFunction.self)
+}()
+
+private func connectionSocket(_ connection: OpaquePointer) -> Int32 {
+    guard let connectionInfo, let info = connectionInfo(connection, MHD_ConnectionInfoType.CONNECTION_INFO_CONNECTION_FD) else { return -1 }
+    return info.pointee.connect_fd
+}
+
+/// Whether the peer still has its end open: a readable socket whose peek returns 0 bytes,
+/// or a hang-up event, means it closed.
+private func peerIsOpen(_ socket: Int32) -> Bool {
+    guard socket >= 0 else { return true }
+    let readHangUp: Int16 = 0x2000  // POLLRDHUP: Glibc exports it only under _GNU_SOURCE.
+    var descriptor = pollfd(fd: socket, events: Int16(POLLIN) | readHangUp, revents: 0)
+    guard poll(&descriptor, 1, 0) > 0 else { return true }
+    if descriptor.revents & (Int16(POLLHUP) | Int16(POLLERR) | Int16(POLLNVAL)) != 0 { return false }
+    var byte: UInt8 = 0
+    let peeked = recv(socket, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+    return peeked != 0
+}
+
+func randomHex(bytes count: Int) -> String {
+    var generator = SystemRandomNumberGenerator()
+    var text = ""
+    for _ in 0..<count {
+        let byte = UInt8.random(in: 0...255, using: &generator)
+        text += String(byte >> 4, radix: 16) + String(byte & 15, radix: 16)
+    }
+    return text
+}

@@ -1,0 +1,208 @@
+import Foundation
+import SchnellImageIO
+
+/// `/v1/images/generations`, `/v1/images/edits` and `/v1/tasks/{id}`.
+extension ImageServer {
+    func generate(_ request: HTTPRequest) throws -> HTTPResponse {
+        try checkBody(request, expected: "application/json") { $0 == "application/json" || $0.hasSuffix("+json") }
+        let document: JSONValue
+        do {
+            document = try JSONValue.parse(request.body)
+        } catch {
+            throw APIError.invalid("The body is not valid JSON", param: nil)
+        }
+        guard case .object(let members) = document else { throw APIError.invalid("The body must be a JSON object", param: nil) }
+        let fields = RequestFields(values: members)
+        let generator = try resolveModel(fields)
+        let imageRequest = try ImageRequest(fields, model: generator.model)
+        return try submit(imageRequest, job: imageRequest.job(), generator: generator, request: request)
+    }
+
+    func edit(_ request: HTTPRequest) throws -> HTTPResponse {
+        let contentType = request.header("content-type") ?? ""
+        try checkBody(request, expected: "multipart/form-data") { $0 == "multipart/form-data" }
+        guard let boundary = MultipartForm.boundary(contentType: contentType) else {
+            throw APIError.invalid("The multipart Content-Type has no usable boundary", param: nil)
+        }
+        let form = try MultipartForm(body: request.body, boundary: boundary)
+        var values: [String: JSONValue] = [:]
+        for part in form.parts where part.filename == nil { values[part.name] = .string(String(decoding: part.body, as: UTF8.self)) }
+        let fields = RequestFields(values: values, fromForm: true)
+        let generator = try resolveModel(fields)
+        guard generator.model.supportsEdits else {
+            throw APIError.notImplemented("\(generator.model.id) does not support image edits")
+        }
+        let uploads = form.files(["image", "image[]"])
+        guard let upload = uploads.first else { throw APIError.invalid("'image' is required", param: "image") }
+        guard uploads.count == 1 else { throw APIError.invalid("Only one 'image' is supported", param: "image") }
+        let image = try decodeUpload(upload.body, param: "image")
+        var mask: Image8?
+        if let maskPart = form.files(["mask"]).first {
+            let decoded = try decodeUpload(maskPart.body, param: "mask")
+            guard decoded.width == image.width && decoded.height == image.height else {
+                throw APIError.invalid("The mask is \(decoded.width)x\(decoded.height) but the image is \(image.width)x\(image.height); they must match",
+                                       param: "mask")
+            }
+            guard decoded.channels == 4 else {
+                throw APIError.invalid("The mask needs an alpha channel: its transparent pixels mark what to regenerate", param: "mask")
+            }
+            mask = decoded
+        }
+        let model = generator.model
+        let multiple = model.sizeMultiple
+        // Without `size`, the output keeps the upload's size, rounded to the model's grid and limits.
+        let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, model.minSide), model.maxSide) }
+        var defaultSize = (fitted(image.width), fitted(image.height))
+        let pixels = defaultSize.0 * defaultSize.1
+        if pixels > model.maxPixels {
+            let scale = (Double(model.maxPixels) / Double(pixels)).squareRoot()
+            defaultSize = (Int(Double(defaultSize.0) * scale) / multiple * multiple, Int(Double(defaultSize.1) * scale) / multiple * multiple)
+        }
+        let imageRequest = try ImageRequest(fields, model: model, defaultSize: defaultSize)
+        return try submit(imageRequest, job: imageRequest.job(initImage: image, mask: mask), generator: generator, request: request)
+    }
+
+    func task(id: String) throws -> HTTPResponse {
+        let (live, finished) = lock.withLock { (liveTasks[id], finishedTasks[id]) }
+        if let finished { return .json(finished) }
+        guard let live else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
+        let snapshot = queue.snapshot(live.ticket)
+        // A ticket can finish between the two look-ups; its record is stored before it leaves `liveTasks`.
+        if snapshot.status == "completed" || snapshot.status == "failed",
+           let stored = lock.withLock({ finishedTasks[id] }) {
+            return .json(stored)
+        }
+        var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
+        record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
+        if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
+        return .json(.object(record))
+    }
+
+    // MARK: - Shared steps
+
+    private func checkBody(_ request: HTTPRequest, expected: String, accepts: (String) -> Bool) throws {
+        if request.bodyTooLarge { throw APIError.tooLarge(limit: options.maxBodyBytes) }
+        let mediaType = (request.header("content-type") ?? "").split(separator: ";").first
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard accepts(mediaType) else { throw APIError.unsupportedMediaType(expected: expected) }
+    }
+
+    private func resolveModel(_ fields: RequestFields) throws -> any ImageGenerating {
+        guard let generator else { throw APIError.loading }
+        if let name = try fields.string("model"), !generator.model.answers(to: name) { throw APIError.modelNotFound(name) }
+        return generator
+    }
+
+    private func decodeUpload(_ bytes: [UInt8], param: String) throws -> Image8 {
+        do {
+            return try ImageDecoder.decode(bytes)
+        } catch {
+            throw APIError.invalid("'\(param)' is not a PNG or JPEG image the server can read: \(error)", param: param)
+        }
+    }
+
+    private func submit(_ imageRequest: ImageRequest, job: GenerationJob, generator: any ImageGenerating,
+                        request: HTTPRequest) throws -> HTTPResponse {
+        let baseURL = options.publicURL ?? "http://\(request.header("host") ?? "\(options.host):\(boundPort)")"
+        let modelID = generator.model.id
+        guard imageRequest.isAsync else {
+            let submitted = Date()
+            let ticket = try queue.submit(job, generator: generator)
+            guard let result = queue.wait(for: ticket, clientConnected: request.clientConnected) else {
+                return .error(APIError(status: 499, message: "The client closed the connection", type: "invalid_request_error",
+                                       param: nil, code: "client_closed_request"))
+            }
+            let output = try result.get()
+            return .json(.object(try responseBody(output, request: imageRequest, modelID: modelID, baseURL: baseURL,
+                                                  submitted: submitted)))
+        }
+        let id = "task_\(randomHex(bytes: 16))"
+        let created = Int(Date().timeIntervalSince1970)
+        let submitted = Date()
+        let ticket = try queue.submit(job, generator: generator) { [weak self] result in
+            self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
+                             baseURL: baseURL, submitted: submitted)
+        }
+        lock.withLock { liveTasks[id] = LiveTask(ticket: ticket, created: created) }
+        var pending = taskRecord(id: id, created: created, status: "pending")
+        try? store.saveTask(id: id, record: .object(pending))
+        pending["poll_url"] = .string("/v1/tasks/\(id)")
+        return .json(.object(pending), status: 202)
+    }
+
+    private func taskRecord(id: String, created: Int, status: String) -> [String: JSONValue] {
+        ["id": .string(id), "task_id": .string(id), "object": "image.generation.task", "status": .string(status),
+         "created": .integer(Int64(created)), "poll_url": .string("/v1/tasks/\(id)")]
+    }
+
+    /// Runs on the generation thread when an async task ends: the record goes to disk first,
+    /// then replaces the live entry.
+    private func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
+                            modelID: String, baseURL: String, submitted: Date) {
+        var record = taskRecord(id: id, created: created, status: "completed")
+        do {
+            let body = try responseBody(result.get(), request: request, modelID: modelID, baseURL: baseURL, submitted: submitted)
+            record.merge(body) { current, _ in current }
+            record["progress"] = ["step": .integer(Int64(request.steps)), "total": .integer(Int64(request.steps))]
+        } catch {
+            record["status"] = "failed"
+            record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
+        }
+        record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
+        try? store.saveTask(id: id, record: .object(record))
+        lock.withLock {
+            finishedTasks[id] = .object(record)
+            liveTasks[id] = nil
+        }
+    }
+
+    /// OpenAI's image response plus `seed` per image and `timings` (seconds): the model's own
+    /// stages, `queue` (waiting for the device), `generation` (inside the model), `encode`
+    /// (image files) and `total` (from submission to the response body).
+    private func responseBody(_ output: GenerationOutput, request: ImageRequest, modelID: String, baseURL: String,
+                              submitted: Date) throws -> [String: JSONValue] {
+        let encodeStart = Date()
+        var data: [JSONValue] = []
+        for generated in output.images {
+            var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(request.steps), size: \(request.sizeText)"
+            if let guidance = request.guidance { parameters += ", guidance: \(guidance)" }
+            let bytes: [UInt8]
+            do {
+                bytes = try ImageEncoder.encode(generated.image, as: request.outputFormat, quality: request.compression,
+                                                text: [(key: "prompt", value: request.prompt), (key: "parameters", value: parameters)])
+            } catch {
+                throw APIError.server("Encoding the image failed: \(error)")
+            }
+            var item: [String: JSONValue] = ["revised_prompt": .null, "seed": .integer(Int64(clamping: generated.seed))]
+            switch request.responseFormat {
+            case .b64Json:
+                item["b64_json"] = .string(Data(bytes).base64EncodedString())
+            case .url:
+                let name: String
+                do {
+                    name = try store.storeImage(bytes, fileExtension: request.outputFormat.rawValue)
+                } catch {
+                    throw APIError.server("Storing the image failed: \(error.localizedDescription)")
+                }
+                item["url"] = .string("\(baseURL)/v1/images/files/\(name)")
+            }
+            data.append(.object(item))
+        }
+        let finished = Date()
+        var timings = output.timings.mapValues { JSONValue.number($0) }
+        timings["queue"] = .number(output.queueSeconds)
+        timings["generation"] = .number(output.generationSeconds)
+        timings["encode"] = .number(finished.timeIntervalSince(encodeStart))
+        timings["total"] = .number(finished.timeIntervalSince(submitted))
+        // FLUX works on 2x2 patches of the 8x-downsampled latent: one image token per 16x16 pixels.
+        let imageTokens = Int64(request.width / 16 * (request.height / 16) * output.images.count)
+        return [
+            "created": .integer(Int64(Date().timeIntervalSince1970)), "data": .array(data), "model": .string(modelID),
+            "output_format": .string(request.outputFormat.rawValue), "size": .string(request.sizeText),
+            "quality": .string(request.quality), "background": "opaque",
+            "usage": ["input_tokens": 0, "output_tokens": .integer(imageTokens), "total_tokens": .integer(imageTokens),
+                      "input_tokens_details": ["text_tokens": 0, "image_tokens": 0]],
+            "timings": .object(timings),
+        ]
+    }
+}

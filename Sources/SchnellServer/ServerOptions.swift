@@ -1,0 +1,99 @@
+import Foundation
+
+/// How `schnell serve` listens and what it allows. Defaults are safe for a single local user:
+/// loopback only, no keys, one day of image retention.
+public struct ServerOptions: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (see `ImageServer.boundPort`).
+    public var port = 8080
+    /// Accepted API keys; empty means the server is open.
+    public var apiKeys: [String] = []
+    /// Generations allowed to wait behind the running one; more are answered 429.
+    public var maxQueue = 16
+    /// Where `url` images (`images/`) and async task records (`tasks/`) are kept.
+    public var outputDirectory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("schnell-server", isDirectory: true).path
+    /// Base for absolute image URLs (e.g. `https://img.example.com`); nil: from the Host header.
+    public var publicURL: String?
+    public var imageTTLSeconds = 86_400
+    /// Largest request body; edits carry two images, so this bounds uploads too.
+    public var maxBodyBytes = 32 * 1024 * 1024
+    public var maxConnections = 256
+    /// Idle seconds before a connection is closed; bounds slow or half-sent requests.
+    public var connectionTimeoutSeconds = 30
+    /// Write one line per request to stderr.
+    public var logRequests = true
+
+    public init() {}
+
+    public struct ParseError: Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    /// Reads the server flags out of `arguments`; everything it does not know is returned in order.
+    public static func parse(_ arguments: [String]) throws -> (ServerOptions, remaining: [String]) {
+        var options = ServerOptions()
+        var remaining: [String] = []
+        var index = 0
+        func value(for flag: String, inline: String?) throws -> String {
+            if let inline { return inline }
+            index += 1
+            guard index < arguments.count else { throw ParseError(description: "\(flag) needs a value") }
+            return arguments[index]
+        }
+        func integer(_ text: String, flag: String, range: ClosedRange<Int>) throws -> Int {
+            guard let number = Int(text), range.contains(number) else {
+                throw ParseError(description: "\(flag) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+            }
+            return number
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            var flag = argument
+            var inline: String?
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                flag = String(argument[..<equals])
+                inline = String(argument[argument.index(after: equals)...])
+            }
+            switch flag {
+            case "--host":
+                let host = try value(for: flag, inline: inline)
+                guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".:-".contains($0) }) else {
+                    throw ParseError(description: "--host must be an IP address or host name, got '\(host)'")
+                }
+                options.host = host
+            case "--port":
+                options.port = try integer(value(for: flag, inline: inline), flag: flag, range: 0...65_535)
+            case "--api-key":
+                let key = try value(for: flag, inline: inline)
+                guard !key.isEmpty, key.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                    throw ParseError(description: "--api-key must be a non-empty ASCII string without spaces")
+                }
+                options.apiKeys.append(key)
+            case "--max-queue":
+                options.maxQueue = try integer(value(for: flag, inline: inline), flag: flag, range: 0...100_000)
+            case "--output-dir":
+                let path = try value(for: flag, inline: inline)
+                guard !path.isEmpty else { throw ParseError(description: "--output-dir must not be empty") }
+                options.outputDirectory = path
+            case "--public-url":
+                let text = try value(for: flag, inline: inline)
+                guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
+                      url.host != nil else {
+                    throw ParseError(description: "--public-url must be an http(s) URL such as https://images.example.com, got '\(text)'")
+                }
+                options.publicURL = text.hasSuffix("/") ? String(text.dropLast()) : text
+            case "--image-ttl":
+                options.imageTTLSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...(365 * 86_400))
+            default:
+                remaining.append(argument)
+            }
+            index += 1
+        }
+        return (options, remaining)
+    }
+
+    var isLoopback: Bool {
+        host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
