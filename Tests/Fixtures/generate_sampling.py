@@ -61,9 +61,64 @@ def noise():
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "draws": entries}
 
 
+# scheduler/scheduler_config.json of black-forest-labs/FLUX.1-schnell and FLUX.1-dev.
+SCHEDULER_CONFIGS = {
+    "schnell": {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+                "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 1.0,
+                "use_dynamic_shifting": False},
+    "dev": {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+            "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
+            "use_dynamic_shifting": True},
+    "shifted": {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": False},
+    "linear": {"num_train_timesteps": 1000, "use_dynamic_shifting": True, "time_shift_type": "linear",
+               "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096},
+}
+
+
+def f32_hex(tensor):
+    return "".join(f"{w:08x}" for w in bits(tensor).tolist())
+
+
+def scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    cases = []
+    for name, config in SCHEDULER_CONFIGS.items():
+        for steps in [1, 2, 4, 8, 28, 50]:
+            for seq_len in [64, 256, 1024, 4096, 4080, 6400]:
+                sched = FlowMatchEulerDiscreteScheduler.from_config(config)
+                # As FluxPipeline.__call__ does.
+                sigmas = np.linspace(1.0, 1 / steps, steps)
+                mu = calculate_shift(seq_len, sched.config.get("base_image_seq_len", 256),
+                                     sched.config.get("max_image_seq_len", 4096),
+                                     sched.config.get("base_shift", 0.5), sched.config.get("max_shift", 1.15))
+                sched.set_timesteps(sigmas=sigmas, mu=mu)
+                timesteps = sched.timesteps
+                transformer_t = timesteps / 1000  # FluxPipeline passes timestep / 1000 (float32 latents)
+                cases.append({"config": name, "steps": steps, "image_seq_len": seq_len, "mu": mu,
+                              "sigmas": f32_hex(sched.sigmas), "timesteps": f32_hex(timesteps),
+                              "transformer_timesteps": f32_hex(transformer_t)})
+    # One Euler step through scheduler.step on the dev schedule.
+    sched = FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIGS["dev"])
+    sched.set_timesteps(sigmas=np.linspace(1.0, 1 / 4, 4), mu=calculate_shift(1024))
+    generator = torch.Generator("cpu").manual_seed(3)
+    sample = torch.randn((64,), generator=generator)
+    velocity = torch.randn((64,), generator=generator)
+    euler = []
+    for index, t in enumerate(sched.timesteps):
+        previous = sched.step(velocity, t, sample, return_dict=False)[0]
+        euler.append({"index": index, "sample": f32_hex(sample), "velocity": f32_hex(velocity),
+                      "prev_sample": f32_hex(previous)})
+        sample = previous
+    return {"configs": SCHEDULER_CONFIGS, "cases": cases, "euler": {"config": "dev", "steps": 4, "image_seq_len": 1024,
+                                                                     "steps_taken": euler}}
+
+
 def main():
     OUT.mkdir(exist_ok=True)
     (OUT / "noise.json").write_text(json.dumps(noise(), indent=1) + "\n")
+    (OUT / "scheduler.json").write_text(json.dumps(scheduler(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
