@@ -21,7 +21,7 @@ import Darwin
 ///   high) with `r = sqrt(-2 log1p(-u2))`, `theta = 2 pi u1`; `r sin(theta)` is kept in the generator and
 ///   returned by the next small draw.
 /// Blocks of 16 use the float log and sincos approximations of avx_mathfun.h (Cephes polynomials), which
-/// torch's AVX2 and AVX-512 kernels (every current x86-64 CPU) share. torch's scalar fallback (CPUs without
+/// torch's AVX2 and AVX-512 kernels share (x86-64 CPUs with AVX2). torch's scalar fallback (CPUs without
 /// AVX2, ARM) uses the C library's logf/cosf/sinf instead and can differ in the last bits.
 public struct TorchGenerator: Sendable {
     private static let stateSize = 624
