@@ -114,12 +114,19 @@ enum JPEGCodec {
                 JPEGCodec.record(codec: codec, manager: manager)
             }
             manager.pointee.error_exit = { codec in
-                guard let codec, let manager = codec.pointee.err else { return }
-                JPEGCodec.record(codec: codec, manager: manager)
-                guard manager.pointee.msg_code == JPEGCodec.badDCTCoefficient else {
-                    let text = codec.pointee.client_data.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
-                    preconditionFailure("libjpeg failed on input that passed validation: \(text)")
+                guard let codec, let manager = codec.pointee.err else {
+                    preconditionFailure("libjpeg called error_exit without its codec")
                 }
+                if manager.pointee.msg_code == JPEGCodec.badDCTCoefficient {
+                    JPEGCodec.record(codec: codec, manager: manager)
+                    return
+                }
+                // Reached only on allocation failure or a gap in JPEGStructure's checks; error_exit
+                // must not return, and without setjmp there is nowhere safe to go.
+                var text = [CChar](repeating: 0, count: JPEGCodec.messageCapacity)
+                manager.pointee.format_message?(codec, &text)
+                let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                preconditionFailure("libjpeg failed on input that passed validation: \(message)")
             }
         }
 

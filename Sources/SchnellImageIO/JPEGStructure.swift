@@ -114,6 +114,10 @@ enum JPEGStructure {
                 guard (1...4).contains(count), payload.count == 4 + 2 * count else {
                     throw ImageIOError("JPEG scan header has a bad length")
                 }
+                let spectralStart = Int(payload[1 + 2 * count])
+                let spectralEnd = Int(payload[2 + 2 * count])
+                let approximationHigh = Int(payload[3 + 2 * count] >> 4)
+                let approximationLow = Int(payload[3 + 2 * count] & 15)
                 var scanComponents: [Int] = []
                 for index in 0..<count {
                     let id = payload[1 + 2 * index]
@@ -124,8 +128,6 @@ enum JPEGStructure {
                     scanComponents.append(component)
                     let dc = Int(tables >> 4)
                     let ac = Int(tables & 15)
-                    let spectralStart = Int(payload[1 + 2 * count])
-                    let approximationHigh = Int(payload[3 + 2 * count] >> 4)
                     let needsDC = spectralStart == 0 && (!progressive || approximationHigh == 0)
                     let needsAC = !progressive || spectralStart != 0
                     guard !needsDC || (dc < 4 && dcTables[dc].map { isUsable($0, isDC: true) } == true),
@@ -143,10 +145,6 @@ enum JPEGStructure {
                     let blocks = scanComponents.map { components[$0].horizontalSampling * components[$0].verticalSampling }
                     guard blocks.reduce(0, +) <= 10 else { throw ImageIOError("JPEG scan has more than 10 blocks per MCU") }
                 }
-                let spectralStart = Int(payload[1 + 2 * count])
-                let spectralEnd = Int(payload[2 + 2 * count])
-                let approximationHigh = Int(payload[3 + 2 * count] >> 4)
-                let approximationLow = Int(payload[3 + 2 * count] & 15)
                 if progressive {
                     let isDCBand = spectralStart == 0
                     let badBand = isDCBand ? spectralEnd != 0 : (spectralStart > spectralEnd || spectralEnd > 63 || count != 1)

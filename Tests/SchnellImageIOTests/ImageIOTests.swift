@@ -174,6 +174,11 @@ private func handMadePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UI
     let sof = try #require(jpeg.indices.first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
     jpeg[sof + 4] = 12  // 12-bit precision
     #expect(throws: ImageIOError.self) { _ = try ImageDecoder.decode(jpeg) }
+    for frameType: UInt8 in [0xC3, 0xC9] {  // lossless, arithmetic coding
+        var unsupported = try ImageEncoder.encode(image, as: .jpeg)
+        unsupported[sof + 1] = frameType
+        #expect(throws: ImageIOError.self) { _ = try ImageDecoder.decode(unsupported) }
+    }
 }
 
 @Test func hugeDimensionsAreRejectedBeforeDecoding() throws {
