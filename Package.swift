@@ -34,6 +34,7 @@ let package = Package(
                           path: "Benchmarks/SchnellBench"),
         .testTarget(name: "SchnellTests", dependencies: ["Schnell", "SchnellKernels"]),
         .testTarget(name: "SchnellImageIOTests", dependencies: ["SchnellImageIO"]),
+        .testTarget(name: "SchnellCLITests", dependencies: ["schnell", "SchnellImageIO"]),
         .testTarget(name: "SchnellServerTests", dependencies: ["SchnellServer", "Schnell"]),
     ]
 )

@@ -5,7 +5,11 @@ import Schnell
 /// to exit codes: 0 success, 1 a failure while running, 2 bad usage or bad input files.
 let arguments = Array(CommandLine.arguments.dropFirst())
 let usage = """
-    usage: schnell inspect PATH [--rope-axes A,B,C]
+    usage: schnell generate PROMPT [options]   (schnell generate --help)
+           schnell serve [options]             (schnell serve --help)
+           schnell inspect PATH
+      generate  make images from a prompt with a FLUX model (default: the bundled tiny model)
+      serve     the OpenAI-compatible HTTP API (POST /v1/images/generations, ...) on a model
       inspect   print the model kind, configuration, parameter count and any missing or
                 unexpected tensors of a pipeline folder, component folder or single file
     """
@@ -17,6 +21,10 @@ func fail(_ message: String, code: Int32) -> Never {
 
 guard let command = arguments.first else { fail("no command\n\(usage)", code: 2) }
 switch command {
+case "generate":
+    exit(GenerateCommand.run(Array(arguments.dropFirst())))
+case "serve":
+    exit(ServeCommand.run(Array(arguments.dropFirst())))
 case "inspect":
     exit(InspectCommand.run(Array(arguments.dropFirst())))
 case "-h", "--help", "help":

@@ -1,0 +1,165 @@
+import Foundation
+
+/// Text to image with FLUX, as diffusers' `FluxPipeline`:
+///   prompt -> CLIP pooled [768] + T5 states [seq, 4096]
+///   seed -> noise [16, H/8, W/8] (torch's CPU generator) -> packed 2x2 -> [HW/256, 64]
+///   steps x (transformer velocity; Euler step on the flow-matching sigmas)
+///   unpack -> latents / scaling + shift -> VAE decode -> (x / 2 + 0.5) clamped -> 8-bit RGB
+public final class FluxPipeline: Sendable {
+    public let modelID: String
+    public let transformer: FluxTransformer
+    public let vae: AutoencoderKL
+    public let clip: CLIPTextModel
+    public let t5: T5Encoder
+    public let clipTokenizer: CLIPTokenizer
+    public let t5Tokenizer: T5Tokenizer
+    public let scheduler: FlowMatchScheduler
+    let ops: any Backend
+
+    /// Side of a packed latent cell in pixels: VAE downsampling (8 for FLUX) times the 2x2 packing.
+    public var sizeMultiple: Int { vae.config.downsamplingFactor * 2 }
+    public var hasGuidance: Bool { transformer.config.guidanceEmbeds }
+    /// diffusers' defaults: schnell 4 steps, dev 28 steps with guidance 3.5.
+    public var defaultSteps: Int { hasGuidance ? 28 : 4 }
+    public var defaultGuidance: Float? { hasGuidance ? 3.5 : nil }
+    public var defaultMaxSequenceLength: Int { hasGuidance ? 512 : 256 }
+    public static let maxSide = 4096
+
+    public static func load(_ files: PipelineFiles, backend: any Backend) throws -> FluxPipeline {
+        let transformerPath = try files.path(files.transformer, subfolder: "transformer", flag: "--transformer")
+        let axes = try files.configFile("transformer/config.json").flatMap { path -> [Int]? in
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            return try TransformerConfig(configJSON: data, file: path).axesDimsRope
+        }
+        let transformer = try FluxTransformer.load(path: transformerPath, backend: backend,
+                                                   axesDimsRope: files.transformer == nil ? nil : axes)
+        let vaePath = try files.path(files.vae, subfolder: "vae", flag: "--vae")
+        let vaeConfig = try files.vae == nil ? nil : files.configFile("vae/config.json").map { try AutoencoderConfig(contentsOf: $0) }
+        let vae = try AutoencoderKL.load(from: vaePath, config: vaeConfig)
+        let clipPath = try files.path(files.clip, subfolder: "text_encoder", flag: "--clip")
+        let clipConfig = try files.clip == nil ? nil : files.configFile("text_encoder/config.json").map { try CLIPTextConfig.read(path: $0) }
+        let clip = try CLIPTextModel.load(path: clipPath, config: clipConfig, backend: backend)
+        let t5Path = try files.path(files.t5, subfolder: "text_encoder_2", flag: "--t5")
+        let t5Config = try files.t5 == nil ? nil : files.configFile("text_encoder_2/config.json").map { try T5Config.read(path: $0) }
+        let t5 = try T5Encoder.load(path: t5Path, config: t5Config, backend: backend)
+        guard let clipTokenizerFolder = files.configFile("tokenizer"), let t5TokenizerFolder = files.configFile("tokenizer_2") else {
+            throw PipelineError.missingComponent("tokenizer/ and tokenizer_2/ folders (pass --tokenizers DIR with single files)")
+        }
+        let scheduler: FlowMatchScheduler
+        if let path = files.configFile("scheduler/scheduler_config.json"), let data = FileManager.default.contents(atPath: path) {
+            scheduler = try FlowMatchScheduler(configJSON: data)
+        } else {
+            scheduler = transformer.config.guidanceEmbeds ? .devDefaults : .schnellDefaults
+        }
+        return try FluxPipeline(modelID: files.modelID, transformer: transformer, vae: vae, clip: clip, t5: t5,
+                                clipTokenizer: CLIPTokenizer(folder: URL(fileURLWithPath: clipTokenizerFolder)),
+                                t5Tokenizer: T5Tokenizer(folder: URL(fileURLWithPath: t5TokenizerFolder)),
+                                scheduler: scheduler, backend: backend)
+    }
+
+    public init(modelID: String, transformer: FluxTransformer, vae: AutoencoderKL, clip: CLIPTextModel, t5: T5Encoder,
+                clipTokenizer: CLIPTokenizer, t5Tokenizer: T5Tokenizer, scheduler: FlowMatchScheduler,
+                backend: any Backend) throws {
+        let config = transformer.config
+        guard config.inChannels == 4 * vae.config.latentChannels, config.outChannels == config.inChannels else {
+            throw PipelineError.incompatibleComponents("the transformer takes \(config.inChannels) channels; the VAE's \(vae.config.latentChannels) latent channels pack to \(4 * vae.config.latentChannels)")
+        }
+        guard config.pooledProjectionDim == clip.config.hiddenSize else {
+            throw PipelineError.incompatibleComponents("the transformer expects a \(config.pooledProjectionDim)-wide CLIP pooled output; CLIP gives \(clip.config.hiddenSize)")
+        }
+        guard config.jointAttentionDim == t5.config.modelSize else {
+            throw PipelineError.incompatibleComponents("the transformer expects \(config.jointAttentionDim)-wide T5 states; T5 gives \(t5.config.modelSize)")
+        }
+        self.modelID = modelID
+        self.transformer = transformer
+        self.vae = vae
+        self.clip = clip
+        self.t5 = t5
+        self.clipTokenizer = clipTokenizer
+        self.t5Tokenizer = t5Tokenizer
+        self.scheduler = scheduler
+        ops = backend
+    }
+
+    /// Checks a request against this model; the messages name the parameter.
+    public func validate(_ request: GenerationRequest) throws {
+        for (name, side) in [("width", request.width), ("height", request.height)] {
+            guard side >= sizeMultiple, side <= Self.maxSide else {
+                throw PipelineError.invalidRequest(parameter: name, reason: "\(side) is outside \(sizeMultiple)...\(Self.maxSide)")
+            }
+            guard side % sizeMultiple == 0 else {
+                throw PipelineError.invalidRequest(parameter: name, reason: "\(side) is not a multiple of \(sizeMultiple)")
+            }
+        }
+        if let steps = request.steps, !(1...1000).contains(steps) {
+            throw PipelineError.invalidRequest(parameter: "steps", reason: "\(steps) is outside 1...1000")
+        }
+        if let guidance = request.guidance, !guidance.isFinite || guidance < 0 || guidance > 100 {
+            throw PipelineError.invalidRequest(parameter: "guidance", reason: "\(guidance) is outside 0...100")
+        }
+        guard (1...64).contains(request.count) else {
+            throw PipelineError.invalidRequest(parameter: "n", reason: "\(request.count) is outside 1...64")
+        }
+        if let length = request.maxSequenceLength, !(1...512).contains(length) {
+            throw PipelineError.invalidRequest(parameter: "max_sequence_length", reason: "\(length) is outside 1...512")
+        }
+    }
+
+    /// Generates `request.count` images; `progress` returning false cancels (throws `.cancelled`).
+    public func generate(_ request: GenerationRequest,
+                         progress: (GenerationProgress) -> Bool = { _ in true }) throws -> GenerationResult {
+        try validate(request)
+        let steps = request.steps ?? defaultSteps
+        let guidance = hasGuidance ? (request.guidance ?? defaultGuidance) : nil
+        let firstSeed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        var timings: [(stage: String, seconds: Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try body()
+        }
+        func report(_ stage: GenerationProgress.Stage, image: Int, step: Int) throws {
+            let update = GenerationProgress(stage: stage, image: image, imageCount: request.count, step: step, stepCount: steps)
+            guard progress(update) else { throw PipelineError.cancelled }
+        }
+
+        try report(.textEncoding, image: 0, step: 0)
+        let (text, pooled) = try timed("text encoders") {
+            let pooled = try clip.encode(ids: clipTokenizer.encode(request.prompt)).pooled
+            let text = try t5.encode(ids: t5Tokenizer.encode(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength))
+            return (text, pooled)
+        }
+        let latentHeight = request.height / vae.config.downsamplingFactor, latentWidth = request.width / vae.config.downsamplingFactor
+        let gridHeight = latentHeight / 2, gridWidth = latentWidth / 2
+        let rotary = transformer.rotaryTable(textTokens: text.rows, gridHeight: gridHeight, gridWidth: gridWidth)
+        let schedule = try scheduler.schedule(steps: steps, imageSequenceLength: gridHeight * gridWidth)
+        let channels = vae.config.latentChannels
+
+        var images: [GeneratedImage] = []
+        for index in 0..<request.count {
+            let seed = firstSeed &+ UInt64(index)
+            var generator = TorchGenerator(seed: seed)
+            let noise = generator.randn(count: channels * latentHeight * latentWidth)
+            var latents = LatentPacking.pack(noise, channels: channels, height: latentHeight, width: latentWidth)
+            for step in 0..<steps {
+                try report(.denoising, image: index, step: step)
+                latents = try timed(request.count > 1 ? "image \(index + 1) step \(step + 1)" : "step \(step + 1)") {
+                    let velocity = transformer(latents: latents, text: text, pooled: pooled,
+                                               timestep: schedule.transformerTimestep(at: step),
+                                               guidance: guidance, rotary: rotary)
+                    var values = latents.values
+                    try schedule.eulerStep(step, sample: &values, velocity: velocity.values)
+                    return Tensor(shape: latents.shape, values: values)
+                }
+            }
+            try report(.decoding, image: index, step: steps)
+            let rgb = try timed(request.count > 1 ? "image \(index + 1) vae decode" : "vae decode") {
+                let unpacked = LatentPacking.unpack(latents, channels: channels, height: latentHeight, width: latentWidth)
+                let decoded = try vae.decode(vae.unscaledLatents(unpacked), backend: ops)
+                return ImageQuantization.rgb8(decoded)
+            }
+            images.append(GeneratedImage(width: request.width, height: request.height, rgb: rgb, seed: seed))
+        }
+        return GenerationResult(images: images, steps: steps, guidance: guidance, timings: timings)
+    }
+}

@@ -1,0 +1,69 @@
+/// What to generate. Unset fields take the model's defaults (see `FluxPipeline.defaults`).
+public struct GenerationRequest: Sendable {
+    public var prompt: String
+    public var width: Int
+    public var height: Int
+    public var steps: Int?
+    /// Guidance scale for models with a guidance embedding (dev); ignored by schnell.
+    public var guidance: Float?
+    /// Image i uses seed + i; nil draws a random seed (reported in the result).
+    public var seed: UInt64?
+    public var count: Int
+    /// T5 tokens: 256 for schnell, 512 for dev unless set.
+    public var maxSequenceLength: Int?
+
+    public init(prompt: String, width: Int = 1024, height: Int = 1024, steps: Int? = nil, guidance: Float? = nil,
+                seed: UInt64? = nil, count: Int = 1, maxSequenceLength: Int? = nil) {
+        self.prompt = prompt
+        self.width = width
+        self.height = height
+        self.steps = steps
+        self.guidance = guidance
+        self.seed = seed
+        self.count = count
+        self.maxSequenceLength = maxSequenceLength
+    }
+}
+
+/// One generated picture: 8-bit RGB, rows top-down, and the seed its noise came from.
+public struct GeneratedImage: Sendable {
+    public let width: Int
+    public let height: Int
+    public let rgb: [UInt8]
+    public let seed: UInt64
+}
+
+/// The pictures of one request with the settings actually used and per-stage seconds.
+public struct GenerationResult: Sendable {
+    public let images: [GeneratedImage]
+    public let steps: Int
+    public let guidance: Float?
+    /// (stage, seconds) in the order the stages ran: "text encoders", "step 1", ..., "vae decode".
+    public let timings: [(stage: String, seconds: Double)]
+}
+
+/// Where a generation is, for progress bars, HTTP progress and cancellation.
+public struct GenerationProgress: Sendable {
+    public enum Stage: String, Sendable { case loading, textEncoding = "text encoders", denoising, decoding }
+    public let stage: Stage
+    public let image: Int
+    public let imageCount: Int
+    public let step: Int
+    public let stepCount: Int
+}
+
+public enum PipelineError: Error, CustomStringConvertible, Equatable {
+    case invalidRequest(parameter: String, reason: String)
+    case incompatibleComponents(String)
+    case missingComponent(String)
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case let .invalidRequest(parameter, reason): return "\(parameter): \(reason)"
+        case let .incompatibleComponents(reason): return "the model's parts do not fit together: \(reason)"
+        case let .missingComponent(what): return "missing model part: \(what)"
+        case .cancelled: return "cancelled"
+        }
+    }
+}

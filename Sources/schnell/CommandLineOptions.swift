@@ -1,0 +1,55 @@
+import Foundation
+
+/// A small flag reader: `--name value`, `--name=value`, boolean flags, and positionals.
+/// Unknown flags and missing or malformed values are usage errors naming the flag.
+struct CommandLineOptions {
+    struct UsageError: Error, CustomStringConvertible { let description: String }
+
+    private(set) var values: [String: String] = [:]
+    private(set) var flags: Set<String> = []
+    private(set) var positionals: [String] = []
+
+    init(_ arguments: [String], valued: Set<String>, boolean: Set<String>) throws {
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("-"), argument != "-" else { positionals.append(argument); continue }
+            if argument == "--" { positionals += arguments[index...]; break }
+            var name = argument, inline: String?
+            if let equals = argument.firstIndex(of: "="), argument.hasPrefix("--") {
+                name = String(argument[..<equals])
+                inline = String(argument[argument.index(after: equals)...])
+            }
+            if boolean.contains(name), inline == nil {
+                flags.insert(name)
+            } else if valued.contains(name) {
+                guard let value = inline ?? (index < arguments.count ? arguments[index] : nil) else {
+                    throw UsageError(description: "\(name) needs a value")
+                }
+                if inline == nil { index += 1 }
+                values[name] = value
+            } else {
+                throw UsageError(description: "unknown option \(name)")
+            }
+        }
+    }
+
+    func string(_ name: String) -> String? { values[name] }
+
+    func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = values[name] else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw UsageError(description: "\(name) must be a whole number in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
+        }
+        return value
+    }
+
+    func number(_ name: String, in range: ClosedRange<Float>) throws -> Float? {
+        guard let text = values[name] else { return nil }
+        guard let value = Float(text), value.isFinite, range.contains(value) else {
+            throw UsageError(description: "\(name) must be a number in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
+        }
+        return value
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import Schnell
+import SchnellImageIO
+
+/// `schnell generate "prompt" [options]`: one or more images to PNG/JPEG/WebP files, with a
+/// progress line on stderr and per-stage timings at the end.
+enum GenerateCommand {
+    static let usage = """
+        usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
+                                [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
+                                [--max-sequence-length L] [--threads N] [--quiet]
+          --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
+                             Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
+          --transformer F, --vae F, --clip F, --t5 F
+                             single files (flux1-schnell.safetensors, ae.safetensors, clip_l.safetensors,
+                             t5xxl_fp16.safetensors); each overrides the --model folder's part
+          --tokenizers DIR   a folder with tokenizer/ and tokenizer_2/ (a FLUX pipeline folder), needed with
+                             single files; its component configs are used where it has them
+          --size WxH         multiples of 16 (default 1024x1024)
+          --seed S           image i uses S + i (default: random, printed)
+          -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
+                             n > 1 writes FILE, FILE-1, FILE-2, ...
+        """
+
+    static func run(_ arguments: [String]) -> Int32 {
+        let options: CommandLineOptions
+        do {
+            options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
+                                                                 "--tokenizers", "--seed", "--size", "--steps", "--guidance",
+                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads"],
+                                             boolean: ["--quiet", "-q", "-h", "--help"])
+        } catch {
+            return fail("\(error)\n\(usage)", code: 2)
+        }
+        if options.flags.contains("-h") || options.flags.contains("--help") {
+            print(usage)
+            return 0
+        }
+        do {
+            guard options.positionals.count == 1, let prompt = options.positionals.first else {
+                throw CommandLineOptions.UsageError(description: "expected exactly one PROMPT (quote it)")
+            }
+            var request = GenerationRequest(prompt: prompt)
+            if let size = options.string("--size") { (request.width, request.height) = try parseSize(size) }
+            if let seed = options.string("--seed") {
+                guard let value = UInt64(seed) else {
+                    throw CommandLineOptions.UsageError(description: "--seed must be a whole number in 0...\(UInt64.max), not '\(seed)'")
+                }
+                request.seed = value
+            }
+            request.steps = try options.integer("--steps", in: 1...1000)
+            request.guidance = try options.number("--guidance", in: 0...100)
+            request.count = try options.integer("-n", in: 1...64) ?? 1
+            request.maxSequenceLength = try options.integer("--max-sequence-length", in: 1...512)
+            let output = options.string("-o") ?? options.string("--output") ?? "out.png"
+            let format = try imageFormat(of: output)
+            let threads = try options.integer("--threads", in: 1...1024) ?? 0
+            let quiet = options.flags.contains("--quiet") || options.flags.contains("-q")
+            let files = try pipelineFiles(options)
+
+            let progress = ProgressLine(enabled: !quiet)
+            progress.show("loading \(files.model ?? files.transformer ?? "")")
+            let loadStart = Date()
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads))
+            try pipeline.validate(request)
+            let loadSeconds = Date().timeIntervalSince(loadStart)
+            let result = try pipeline.generate(request) { update in
+                progress.show(update.stage == .denoising
+                    ? "image \(update.image + 1)/\(update.imageCount) step \(update.step + 1)/\(update.stepCount)"
+                    : "image \(update.image + 1)/\(update.imageCount) \(update.stage.rawValue)")
+                return true
+            }
+            progress.finish()
+            for (index, image) in result.images.enumerated() {
+                let path = outputPath(output, index: index)
+                let metadata = [("prompt", prompt), ("seed", "\(image.seed)"), ("steps", "\(result.steps)"),
+                                ("size", "\(image.width)x\(image.height)"),
+                                ("guidance", result.guidance.map { "\($0)" } ?? "none"),
+                                ("model", pipeline.modelID), ("software", "Schnell")]
+                let bytes = try ImageEncoder.encode(Image8(width: image.width, height: image.height, channels: 3, pixels: image.rgb),
+                                                    as: format, quality: 95, text: metadata.map { (key: $0.0, value: $0.1) })
+                try writeAtomically(bytes, to: path)
+                print("\(path)  seed \(image.seed)")
+            }
+            if !quiet {
+                var lines = [String(format: "  %-22@ %8.3f s", "load" as NSString, loadSeconds)]
+                lines += result.timings.map { String(format: "  %-22@ %8.3f s", $0.stage as NSString, $0.seconds) }
+                let total = loadSeconds + result.timings.reduce(0) { $0 + $1.seconds }
+                lines.append(String(format: "  %-22@ %8.3f s", "total" as NSString, total))
+                FileHandle.standardError.write(Data(("timings:\n" + lines.joined(separator: "\n") + "\n").utf8))
+            }
+            return 0
+        } catch let error as CommandLineOptions.UsageError {
+            return fail("\(error)\n\(usage)", code: 2)
+        } catch let error as PipelineError {
+            if case .cancelled = error { return fail("\(error)", code: 1) }
+            return fail("\(error)", code: 2)
+        } catch let error as WeightsError {
+            return fail("\(error)", code: 2)
+        } catch {
+            return fail("\(error)", code: 1)
+        }
+    }
+
+    static func pipelineFiles(_ options: CommandLineOptions) throws -> PipelineFiles {
+        var files = PipelineFiles(model: options.string("--model"), transformer: options.string("--transformer"),
+                                  vae: options.string("--vae"), clip: options.string("--clip"), t5: options.string("--t5"),
+                                  configFolder: options.string("--tokenizers"))
+        let singleFiles = [files.transformer, files.vae, files.clip, files.t5].compactMap { $0 }
+        if files.model == nil, singleFiles.isEmpty {
+            guard let bundled = bundledModel() else {
+                throw PipelineError.missingComponent("--model DIR (the bundled Weights/tiny-flux-schnell was not found from \(FileManager.default.currentDirectoryPath))")
+            }
+            files.model = bundled
+        } else if files.model == nil, singleFiles.count < 4 {
+            throw CommandLineOptions.UsageError(description: "without --model, give all of --transformer, --vae, --clip and --t5")
+        }
+        return files
+    }
+
+    /// The bundled tiny model: Weights/tiny-flux-schnell beside the working directory or above
+    /// the executable (.build/<config>/schnell).
+    static func bundledModel() -> String? {
+        let relative = "Weights/tiny-flux-schnell"
+        var candidates = [FileManager.default.currentDirectoryPath]
+        var folder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            candidates.append(folder.path)
+            folder = folder.deletingLastPathComponent()
+        }
+        return candidates.map { ($0 as NSString).appendingPathComponent(relative) }
+            .first { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("model_index.json")) }
+    }
+
+    static func parseSize(_ text: String) throws -> (Int, Int) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        guard parts.count == 2, let width = Int(parts[0]), let height = Int(parts[1]), width > 0, height > 0 else {
+            throw CommandLineOptions.UsageError(description: "--size must look like 1024x768, not '\(text)'")
+        }
+        return (width, height)
+    }
+
+    static func imageFormat(of path: String) throws -> ImageFormat {
+        switch (path as NSString).pathExtension.lowercased() {
+        case "png": return .png
+        case "jpg", "jpeg": return .jpeg
+        case "webp": return .webp
+        default:
+            throw CommandLineOptions.UsageError(description: "-o must end in .png, .jpg, .jpeg or .webp, not '\(path)'")
+        }
+    }
+
+    /// out.png, out-1.png, out-2.png, ...
+    static func outputPath(_ path: String, index: Int) -> String {
+        guard index > 0 else { return path }
+        let stem = (path as NSString).deletingPathExtension, ext = (path as NSString).pathExtension
+        return "\(stem)-\(index).\(ext)"
+    }
+
+    /// Writes beside the target and renames, so a failure never leaves half a file.
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let temporary = path + ".partial-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        do {
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Int32 {
+        FileHandle.standardError.write(Data("schnell generate: \(message)\n".utf8))
+        return code
+    }
+}
+
+/// A one-line progress display on stderr: stage and elapsed time, redrawn in place on a terminal.
+final class ProgressLine {
+    let enabled: Bool
+    let start = Date()
+    let interactive = isatty(STDERR_FILENO) != 0
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ text: String) {
+        guard enabled else { return }
+        let line = String(format: "[%6.1fs] %@", Date().timeIntervalSince(start), text as NSString)
+        FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
+    }
+
+    func finish() {
+        if enabled, interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

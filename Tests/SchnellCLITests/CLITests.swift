@@ -1,0 +1,102 @@
+import Foundation
+import SchnellImageIO
+import XCTest
+
+/// The `schnell` executable run as a user runs it: exit codes, messages and files.
+final class CLITests: XCTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = repository.appendingPathComponent("Tests/Fixtures")
+
+    /// The built `schnell` beside the test bundle.
+    var executable: URL {
+        var folder = Bundle.main.bundleURL
+        while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("schnell").path), folder.path != "/" {
+            folder.deleteLastPathComponent()
+        }
+        return folder.appendingPathComponent("schnell")
+    }
+
+    struct Run { let status: Int32; let output: String; let errors: String }
+
+    func schnell(_ arguments: [String], in directory: URL? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = directory ?? Self.repository
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                   errors: String(decoding: errorData, as: UTF8.self))
+    }
+
+    func temporaryFolder() throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        return folder
+    }
+
+    func testInspectReportsBothLayouts() throws {
+        let folder = try schnell(["inspect", Self.fixtures.appendingPathComponent("transformer/tiny-schnell").path])
+        XCTAssertEqual(folder.status, 0, folder.errors)
+        XCTAssertTrue(folder.output.contains("kind: FLUX transformer"), folder.output)
+        XCTAssertTrue(folder.output.contains("hidden size: 32 (2 heads x 16)"), folder.output)
+        XCTAssertTrue(folder.output.contains("blocks: 2 double-stream + 3 single-stream"), folder.output)
+        let single = try schnell(["inspect", Self.fixtures.appendingPathComponent("transformer/tiny-dev/tiny-dev.safetensors").path])
+        XCTAssertEqual(single.status, 0, single.errors)
+        XCTAssertTrue(single.output.contains("layout: original single file"), single.output)
+        XCTAssertTrue(single.output.contains("dev-like (guidance embedding)"), single.output)
+        XCTAssertTrue(single.output.contains("hidden size: 24 (3 heads x 8)"), single.output)
+    }
+
+    func testInspectRefusesADamagedFile() throws {
+        let folder = try temporaryFolder()
+        let source = Self.fixtures.appendingPathComponent("transformer/tiny-dev/tiny-dev.safetensors")
+        let damaged = folder.appendingPathComponent("cut.safetensors")
+        let bytes = try Data(contentsOf: source)
+        try bytes.prefix(bytes.count - 100).write(to: damaged)
+        let run = try schnell(["inspect", damaged.path])
+        XCTAssertEqual(run.status, 2)
+        XCTAssertTrue(run.errors.contains(damaged.path) && run.errors.contains("truncated"), run.errors)
+    }
+
+    func testGenerateWritesPNGsWithParameters() throws {
+        let folder = try temporaryFolder()
+        let output = folder.appendingPathComponent("cat.png").path
+        let run = try schnell(["generate", "a cat", "--size", "48x32", "--seed", "5", "-n", "2", "-o", output, "--quiet"])
+        XCTAssertEqual(run.status, 0, run.errors)
+        for (path, seed) in [(output, 5), (folder.appendingPathComponent("cat-1.png").path, 6)] {
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            let image = try ImageDecoder.decode(bytes)
+            XCTAssertEqual([image.width, image.height], [48, 32])
+            let text = String(decoding: bytes, as: UTF8.self)
+            XCTAssertTrue(text.contains("seed\u{0}\(seed)") && text.contains("prompt\u{0}a cat"), "PNG text chunks of \(path)")
+            XCTAssertTrue(run.output.contains("seed \(seed)"), run.output)
+        }
+    }
+
+    func testGenerateRefusesBadInputWithTheFlagNamed() throws {
+        let size = try schnell(["generate", "x", "--size", "100x64", "--quiet", "-o", "/tmp/never.png"])
+        XCTAssertEqual(size.status, 2)
+        XCTAssertTrue(size.errors.contains("width: 100 is not a multiple of 16"), size.errors)
+        let steps = try schnell(["generate", "x", "--steps", "zero"])
+        XCTAssertEqual(steps.status, 2)
+        XCTAssertTrue(steps.errors.contains("--steps must be a whole number"), steps.errors)
+        let unknown = try schnell(["generate", "x", "--colour", "red"])
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertTrue(unknown.errors.contains("unknown option --colour"), unknown.errors)
+        let format = try schnell(["generate", "x", "-o", "out.gif"])
+        XCTAssertEqual(format.status, 2)
+        XCTAssertTrue(format.errors.contains(".gif") || format.errors.contains("out.gif"), format.errors)
+        let missing = try schnell(["generate", "x", "--model", "/nonexistent/model"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.errors.contains("/nonexistent/model"), missing.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.png"))
+    }
+}
