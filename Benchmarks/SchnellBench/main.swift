@@ -26,7 +26,7 @@ while let flag = iterator.next() {
 }
 let repeats = repeatCount
 schnell_set_threads(Int32(threads))
-print("threads: \(schnell_threads()), CPU level: \(schnell_cpu_level()) (1 = AVX-512, 2 = AVX-512 + BF16)")
+print("threads: \(schnell_threads()), CPU level: \(schnell_cpu_level()) (1 = AVX-512, 2 = AVX-512 + BF16), OpenBLAS kernels: \(BLASKernels.coreName)")
 
 func seconds(_ repeats: Int = repeats, _ body: () -> Void) -> Double {
     body()  // warm-up: page in weights, spin up threads

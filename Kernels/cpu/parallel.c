@@ -10,6 +10,9 @@
 #include "dispatch.h"
 
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
+
+const char *schnell_blas_core_name(void) { return openblas_get_corename(); }
 
 enum { SCHNELL_MAX_THREADS = 256 };
 

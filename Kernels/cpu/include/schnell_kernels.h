@@ -28,6 +28,8 @@ typedef void (*schnell_range_fn)(void *context, size_t begin, size_t end);
 void schnell_parallel_for(size_t count, size_t grain, schnell_range_fn fn, void *context);
 // 1 when the CPU has AVX-512 F/BW/VL/DQ (the fast paths), 2 when it also has AVX512-BF16.
 int schnell_cpu_level(void);
+// The kernel family OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...).
+const char *schnell_blas_core_name(void);
 
 // ---- dtypes (convert.c) ----
 typedef enum {

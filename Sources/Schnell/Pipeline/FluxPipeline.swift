@@ -94,6 +94,9 @@ public final class FluxPipeline: Sendable {
         if let steps = request.steps, !(1...1000).contains(steps) {
             throw PipelineError.invalidRequest(parameter: "steps", reason: "\(steps) is outside 1...1000")
         }
+        if request.guidance != nil, !hasGuidance {
+            throw PipelineError.invalidRequest(parameter: "guidance", reason: "\(modelID) has no guidance embedding (schnell-like); leave it out")
+        }
         if let guidance = request.guidance, !guidance.isFinite || guidance < 0 || guidance > 100 {
             throw PipelineError.invalidRequest(parameter: "guidance", reason: "\(guidance) is outside 0...100")
         }
@@ -110,7 +113,7 @@ public final class FluxPipeline: Sendable {
                          progress: (GenerationProgress) -> Bool = { _ in true }) throws -> GenerationResult {
         try validate(request)
         let steps = request.steps ?? defaultSteps
-        let guidance = hasGuidance ? (request.guidance ?? defaultGuidance) : nil
+        let guidance = request.guidance ?? defaultGuidance
         let firstSeed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var timings: [(stage: String, seconds: Double)] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
