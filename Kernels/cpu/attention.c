@@ -16,19 +16,12 @@ typedef struct {
 } softmax_job;
 
 SCHNELL_INLINE void softmax_row(float *x, size_t dim) {
-    float maximum = -INFINITY;
-    for (size_t i = 0; i < dim; i++) maximum = fmaxf(maximum, x[i]);
+    float maximum = schnell_max(x, dim);
     if (maximum == -INFINITY) {  // a fully masked row attends to nothing
         for (size_t i = 0; i < dim; i++) x[i] = 0.0f;
         return;
     }
-    float sum = 0.0f;
-    for (size_t i = 0; i < dim; i++) {
-        float e = schnell_expf(x[i] - maximum);
-        x[i] = e;
-        sum += e;
-    }
-    float inv = 1.0f / sum;
+    float inv = 1.0f / schnell_exp_shifted_sum(x, dim, maximum);
     for (size_t i = 0; i < dim; i++) x[i] *= inv;
 }
 
@@ -58,29 +51,71 @@ void schnell_softmax_reference(float *x, size_t rows, size_t dim) {
     }
 }
 
+// One head's work for one worker: for each block of queries,
+//   S = scale * Q_block . K^T (+ bias, causal mask)     [block, kv_tokens], in L2-sized scratch
+//   P = exp(S - rowmax), rowsum                          in place
+//   O_block = (P . V) / rowsum                           normalising the small output, not P
 typedef struct {
-    float *scores;
-    size_t kv_tokens, first_query;
-    const float *bias;  // [block rows, kv_tokens] for this head and block, or NULL
+    const float *q, *k, *v;
+    size_t q_stride, k_stride, v_stride, out_stride;
+    float *out;
+    size_t q_tokens, kv_tokens, head_dim, block;
+    float scale;
+    const float *bias;
     int causal;
-} mask_job;
+    float *scratch;  // per worker: block * kv_tokens scores + block sums
+} attention_job;
 
-SCHNELL_INLINE void mask_softmax_body(void *context, size_t begin, size_t end) {
-    const mask_job *job = context;
-    size_t n = job->kv_tokens;
-    for (size_t r = begin; r < end; r++) {
-        float *row = job->scores + r * n;
-        if (job->bias) {
-            const float *b = job->bias + r * n;
+SCHNELL_INLINE void exp_rows(float *scores, size_t rows, size_t n, size_t first_query, const float *bias,
+                              int causal, float *sums) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = scores + r * n;
+        if (bias) {
+            const float *b = bias + r * n;
             for (size_t j = 0; j < n; j++) row[j] += b[j];
         }
-        if (job->causal) {
-            for (size_t j = job->first_query + r + 1; j < n; j++) row[j] = -INFINITY;
+        if (causal) {
+            for (size_t j = first_query + r + 1; j < n; j++) row[j] = -INFINITY;
         }
-        softmax_row(row, n);
+        float maximum = schnell_max(row, n);
+        float sum = 0.0f;
+        if (maximum == -INFINITY) {  // a fully masked row attends to nothing
+            for (size_t j = 0; j < n; j++) row[j] = 0.0f;
+        } else {
+            sum = schnell_exp_shifted_sum(row, n, maximum);
+        }
+        sums[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
     }
 }
-SCHNELL_VARIANTS(mask_softmax)
+
+// Work items are (head, query block) pairs, head-major, so a worker's consecutive items
+// reuse the same K and V.
+SCHNELL_INLINE void attention_items_body(void *context, size_t begin, size_t end) {
+    const attention_job *job = context;
+    size_t n = job->kv_tokens, d = job->head_dim;
+    size_t blocks = (job->q_tokens + job->block - 1) / job->block;
+    float *scores = job->scratch + (size_t)schnell_worker_index() * (job->block * (n + 1));
+    float *sums = scores + job->block * n;
+    for (size_t item = begin; item < end; item++) {
+        size_t h = item / blocks, first = (item % blocks) * job->block;
+        {
+            size_t rows = job->q_tokens - first < job->block ? job->q_tokens - first : job->block;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)n, (blasint)d,
+                        job->scale, job->q + first * job->q_stride + h * d, (blasint)job->q_stride,
+                        job->k + h * d, (blasint)job->k_stride, 0.0f, scores, (blasint)n);
+            exp_rows(scores, rows, n, first, job->bias ? job->bias + (h * job->q_tokens + first) * n : NULL,
+                     job->causal, sums);
+            float *out = job->out + first * job->out_stride + h * d;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)d, (blasint)n,
+                        1.0f, scores, (blasint)n, job->v + h * d, (blasint)job->v_stride, 0.0f, out,
+                        (blasint)job->out_stride);
+            for (size_t r = 0; r < rows; r++) {
+                for (size_t c = 0; c < d; c++) out[r * job->out_stride + c] *= sums[r];
+            }
+        }
+    }
+}
+SCHNELL_VARIANTS(attention_items)
 
 void schnell_attention(const float *q, size_t q_stride,
                        const float *k, size_t k_stride,
@@ -89,31 +124,28 @@ void schnell_attention(const float *q, size_t q_stride,
                        size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
                        float scale, const float *bias, int causal) {
     if (q_tokens == 0 || heads == 0) return;
-    size_t block = q_tokens < ATTENTION_BLOCK ? q_tokens : ATTENTION_BLOCK;
-    float *scores = malloc(block * (kv_tokens ? kv_tokens : 1) * sizeof(float));
-    if (!scores) {
+    // Query blocks of about 1M scores (4 MB): sgemm runs near its full rate from ~200 rows on,
+    // while the scores of one block stay within reach of the L2/L3 caches.
+    size_t block = ((size_t)1 << 20) / (kv_tokens ? kv_tokens : 1);
+    if (block < 16) block = 16;
+    if (block > ATTENTION_BLOCK) block = ATTENTION_BLOCK;
+    if (block > q_tokens) block = q_tokens;
+    int workers = schnell_threads();
+    float *scratch = malloc((size_t)workers * block * (kv_tokens + 1) * sizeof(float));
+    if (!scratch) {
         schnell_attention_reference(q, q_stride, k, k_stride, v, v_stride, out, out_stride,
                                     q_tokens, kv_tokens, heads, head_dim, scale, bias, causal);
         return;
     }
-    schnell_range_fn softmax_rows = mask_softmax_select();
-    for (size_t h = 0; h < heads; h++) {
-        for (size_t first = 0; first < q_tokens; first += block) {
-            size_t rows = q_tokens - first < block ? q_tokens - first : block;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows,
-                        (blasint)kv_tokens, (blasint)head_dim, scale,
-                        q + first * q_stride + h * head_dim, (blasint)q_stride,
-                        k + h * head_dim, (blasint)k_stride, 0.0f, scores, (blasint)kv_tokens);
-            mask_job job = {scores, kv_tokens, first,
-                            bias ? bias + (h * q_tokens + first) * kv_tokens : NULL, causal};
-            schnell_parallel_for(rows, 1 + 8192 / (kv_tokens + 1), softmax_rows, &job);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows,
-                        (blasint)head_dim, (blasint)kv_tokens, 1.0f, scores, (blasint)kv_tokens,
-                        v + h * head_dim, (blasint)v_stride, 0.0f,
-                        out + first * out_stride + h * head_dim, (blasint)out_stride);
-        }
-    }
-    free(scores);
+    attention_job job = {q, k, v, q_stride, k_stride, v_stride, out_stride, out, q_tokens, kv_tokens,
+                         head_dim, block, scale, bias, causal, scratch};
+    // (head, block) items run side by side, one per worker, each with single-threaded sgemm:
+    // no thread hand-off per small GEMM, and each worker's scores stay in its own L2.
+    size_t blocks = (q_tokens + block - 1) / block;
+    schnell_blas_single_threaded(1);
+    schnell_parallel_for(heads * blocks, 1, attention_items_select(), &job);
+    schnell_blas_single_threaded(0);
+    free(scratch);
 }
 
 void schnell_attention_reference(const float *q, size_t q_stride,

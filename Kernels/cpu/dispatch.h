@@ -93,6 +93,57 @@ SCHNELL_INLINE float schnell_activate(float x, int kind) {
     }
 }
 
+// Reductions in 16 independent lanes (one AVX-512 register), combined at the end: a plain
+// `sum += x[i]` loop is strictly ordered and stays scalar without -ffast-math.
+enum { SCHNELL_LANES = 16 };
+
+SCHNELL_INLINE float schnell_sum(const float *x, size_t n) {
+    float lanes[SCHNELL_LANES] = {0};
+    size_t i = 0;
+    for (; i + SCHNELL_LANES <= n; i += SCHNELL_LANES) {
+        for (int l = 0; l < SCHNELL_LANES; l++) lanes[l] += x[i + l];
+    }
+    float total = 0.0f;
+    for (; i < n; i++) total += x[i];
+    for (int l = 0; l < SCHNELL_LANES; l++) total += lanes[l];
+    return total;
+}
+
+// sum((x - center)^2)
+SCHNELL_INLINE float schnell_sum_squares(const float *x, size_t n, float center) {
+    float lanes[SCHNELL_LANES] = {0};
+    size_t i = 0;
+    for (; i + SCHNELL_LANES <= n; i += SCHNELL_LANES) {
+        for (int l = 0; l < SCHNELL_LANES; l++) {
+            float d = x[i + l] - center;
+            lanes[l] += d * d;
+        }
+    }
+    float total = 0.0f;
+    for (; i < n; i++) total += (x[i] - center) * (x[i] - center);
+    for (int l = 0; l < SCHNELL_LANES; l++) total += lanes[l];
+    return total;
+}
+
+SCHNELL_INLINE float schnell_max(const float *x, size_t n) {
+    float lanes[SCHNELL_LANES];
+    for (int l = 0; l < SCHNELL_LANES; l++) lanes[l] = -INFINITY;
+    size_t i = 0;
+    for (; i + SCHNELL_LANES <= n; i += SCHNELL_LANES) {
+        for (int l = 0; l < SCHNELL_LANES; l++) lanes[l] = lanes[l] > x[i + l] ? lanes[l] : x[i + l];
+    }
+    float result = -INFINITY;
+    for (; i < n; i++) result = result > x[i] ? result : x[i];
+    for (int l = 0; l < SCHNELL_LANES; l++) result = result > lanes[l] ? result : lanes[l];
+    return result;
+}
+
+// x[i] = exp(x[i] - shift) in place; returns the sum of the results.
+SCHNELL_INLINE float schnell_exp_shifted_sum(float *x, size_t n, float shift) {
+    for (size_t i = 0; i < n; i++) x[i] = schnell_expf(x[i] - shift);
+    return schnell_sum(x, n);
+}
+
 // The same activations through libm, for the reference loops.
 static inline float schnell_activate_reference(float x, int kind) {
     switch (kind) {

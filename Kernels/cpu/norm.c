@@ -18,14 +18,8 @@ SCHNELL_INLINE void layer_norm_body(void *context, size_t begin, size_t end) {
     for (size_t r = begin; r < end; r++) {
         const float *x = job->x + r * dim;
         float *y = job->y + r * dim;
-        float sum = 0.0f;
-        for (size_t i = 0; i < dim; i++) sum += x[i];
-        float mean = sum / (float)dim;
-        float squares = 0.0f;
-        for (size_t i = 0; i < dim; i++) {
-            float d = x[i] - mean;
-            squares += d * d;
-        }
+        float mean = schnell_sum(x, dim) / (float)dim;
+        float squares = schnell_sum_squares(x, dim, mean);
         float inv = 1.0f / sqrtf(squares / (float)dim + job->eps);
         if (job->modulate) {
             for (size_t i = 0; i < dim; i++) {
@@ -50,9 +44,7 @@ SCHNELL_INLINE void rms_norm_body(void *context, size_t begin, size_t end) {
     for (size_t r = begin; r < end; r++) {
         const float *x = job->x + r * dim;
         float *y = job->y + r * dim;
-        float squares = 0.0f;
-        for (size_t i = 0; i < dim; i++) squares += x[i] * x[i];
-        float inv = 1.0f / sqrtf(squares / (float)dim + job->eps);
+        float inv = 1.0f / sqrtf(schnell_sum_squares(x, dim, 0.0f) / (float)dim + job->eps);
         for (size_t i = 0; i < dim; i++) y[i] = x[i] * inv * (job->weight ? job->weight[i] : 1.0f);
     }
 }

@@ -29,6 +29,7 @@ static void *job_context;
 static size_t job_count, job_chunk;
 static atomic_size_t job_next;
 static _Thread_local int inside_job = 0;
+static _Thread_local int worker_index = 0;  // 0 for the submitting thread, i + 1 for helper i
 
 static void run_chunks(void) {
     for (;;) {
@@ -43,6 +44,7 @@ static void *helper_main(void *argument) {
     int index = (int)(intptr_t)argument;
     unsigned long seen = 0;
     inside_job = 1;
+    worker_index = index + 1;
     pthread_mutex_lock(&pool_lock);
     for (;;) {
         while (job_generation == seen) pthread_cond_wait(&pool_wake, &pool_lock);
@@ -76,6 +78,12 @@ void schnell_set_threads(int count) {
     pthread_mutex_unlock(&pool_lock);
     pthread_mutex_unlock(&submit_lock);
     openblas_set_num_threads(count);
+}
+
+int schnell_worker_index(void) { return worker_index; }
+
+void schnell_blas_single_threaded(int single) {
+    openblas_set_num_threads(single ? 1 : schnell_threads());
 }
 
 int schnell_threads(void) {

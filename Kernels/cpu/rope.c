@@ -12,9 +12,7 @@ typedef struct {
 
 SCHNELL_INLINE void rotate_head(float *h, size_t d, const float *weight, float eps,
                                 const float *c, const float *s) {
-    float squares = 0.0f;
-    for (size_t i = 0; i < d; i++) squares += h[i] * h[i];
-    float inv = 1.0f / sqrtf(squares / (float)d + eps);
+    float inv = 1.0f / sqrtf(schnell_sum_squares(h, d, 0.0f) / (float)d + eps);
     for (size_t i = 0; i < d; i++) h[i] = h[i] * inv * (weight ? weight[i] : 1.0f);
     if (!c) return;
     for (size_t i = 0; i + 1 < d; i += 2) {

@@ -26,6 +26,12 @@ int schnell_threads(void);
 typedef void (*schnell_range_fn)(void *context, size_t begin, size_t end);
 // Calls fn(context, b, e) over disjoint ranges covering [0, count), at least `grain` items each.
 void schnell_parallel_for(size_t count, size_t grain, schnell_range_fn fn, void *context);
+// Inside a range function: which worker runs it, 0 ... schnell_threads() - 1 (for per-worker
+// scratch). Outside a job: 0.
+int schnell_worker_index(void);
+// While set, OpenBLAS runs each call on the calling thread only, so our workers can each run
+// their own small GEMMs side by side; cleared, it uses schnell_threads() threads again.
+void schnell_blas_single_threaded(int single);
 // 1 when the CPU has AVX-512 F/BW/VL/DQ (the fast paths), 2 when it also has AVX512-BF16.
 int schnell_cpu_level(void);
 // The kernel family OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...).
