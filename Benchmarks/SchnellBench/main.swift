@@ -3,15 +3,21 @@ import CBLAS
 import SchnellKernels
 import Schnell
 
-/// `swift run -c release SchnellBench [--threads N] [--repeats R]`
+/// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N]]`
 ///
 /// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
 /// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
 /// shapes in the same process (the reference rate), and attention at L = 4,608, 24 heads x 128.
+/// With `--vae PATH` it times only a VAE decode of random latents instead.
 /// Prints numbers only; nothing here asserts a time.
-var threads = 0, repeatCount = 3
+var threads = 0, repeatCount = 3, vaeSize = 512
+var vaePath: String?
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = iterator.next() {
+    if flag == "--vae", let path = iterator.next() {
+        vaePath = path
+        continue
+    }
     guard let value = iterator.next().flatMap(Int.init), value > 0 else {
         FileHandle.standardError.write(Data("SchnellBench: \(flag) needs a positive integer\n".utf8))
         exit(2)
@@ -19,8 +25,9 @@ while let flag = iterator.next() {
     switch flag {
     case "--threads": threads = value
     case "--repeats": repeatCount = value
+    case "--vae-size": vaeSize = value
     default:
-        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R)\n".utf8))
+        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N)\n".utf8))
         exit(2)
     }
 }
@@ -64,6 +71,10 @@ func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor 
 }
 
 let ops = CPUBackend(threads: threads)
+if let vaePath {
+    try benchmarkVAEDecode(path: vaePath, size: vaeSize, repeats: repeats, ops: ops)
+    exit(0)
+}
 let m = 4608
 // (K, N): attention projections, fused q|k|v, MLP in/out, single-block linear1/linear2.
 let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]

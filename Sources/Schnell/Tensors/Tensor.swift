@@ -1,17 +1,62 @@
+import Foundation
 import SchnellKernels
 
-/// Owns one float32 allocation; tensors are views into it.
+/// Owns one float32 allocation; tensors are views into it. Buffers come from and go back to
+/// `BufferPool`, so the same sizes allocated step after step reuse memory that is already
+/// mapped instead of faulting fresh pages in each time.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
     init(count: Int) {
         self.count = count
-        pointer = .allocate(capacity: max(count, 1))
+        pointer = BufferPool.shared.take(count: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
     }
 
-    deinit { pointer.deallocate() }
+    deinit { BufferPool.shared.give(pointer, count: max(count, 1)) }
+}
+
+/// Recently freed tensor buffers by exact size, up to `limitBytes` in all (oldest dropped first).
+final class BufferPool: @unchecked Sendable {
+    static let shared = BufferPool(limitBytes: 1 << 30)
+
+    private let lock = NSLock()
+    private let limitBytes: Int
+    private var heldBytes = 0
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var order: [(count: Int, pointer: UnsafeMutablePointer<Float>)] = []
+
+    init(limitBytes: Int) { self.limitBytes = limitBytes }
+
+    deinit { order.forEach { $0.pointer.deallocate() } }
+
+    var heldBytesForTesting: Int { lock.withLock { heldBytes } }
+
+    func take(count: Int) -> UnsafeMutablePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let pointer = free[count]?.popLast() else { return .allocate(capacity: count) }
+        heldBytes -= count * MemoryLayout<Float>.size
+        if let index = order.lastIndex(where: { $0.pointer == pointer }) { order.remove(at: index) }
+        return pointer
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
+        let bytes = count * MemoryLayout<Float>.size
+        lock.lock()
+        defer { lock.unlock() }
+        guard bytes <= limitBytes / 4 else { return pointer.deallocate() }
+        free[count, default: []].append(pointer)
+        order.append((count, pointer))
+        heldBytes += bytes
+        while heldBytes > limitBytes, !order.isEmpty {
+            let oldest = order.removeFirst()
+            if let index = free[oldest.count]?.firstIndex(of: oldest.pointer) { free[oldest.count]?.remove(at: index) }
+            heldBytes -= oldest.count * MemoryLayout<Float>.size
+            oldest.pointer.deallocate()
+        }
+    }
 }
 
 /// A float32 activation tensor, row-major. The last dimension is the row width; rows may be
