@@ -71,22 +71,13 @@ public struct CLIPTokenizer: Sendable {
         }
         self.merges = merges
 
-        var specialIDs: [String: Int32] = [:]
-        for (content, id) in addedTokens {
-            if let id = id ?? vocab[content] { specialIDs[content] = id }
-        }
-        func roleID(_ role: String, _ fallback: String) throws -> Int32 {
-            let token = settings.token(role, default: fallback)
-            guard let id = vocab[token] else { throw TokenizerError.unknownToken(source, token: token) }
-            specialIDs[token] = id
-            return id
-        }
-        bosID = try roleID("bos_token", "<|startoftext|>")
-        eosID = try roleID("eos_token", "<|endoftext|>")
-        padID = try roleID("pad_token", "<|endoftext|>")
-        unknownID = try roleID("unk_token", "<|endoftext|>")
+        let special = try settings.specialTokenIDs(
+            added: addedTokens, vocabulary: vocab,
+            roles: [("bos_token", "<|startoftext|>"), ("eos_token", "<|endoftext|>"),
+                    ("pad_token", "<|endoftext|>"), ("unk_token", "<|endoftext|>")], source: source)
+        (bosID, eosID, padID, unknownID) = (special.roles[0], special.roles[1], special.roles[2], special.roles[3])
         modelMaxLength = settings.modelMaxLength
-        specialTokens = SpecialTokenSplitter(specialIDs)
+        specialTokens = SpecialTokenSplitter(special.cutOut)
 
         byteSymbols = ByteAlphabet.symbols.map { symbol in (vocab[symbol], vocab[symbol + Self.wordEnd]) }
     }

@@ -86,21 +86,12 @@ public struct T5Tokenizer: Sendable {
 
         var ids: [String: Int32] = [:]
         for (id, piece) in pieces.enumerated() { ids[piece.text] = Int32(id) }
-        var specialIDs: [String: Int32] = [:]
-        for (content, id) in addedTokens {
-            if let id = id ?? ids[content] { specialIDs[content] = id }
-        }
-        func roleID(_ role: String, _ fallback: String) throws -> Int32 {
-            let token = settings.token(role, default: fallback)
-            guard let id = ids[token] else { throw TokenizerError.unknownToken(source, token: token) }
-            specialIDs[token] = id
-            return id
-        }
-        eosID = try roleID("eos_token", "</s>")
-        padID = try roleID("pad_token", "<pad>")
         // The unknown token is only needed as text to cut out; the model file gives its id.
-        _ = try roleID("unk_token", "<unk>")
-        specialTokens = SpecialTokenSplitter(specialIDs)
+        let special = try settings.specialTokenIDs(
+            added: addedTokens, vocabulary: ids,
+            roles: [("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")], source: source)
+        (eosID, padID) = (special.roles[0], special.roles[1])
+        specialTokens = SpecialTokenSplitter(special.cutOut)
         self.charsmap = charsmap
         model = UnigramModel(pieces: pieces, unknownID: unknownID)
         modelMaxLength = settings.modelMaxLength

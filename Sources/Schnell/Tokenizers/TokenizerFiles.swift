@@ -98,4 +98,24 @@ struct TokenizerSettings {
     func token(_ role: String, default fallback: String) -> String {
         specialTokens[role] ?? fallback
     }
+
+    /// Resolves the added tokens and the special-token roles against a vocabulary: the ids of
+    /// every token to cut out of text, and the id of each role in the order given (the token the
+    /// config names, else `fallback`). A role whose token the vocabulary lacks is an error
+    /// naming `source`.
+    func specialTokenIDs(added: [(content: String, id: Int32?)], vocabulary: [String: Int32],
+                         roles: [(role: String, fallback: String)], source: URL) throws
+        -> (cutOut: [String: Int32], roles: [Int32]) {
+        var cutOut: [String: Int32] = [:]
+        for (content, id) in added {
+            if let id = id ?? vocabulary[content] { cutOut[content] = id }
+        }
+        let roleIDs = try roles.map { role, fallback in
+            let token = token(role, default: fallback)
+            guard let id = vocabulary[token] else { throw TokenizerError.unknownToken(source, token: token) }
+            cutOut[token] = id
+            return id
+        }
+        return (cutOut, roleIDs)
+    }
 }
