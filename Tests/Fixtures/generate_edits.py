@@ -3,7 +3,8 @@ pipeline (Weights/tiny-flux-schnell), float32 on CPU, into Tests/Fixtures/pipeli
 
 Each case's .safetensors holds its inputs as 8-bit values stored as float32 (init image [H, W, 3],
 for inpainting the RGBA mask [H, W, 4] as the OpenAI edits endpoint takes it) and the expected
-8-bit image(s) [n, height, width, 3]. resize.safetensors holds PIL's Lanczos resizes, which
+8-bit image(s) [n, height, width, 3], and per seed the starting latents [16, h, w] (the init image's
+latent sample noised to the first sigma that runs), so a failure can tell the start from the loop. resize.safetensors holds PIL's Lanczos resizes, which
 diffusers' VaeImageProcessor applies when the init image is not width x height.
 
 The OpenAI mask marks what to regenerate with transparent pixels; diffusers' mask is white where
@@ -73,10 +74,16 @@ def run(case):
         tensors["mask_rgba"] = torch.from_numpy(rgba.astype(np.float32))
         extra = {"mask_image": Image.fromarray(255 - rgba[:, :, 3], mode="L")}
     pipe.set_progress_bar_config(disable=True)
+    # The first scale_noise call of a run makes its starting latents.
+    noised = []
+    scale_noise = pipe.scheduler.scale_noise
+    pipe.scheduler.scale_noise = lambda *args, **kwargs: noised.append(scale_noise(*args, **kwargs)) or noised[-1]
     images = []
-    for seed in case["seeds"]:
+    for index, seed in enumerate(case["seeds"]):
         generator = torch.Generator("cpu").manual_seed(seed)
+        noised.clear()
         images.append(pipe(image=Image.fromarray(source), generator=generator, **common, **extra).images[0])
+        tensors[f"start_latents_{index}"] = noised[0][0].contiguous()
     images = np.stack(images)  # [n, H, W, 3] in [0, 1]
     tensors["image_u8"] = torch.from_numpy(np.ascontiguousarray((images * 255).round().astype(np.uint8).astype(np.float32)))
     save_file(tensors, os.path.join(OUT, case["name"] + ".safetensors"))

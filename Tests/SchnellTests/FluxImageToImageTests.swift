@@ -4,7 +4,8 @@ import XCTest
 
 /// Image to image and inpainting against diffusers' FluxImg2ImgPipeline and FluxInpaintPipeline
 /// (float32, CPU) on the bundled tiny pipeline, fixtures by Tests/Fixtures/generate_edits.py: same
-/// init image, mask, prompt, seed, strength and steps must give the same image within 2/255 per pixel.
+/// init image, mask, prompt, seed, strength and steps must give the same image within 2/255 per pixel,
+/// and on the way the same starting latents (relative L2 < 1e-4).
 final class FluxImageToImageTests: XCTestCase {
     struct Case: Decodable {
         let name, prompt: String
@@ -31,6 +32,7 @@ final class FluxImageToImageTests: XCTestCase {
 
     /// Runs the case and returns the worst pixel difference per image, in 1/255 steps.
     func worstDifferences(_ testCase: Case, _ file: SafeTensorsFile, request: GenerationRequest) throws -> [Float] {
+        try checkStartLatents(testCase, file, request: request)
         var stepCounts = Set<Int>()
         let result = try Self.pipeline.get().generate(request) { progress in
             stepCounts.insert(progress.stepCount)
@@ -42,6 +44,22 @@ final class FluxImageToImageTests: XCTestCase {
         let reference = try floats(file, "image_u8"), pixels = testCase.width * testCase.height * 3
         return result.images.enumerated().map { index, image in
             zip(image.rgb, reference[(index * pixels)..<((index + 1) * pixels)]).map { abs(Float($0) - $1) }.max() ?? .infinity
+        }
+    }
+
+    /// The init image's latent sample (first draw) noised (second draw) to the first sigma that runs.
+    func checkStartLatents(_ testCase: Case, _ file: SafeTensorsFile, request: GenerationRequest) throws {
+        let pipeline = try Self.pipeline.get()
+        let edit = ImageToImage(request: request, initImage: try XCTUnwrap(request.initImage), steps: testCase.steps,
+                                latentChannels: pipeline.vae.config.latentChannels, downsampling: 8)
+        let encoded = try edit.encode(vae: pipeline.vae, backend: pipeline.ops)
+        let schedule = try pipeline.scheduler.schedule(steps: testCase.steps, imageSequenceLength: (testCase.width / 16) * (testCase.height / 16))
+        for (index, seed) in testCase.seeds.enumerated() {
+            var generator = TorchGenerator(seed: seed)
+            let start = edit.start(encoded, generator: &generator, schedule: schedule, vae: pipeline.vae)
+            let expected = LatentPacking.pack(try floats(file, "start_latents_\(index)"), channels: edit.channels,
+                                              height: edit.latentHeight, width: edit.latentWidth)
+            XCTAssertLessThan(relativeL2(start.latents.values, expected.values), 1e-4, "\(testCase.name) seed \(seed): starting latents")
         }
     }
 
