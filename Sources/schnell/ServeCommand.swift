@@ -69,13 +69,17 @@ struct PipelineGenerator: ImageGenerating {
                          : ["flux-1-schnell", "flux.1-schnell", "black-forest-labs/FLUX.1-schnell"],
             defaultSteps: pipeline.defaultSteps, stepsRange: 1...50, supportsGuidance: dev,
             defaultGuidance: pipeline.defaultGuidance, minSide: max(64, pipeline.sizeMultiple),
-            sizeMultiple: pipeline.sizeMultiple, supportsEdits: false)
+            sizeMultiple: pipeline.sizeMultiple, supportsEdits: true)
     }
 
     func generate(_ job: GenerationJob, progress: @Sendable (_ step: Int, _ total: Int) -> Bool) throws
         -> (images: [SchnellServer.GeneratedImage], timings: [String: Double]) {
+        // Strength through its shortest decimal ("0.8", as the client sent it), so steps * strength is
+        // Python's float arithmetic, not float32's 0.800000011920929.
         let request = GenerationRequest(prompt: job.prompt, width: job.width, height: job.height, steps: job.steps,
-                                        guidance: job.guidance, seed: job.seed, count: job.count)
+                                        guidance: job.guidance, seed: job.seed, count: job.count,
+                                        initImage: job.initImage.map(Self.input), mask: job.mask.map(Self.input),
+                                        strength: job.strength.flatMap { Double($0.description) })
         let result: GenerationResult
         do {
             result = try pipeline.generate(request) { update in
@@ -91,5 +95,9 @@ struct PipelineGenerator: ImageGenerating {
         var timings: [String: Double] = [:]
         for (stage, seconds) in result.timings { timings[stage, default: 0] += seconds }
         return (images, timings)
+    }
+
+    static func input(_ image: Image8) -> InputImage {
+        InputImage(width: image.width, height: image.height, channels: image.channels, pixels: image.pixels)
     }
 }

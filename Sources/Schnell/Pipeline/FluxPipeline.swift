@@ -106,15 +106,22 @@ public final class FluxPipeline: Sendable {
         if let length = request.maxSequenceLength, !(1...512).contains(length) {
             throw PipelineError.invalidRequest(parameter: "max_sequence_length", reason: "\(length) is outside 1...512")
         }
+        try ImageToImage.validate(request, steps: request.steps ?? defaultSteps)
     }
 
     /// Generates `request.count` images; `progress` returning false cancels (throws `.cancelled`).
+    /// With an init image (and mask) it edits as diffusers' img2img (inpaint) pipeline: see `ImageToImage`.
     public func generate(_ request: GenerationRequest,
                          progress: (GenerationProgress) -> Bool = { _ in true }) throws -> GenerationResult {
         try validate(request)
         let steps = request.steps ?? defaultSteps
         let guidance = request.guidance ?? defaultGuidance
         let firstSeed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        let edit = request.initImage.map {
+            ImageToImage(request: request, initImage: $0, steps: steps, latentChannels: vae.config.latentChannels,
+                         downsampling: vae.config.downsamplingFactor)
+        }
+        let firstStep = edit?.firstStep ?? 0
         var timings: [(stage: String, seconds: Double)] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -122,7 +129,8 @@ public final class FluxPipeline: Sendable {
             return try body()
         }
         func report(_ stage: GenerationProgress.Stage, image: Int, step: Int) throws {
-            let update = GenerationProgress(stage: stage, image: image, imageCount: request.count, step: step, stepCount: steps)
+            let update = GenerationProgress(stage: stage, image: image, imageCount: request.count, step: step,
+                                            stepCount: steps - firstStep)
             guard progress(update) else { throw PipelineError.cancelled }
         }
 
@@ -137,25 +145,29 @@ public final class FluxPipeline: Sendable {
         let rotary = transformer.rotaryTable(textTokens: text.rows, gridHeight: gridHeight, gridWidth: gridWidth)
         let schedule = try scheduler.schedule(steps: steps, imageSequenceLength: gridHeight * gridWidth)
         let channels = vae.config.latentChannels
+        let encoded = try edit.map { edit in try timed("vae encode") { try edit.encode(vae: vae, backend: ops) } }
 
         var images: [GeneratedImage] = []
         for index in 0..<request.count {
             let seed = firstSeed &+ UInt64(index)
             var generator = TorchGenerator(seed: seed)
-            let noise = generator.randn(count: channels * latentHeight * latentWidth)
-            var latents = LatentPacking.pack(noise, channels: channels, height: latentHeight, width: latentWidth)
-            for step in 0..<steps {
-                try report(.denoising, image: index, step: step)
-                latents = try timed(request.count > 1 ? "image \(index + 1) step \(step + 1)" : "step \(step + 1)") {
+            let start = edit.flatMap { edit in encoded.map { edit.start($0, generator: &generator, schedule: schedule, vae: vae) } }
+            var latents = start?.latents ?? LatentPacking.pack(generator.randn(count: channels * latentHeight * latentWidth),
+                                                               channels: channels, height: latentHeight, width: latentWidth)
+            for step in firstStep..<steps {
+                let run = step - firstStep
+                try report(.denoising, image: index, step: run)
+                latents = try timed(request.count > 1 ? "image \(index + 1) step \(run + 1)" : "step \(run + 1)") {
                     let velocity = transformer(latents: latents, text: text, pooled: pooled,
                                                timestep: schedule.transformerTimestep(at: step),
                                                guidance: guidance, rotary: rotary)
                     var values = latents.values
                     try schedule.eulerStep(step, sample: &values, velocity: velocity.values)
+                    if let edit, let start { edit.blend(&values, after: step, schedule: schedule, start: start) }
                     return Tensor(shape: latents.shape, values: values)
                 }
             }
-            try report(.decoding, image: index, step: steps)
+            try report(.decoding, image: index, step: steps - firstStep)
             let rgb = try timed(request.count > 1 ? "image \(index + 1) vae decode" : "vae decode") {
                 let unpacked = LatentPacking.unpack(latents, channels: channels, height: latentHeight, width: latentWidth)
                 let decoded = try vae.decode(vae.unscaledLatents(unpacked), backend: ops)

@@ -11,9 +11,18 @@ public struct GenerationRequest: Sendable {
     public var count: Int
     /// T5 tokens: 256 for schnell, 512 for dev unless set.
     public var maxSequenceLength: Int?
+    /// Image to image: the picture to start from, resized to width x height if it is another size.
+    public var initImage: InputImage?
+    /// Inpainting (needs `initImage`, same size): RGBA whose transparent pixels (alpha < 128) mark
+    /// what to regenerate; the rest keeps the init image.
+    public var mask: InputImage?
+    /// With `initImage`: how far it is noised, in (0, 1]; the last `steps * strength` steps run.
+    /// nil takes diffusers' default, 0.6.
+    public var strength: Double?
 
     public init(prompt: String, width: Int = 1024, height: Int = 1024, steps: Int? = nil, guidance: Float? = nil,
-                seed: UInt64? = nil, count: Int = 1, maxSequenceLength: Int? = nil) {
+                seed: UInt64? = nil, count: Int = 1, maxSequenceLength: Int? = nil,
+                initImage: InputImage? = nil, mask: InputImage? = nil, strength: Double? = nil) {
         self.prompt = prompt
         self.width = width
         self.height = height
@@ -22,6 +31,25 @@ public struct GenerationRequest: Sendable {
         self.seed = seed
         self.count = count
         self.maxSequenceLength = maxSequenceLength
+        self.initImage = initImage
+        self.mask = mask
+        self.strength = strength
+    }
+}
+
+/// An 8-bit picture given to the pipeline: rows top-down, `channels` (3 = RGB, 4 = RGBA, straight
+/// alpha) values per pixel. An init image's alpha is dropped, as PIL's convert("RGB") does.
+public struct InputImage: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public let channels: Int
+    public let pixels: [UInt8]
+
+    public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.pixels = pixels
     }
 }
 
