@@ -163,6 +163,8 @@ final class GenerationQueue: @unchecked Sendable {
                                                        queueSeconds: started.timeIntervalSince(ticket.submitted),
                                                        generationSeconds: Date().timeIntervalSince(started)))
                 }
+            } catch let rejection as GenerationRejected {
+                result = .failure(.invalid(rejection.message, param: rejection.param))
             } catch is GenerationCancelled {
                 result = .failure(.server("The generation was cancelled", code: "generation_cancelled"))
             } catch {

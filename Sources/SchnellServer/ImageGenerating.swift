@@ -91,6 +91,18 @@ public struct GeneratedImage: Sendable {
 }
 
 /// Thrown by a generator when `progress` returned false.
+/// Thrown by a generator that finds a request it cannot serve as asked (a value only the model
+/// can judge); the client gets a 400 `invalid_request` naming `param`.
+public struct GenerationRejected: Error, Sendable {
+    public let message: String
+    public let param: String?
+
+    public init(message: String, param: String?) {
+        self.message = message
+        self.param = param
+    }
+}
+
 public struct GenerationCancelled: Error {
     public init() {}
 }

@@ -61,6 +61,9 @@ enum ServeCommand {
 struct PipelineGenerator: ImageGenerating {
     let pipeline: FluxPipeline
 
+    /// The request field each pipeline parameter came from.
+    static let apiParameter = ["width": "size", "height": "size", "guidance": "guidance_scale"]
+
     var model: ModelDescription {
         let dev = pipeline.hasGuidance
         return ModelDescription(
@@ -87,6 +90,8 @@ struct PipelineGenerator: ImageGenerating {
             }
         } catch PipelineError.cancelled {
             throw GenerationCancelled()
+        } catch let PipelineError.invalidRequest(parameter, reason) {
+            throw GenerationRejected(message: "\(parameter): \(reason)", param: Self.apiParameter[parameter] ?? parameter)
         }
         let images = try result.images.map { image in
             SchnellServer.GeneratedImage(image: try Image8(width: image.width, height: image.height, channels: 3, pixels: image.rgb),

@@ -152,4 +152,25 @@ final class GenerationTests: XCTestCase {
         assertError(try empty.client.postJSON("/v1/images/generations", ["prompt": "a"]), status: 500, code: "no_image_generated")
         XCTAssertEqual(try empty.client.get("/health").status, 200)
     }
+
+    /// A model that refuses every job as the client's fault.
+    struct RejectingGenerator: ImageGenerating {
+        let model = FakeGenerator.schnell
+
+        func generate(_ job: GenerationJob, progress: @Sendable (Int, Int) -> Bool) throws
+            -> (images: [GeneratedImage], timings: [String: Double]) {
+            throw GenerationRejected(message: "strength: too small for any step to run", param: "strength")
+        }
+    }
+
+    func testAModelsRejectionIsA400NamingTheParameter() throws {
+        let test = try TestServer(generator: RejectingGenerator())
+        let response = try test.client.postJSON("/v1/images/generations", ["prompt": "a fox", "size": "64x64"])
+        XCTAssertEqual(response.status, 400, String(decoding: response.body, as: UTF8.self))
+        let error = try XCTUnwrap(response.json["error"] as? [String: Any])
+        XCTAssertEqual(error["code"] as? String, "invalid_request")
+        XCTAssertEqual(error["param"] as? String, "strength")
+        XCTAssertEqual(error["message"] as? String, "strength: too small for any step to run")
+        XCTAssertEqual(try test.client.get("/health").status, 200, "the server keeps serving")
+    }
 }
