@@ -24,6 +24,7 @@
 //                  ones add to y. Edges: fewer rows take a narrower kernel, fewer columns a
 //                  masked store.
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -135,8 +136,8 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE __mmask16 column_mask(size_t columns, int v) 
 }
 
 // y[0:mr, 0:columns] (+)= a[0:mr, pairs] . bp[pairs, 0:64]; `first` starts from bias (or 0).
-SCHNELL_TARGET_BF16 SCHNELL_INLINE void micro_kernel(int mr, const uint16_t *a, size_t kp, const uint32_t *bp,
-                                 size_t pairs, const float *bias, int first, float *y,
+SCHNELL_TARGET_BF16 SCHNELL_INLINE void micro_kernel(int mr, const uint16_t *a, size_t kp,
+                                 const uint16_t *next_a, const uint32_t *bp, size_t pairs, const float *bias, int first, float *y,
                                  size_t y_stride, size_t columns) {
     __m512 acc[MR][4];
     __mmask16 mask[4];
@@ -151,6 +152,12 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE void micro_kernel(int mr, const uint16_t *a, 
     const pair_word *rows[MR];
     for (int r = 0; r < mr; r++) rows[r] = (const pair_word *)(a + r * kp);
     for (size_t p = 0; p < pairs; p++) {
+        // One cache line of each of the next micro-panel's rows per 16 pairs: A comes from
+        // memory the first time it meets a B block, and six broadcast streams outrun the
+        // hardware prefetcher on long rows.
+        if (next_a && (p & 15) == 0) {
+            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(next_a + r * kp + 2 * p), _MM_HINT_T0);
+        }
         __m512bh b0 = (__m512bh)_mm512_load_si512(bp + p * NR);
         __m512bh b1 = (__m512bh)_mm512_load_si512(bp + p * NR + 16);
         __m512bh b2 = (__m512bh)_mm512_load_si512(bp + p * NR + 32);
@@ -170,9 +177,9 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE void micro_kernel(int mr, const uint16_t *a, 
 
 #define KERNEL_WITH_ROWS(rows_constant)                                                            \
     SCHNELL_TARGET_BF16 static void micro_kernel_##rows_constant(                                  \
-        const uint16_t *a, size_t kp, const uint32_t *bp, size_t pairs, const float *bias,        \
-        int first, float *y, size_t y_stride, size_t columns) {                                    \
-        micro_kernel(rows_constant, a, kp, bp, pairs, bias, first, y, y_stride, columns);         \
+        const uint16_t *a, size_t kp, const uint16_t *next_a, const uint32_t *bp, size_t pairs,   \
+        const float *bias, int first, float *y, size_t y_stride, size_t columns) {                \
+        micro_kernel(rows_constant, a, kp, next_a, bp, pairs, bias, first, y, y_stride, columns); \
     }
 KERNEL_WITH_ROWS(1)
 KERNEL_WITH_ROWS(2)
@@ -181,8 +188,8 @@ KERNEL_WITH_ROWS(4)
 KERNEL_WITH_ROWS(5)
 KERNEL_WITH_ROWS(6)
 
-typedef void (*micro_kernel_fn)(const uint16_t *, size_t, const uint32_t *, size_t, const float *,
-                                int, float *, size_t, size_t);
+typedef void (*micro_kernel_fn)(const uint16_t *, size_t, const uint16_t *, const uint32_t *,
+                                size_t, const float *, int, float *, size_t, size_t);
 static const micro_kernel_fn micro_kernels[MR + 1] = {
     NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3, micro_kernel_4, micro_kernel_5,
     micro_kernel_6,
@@ -227,8 +234,10 @@ static void gemm_items(void *context, size_t begin, size_t end) {
             pack_weight_block(job->w, job->k, job->n, n0, k0, pairs, bp);
             for (size_t m = m_begin; m < m_end; m += MR) {
                 size_t mr = m_end - m < MR ? m_end - m : MR;
+                const uint16_t *a = job->a + m * job->kp + k0;
+                const uint16_t *next_a = m + 2 * MR <= m_end ? a + MR * job->kp : NULL;
                 for (size_t c = 0; c < columns; c += NR) {
-                    micro_kernels[mr](job->a + m * job->kp + k0, job->kp, bp + c / NR * pairs * NR,
+                    micro_kernels[mr](a, job->kp, c == 0 ? next_a : NULL, bp + c / NR * pairs * NR,
                                       pairs, job->bias_f32 ? job->bias_f32 + n0 + c : NULL, k0 == 0,
                                       job->y + m * job->y_stride + n0 + c, job->y_stride,
                                       columns - c < NR ? columns - c : NR);
@@ -240,15 +249,45 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     free(bp);
 }
 
+// The bf16 copy of the activations (up to 141 MB for the transformer's widest input) is kept
+// between calls: faulting in that many fresh pages every call cost more than the rounding
+// itself, ~10 % of a K = 15,360 GEMM. It never exceeds half the largest float32 input seen.
+// A caller that finds it in use by another thread takes a private buffer instead.
+static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint16_t *activation_buffer;
+static size_t activation_capacity;
+
+// Returns a buffer of `count` bf16 values; *shared says whether activation_lock is held.
+static uint16_t *activation_scratch(size_t count, int *shared) {
+    *shared = pthread_mutex_trylock(&activation_lock) == 0;
+    if (!*shared) return malloc(count * sizeof(uint16_t));
+    if (activation_capacity < count) {
+        free(activation_buffer);
+        activation_buffer = malloc(count * sizeof(uint16_t));
+        activation_capacity = activation_buffer ? count : 0;
+    }
+    if (!activation_buffer) {
+        pthread_mutex_unlock(&activation_lock);
+        *shared = 0;
+    }
+    return activation_buffer;
+}
+
+static void release_activation_scratch(uint16_t *buffer, int shared) {
+    if (shared) pthread_mutex_unlock(&activation_lock);
+    else free(buffer);
+}
+
 int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *weight,
                         const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
     if (schnell_cpu_level() < 2) return -1;
     if (rows == 0 || n == 0) return 0;
     size_t kp = k + (k & 1);
-    uint16_t *a = malloc((rows * kp ? rows * kp : 1) * sizeof(uint16_t));
+    int shared;
+    uint16_t *a = activation_scratch(rows * kp ? rows * kp : 1, &shared);
     float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
     if (!a || (bias && !bias_f32)) {
-        free(a);
+        if (a) release_activation_scratch(a, shared);
         free(bias_f32);
         return -1;
     }
@@ -272,7 +311,7 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
     gemm_job job = {x, a, rows, k, kp, weight, bias, bias_dtype, bias_f32, n, y, y_stride,
                     row_chunks, rows_per_chunk};
     schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
-    free(a);
+    release_activation_scratch(a, shared);
     free(bias_f32);
     return 0;
 }
