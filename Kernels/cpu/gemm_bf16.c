@@ -195,6 +195,40 @@ static const micro_kernel_fn micro_kernels[MR + 1] = {
     micro_kernel_6,
 };
 
+// ---- few rows: weight rows read in place ----
+
+// Below MR rows (the modulation linears on the time embedding have one) packing the weight
+// would cost more than the arithmetic. A weight row's natural layout is already (k even,
+// k odd) pairs, so each output is a dot product of two contiguous bf16 runs, streamed once.
+typedef struct {
+    const uint16_t *a;
+    size_t rows, k, kp;
+    const uint16_t *w;
+    const float *bias_f32;
+    float *y;
+    size_t y_stride;
+} few_rows_job;
+
+SCHNELL_TARGET_BF16 static void few_rows_columns(void *context, size_t begin, size_t end) {
+    const few_rows_job *job = context;
+    for (size_t j = begin; j < end; j++) {
+        const uint16_t *w = job->w + j * job->k;
+        __m512 acc[MR - 1];
+        for (size_t r = 0; r < job->rows; r++) acc[r] = _mm512_setzero_ps();
+        for (size_t i = 0; i < job->k; i += 32) {
+            size_t left = job->k - i;
+            __mmask32 mask = left >= 32 ? 0xffffffffu : (__mmask32)((1u << left) - 1);
+            __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + i);
+            for (size_t r = 0; r < job->rows; r++) {
+                __m512bh av = (__m512bh)_mm512_maskz_loadu_epi16(mask, job->a + r * job->kp + i);
+                acc[r] = _mm512_dpbf16_ps(acc[r], av, wv);
+            }
+        }
+        float b = job->bias_f32 ? job->bias_f32[j] : 0.0f;
+        for (size_t r = 0; r < job->rows; r++) job->y[r * job->y_stride + j] = _mm512_reduce_add_ps(acc[r]) + b;
+    }
+}
+
 // ---- driver ----
 
 typedef struct {
@@ -294,6 +328,13 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
     if (bias) schnell_convert_to_f32(bias, bias_dtype, bias_f32, n);
     round_job rounding = {x, k, kp, a};
     schnell_parallel_for(rows, 16, round_rows, &rounding);
+    if (rows < MR) {
+        few_rows_job few = {a, rows, k, kp, weight, bias_f32, y, y_stride};
+        schnell_parallel_for(n, 64, few_rows_columns, &few);
+        release_activation_scratch(a, shared);
+        free(bias_f32);
+        return 0;
+    }
 
     // Column blocks are the work items; when they are too few for the pool, rows are split too
     // (never below 96 rows, so re-packing a block per item stays a small cost).
