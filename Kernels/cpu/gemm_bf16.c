@@ -20,9 +20,10 @@
 //                  64-column panels in turn. Measured ~5 % faster than KC = 512 (half the
 //                  reloads of y); 1536 was no faster.
 //   micro-kernel = MR (6) rows x NR (64) columns: 24 zmm accumulators, 4 B loads and 6
-//                  broadcasts per pair of k (8 x 48 and 12 x 32 measured the same). The first k block starts from the bias; later
-//                  ones add to y. Edges: fewer rows take a narrower kernel, fewer columns a
-//                  masked store.
+//                  broadcasts per pair of k (8 x 48 and 12 x 32 measured the same). The first
+//                  k block starts from the bias; later ones add to y. Edges: fewer rows take a
+//                  narrower kernel, fewer columns a masked store.
+//   fewer than MR rows in all: no packing, one dot product per output (few_rows_columns).
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdatomic.h>
