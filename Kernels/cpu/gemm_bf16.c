@@ -51,25 +51,24 @@ static float bf16_value(uint16_t v) {
     return result;
 }
 
+// Allocation-free, so it is also the fallback when a packing buffer cannot be had.
 void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const uint16_t *weight,
                                    const void *bias, int bias_dtype, size_t n, float *y,
                                    size_t y_stride) {
     size_t bias_element = schnell_dtype_size(bias_dtype);
-    uint16_t *rounded = malloc((rows * k ? rows * k : 1) * sizeof(uint16_t));
-    if (!rounded) return;
-    schnell_f32_to_bf16(x, rounded, rows * k);
     for (size_t j = 0; j < n; j++) {
         float b = 0.0f;
         if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &b, 1);
         for (size_t r = 0; r < rows; r++) {
             double sum = 0.0;
             for (size_t i = 0; i < k; i++) {
-                sum += (double)bf16_value(rounded[r * k + i]) * bf16_value(weight[j * k + i]);
+                uint16_t rounded;
+                schnell_f32_to_bf16(&x[r * k + i], &rounded, 1);
+                sum += (double)bf16_value(rounded) * bf16_value(weight[j * k + i]);
             }
             y[r * y_stride + j] = (float)sum + b;
         }
     }
-    free(rounded);
 }
 
 // ---- activations to bf16 ----
