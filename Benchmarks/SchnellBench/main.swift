@@ -7,7 +7,8 @@ import Schnell
 ///
 /// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
 /// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
-/// shapes in the same process (the reference rate), and attention at L = 4,608, 24 heads x 128.
+/// shapes in the same process (the reference rate), the native bf16 kernel with bf16 activations
+/// (`linear bf16 native`), and attention at L = 4,608, 24 heads x 128.
 /// With `--vae PATH` it times only a VAE decode of random latents instead.
 /// Prints numbers only; nothing here asserts a time.
 var threads = 0, repeatCount = 3, vaeSize = 512
@@ -79,7 +80,7 @@ let m = 4608
 // (K, N): attention projections, fused q|k|v, MLP in/out, single-block linear1/linear2.
 let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
-print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio")
+print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio   linear bf16 native   ratio")
 for (k, n) in shapes {
     let x = Tensor(zeros: [m, k])
     for i in 0..<min(x.count, 1 << 20) { x.pointer[i] = Float(i % 7) * 0.1 }
@@ -94,8 +95,12 @@ for (k, n) in shapes {
     let linearF32 = flops / seconds { _ = ops.linear(x, layerF32) } / 1e9
     let layerBF16 = try Linear(weight: try weightTensor(rows: n, columns: k, dtype: .bf16), bias: nil)
     let linearBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
-    print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f", k, n, sgemm, linearF32, linearF32 / sgemm,
-                 linearBF16, linearBF16 / sgemm))
+    // bf16 activations: the native AVX512-BF16 kernel (the float32 path on CPUs without it).
+    schnell_set_bf16_activations(1)
+    let nativeBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
+    schnell_set_bf16_activations(0)
+    print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f %20.0f %7.2f", k, n, sgemm, linearF32,
+                 linearF32 / sgemm, linearBF16, linearBF16 / sgemm, nativeBF16, nativeBF16 / sgemm))
 }
 
 let tokens = 4608, heads = 24, headDim = 128

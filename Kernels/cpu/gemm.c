@@ -1,6 +1,7 @@
 // Linear layers on OpenBLAS sgemm. float32 weights go straight from the memory map to sgemm;
 // other dtypes are converted in blocks of output rows (a few MB of scratch), so a 12B-parameter
-// bf16 model is never expanded to float32 as a whole.
+// bf16 model is never expanded to float32 as a whole. With bf16 activations switched on, bf16
+// weights go to the native AVX512-BF16 kernel instead (gemm_bf16.c).
 #include <cblas.h>
 #include <stdlib.h>
 
@@ -33,6 +34,10 @@ void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *bias, int bias_dtype,
                     size_t n, float *y, size_t y_stride) {
     if (rows == 0 || n == 0) return;
+    if (weight_dtype == SCHNELL_BF16 && schnell_bf16_activations() &&
+        schnell_linear_bf16(x, rows, k, weight, bias, bias_dtype, n, y, y_stride) == 0) {
+        return;
+    }
     float beta = 0.0f;
     if (bias) {
         bias_job job = {bias, bias_dtype, n, y, y_stride};

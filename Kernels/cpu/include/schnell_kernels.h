@@ -65,6 +65,21 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
 // c[m, n] = a[m, k] . b[k, n] (all float32, row-major, packed).
 void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
 
+// ---- bf16 GEMM (gemm_bf16.c) ----
+// Process-wide compute precision for bf16 weights (default 0: exact float32 math). When 1 and
+// the CPU has AVX512-BF16, schnell_linear rounds activations to bf16 (RNE) for bf16 weights
+// and runs the native kernel below, with fp32 accumulation.
+void schnell_set_bf16_activations(int enabled);
+int schnell_bf16_activations(void);
+// schnell_linear's contract for a bf16 weight, computed as bf16(x) . weight^T in fp32.
+// Returns 0 when done, -1 (y untouched) when the CPU lacks AVX512-BF16 or memory is short.
+int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *weight,
+                        const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
+// The same with a plain loop and double accumulation over the same bf16-rounded activations.
+void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const uint16_t *weight,
+                                   const void *bias, int bias_dtype, size_t n, float *y,
+                                   size_t y_stride);
+
 // ---- norms (norm.c) ----
 // y = (x - mean) / sqrt(var + eps) * weight + bias per row; weight/bias may be NULL.
 void schnell_layer_norm(const float *x, float *y, size_t rows, size_t dim, float eps,
