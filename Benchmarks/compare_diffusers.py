@@ -112,6 +112,8 @@ def torch_python(args):
     probe = ["-c", "import torch, diffusers, transformers, PIL, numpy; "
                    "print(torch.__version__, diffusers.__version__, transformers.__version__)"]
     if args.python:
+        if not os.access(args.python, os.X_OK):
+            raise SystemExit(f"--python {args.python} is not an executable file")
         result = subprocess.run([args.python, *probe], capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(f"--python {args.python} cannot import torch, diffusers and transformers:\n{result.stderr[-1000:]}")
@@ -232,11 +234,11 @@ def size_table(size, runs, results, schnell_bf16_label):
              f"| stage | diffusers f32 | Schnell f32 | ratio | diffusers bf16 | Schnell {schnell_bf16_label} | ratio |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 
-    def row(name, pick, fmt=seconds):
+    def row(name, pick, fmt=seconds, ratios=True):
         cells = []
         for diffusers_key, schnell_key in (("diffusers f32", "schnell f32"), ("diffusers bf16", "schnell bf16")):
             reference, value = pick(results[diffusers_key]), pick(results[schnell_key])
-            cells += [fmt(reference), fmt(value), ratio(reference, value)]
+            cells += [fmt(reference), fmt(value), ratio(reference, value) if ratios else ""]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     row("load (not in end to end)", lambda report: report["load"])
@@ -244,6 +246,7 @@ def size_table(size, runs, results, schnell_bf16_label):
         row(stage, lambda report, stage=stage: median_stage(report, stage))
     row("start-up to first image", lambda report: report["start-up"])
     row("peak RSS (MiB)", lambda report: report["peak rss bytes"] / 2**20, fmt=lambda v: f"{v:.0f}")
+    row("machine load average at start", lambda report: report["load average"], fmt=lambda v: f"{v:.1f}", ratios=False)
     return lines
 
 
@@ -268,12 +271,16 @@ def main():
         for dtype, torch_dtype in (("f32", "float32"), ("bf16", "bfloat16")):
             output = os.path.join(outputs, f"diffusers-{dtype}-{size}.png")
             print(f"{size}x{size} diffusers {dtype}: {args.runs} runs", flush=True)
+            load_average = os.getloadavg()[0]
             results[f"diffusers {dtype}"] = run_diffusers(python, os.path.join(folder, dtype), torch_dtype, size,
                                                          args.runs, args, output)
+            results[f"diffusers {dtype}"]["load average"] = load_average
         for dtype, extra in (("f32", []), ("bf16", bf16_extra)):
             output = os.path.join(outputs, f"schnell-{dtype}-{size}.png")
             print(f"{size}x{size} Schnell {dtype}: {args.runs} runs", flush=True)
+            load_average = os.getloadavg()[0]
             results[f"schnell {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, env, extra, output)
+            results[f"schnell {dtype}"]["load average"] = load_average
         reference = os.path.join(outputs, f"diffusers-f32-{size}.png")
         f32 = compare_images(python, reference, os.path.join(outputs, f"schnell-f32-{size}.png"))
         bf16 = compare_images(python, reference, os.path.join(outputs, f"schnell-bf16-{size}.png"))
@@ -301,7 +308,9 @@ def main():
         f"max sequence length {args.max_sequence_length}. Ratio = diffusers / Schnell (above 1: Schnell is faster). "
         "Each Schnell run is a fresh process (start-up = process start to its exit, the image written); diffusers "
         "runs in one process per dtype and size, its start-up is process start to the first PNG. End to end = text "
-        "encoders through image encode, without load. Peak RSS from getrusage, per process.", "",
+        "encoders through image encode, without load. Peak RSS from getrusage, per process. The cores may be "
+        "shared: the 1-minute load average when each system started is in the last row (above the thread "
+        "count, the timings include waiting for the CPU).", "",
         *sections,
         "Image agreement against diffusers float32:", "",
         f"| size | Schnell f32 max abs diff | Schnell {bf16_label} PSNR | diffusers bf16 PSNR |",
