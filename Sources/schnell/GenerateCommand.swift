@@ -8,7 +8,7 @@ enum GenerateCommand {
     static let usage = """
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
-                                [--max-sequence-length L] [--threads N] [--quiet]
+                                [--max-sequence-length L] [--threads N] [--timings-json FILE] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
@@ -20,6 +20,9 @@ enum GenerateCommand {
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...
+          --timings-json FILE
+                             also write the load time, per-stage and image-encode seconds and the
+                             process's peak resident memory as JSON, for benchmark scripts
         """
 
     static func run(_ arguments: [String]) -> Int32 {
@@ -27,7 +30,8 @@ enum GenerateCommand {
         do {
             options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
-                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads"],
+                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads",
+                                                                 "--timings-json"],
                                              boolean: ["--quiet", "-q", "-h", "--help"])
         } catch {
             return fail("\(error)\n\(usage)", code: 2)
@@ -71,6 +75,7 @@ enum GenerateCommand {
                 return true
             }
             progress.finish()
+            let encodeStart = Date()
             for (index, image) in result.images.enumerated() {
                 let path = outputPath(output, index: index)
                 let metadata = [("prompt", prompt), ("seed", "\(image.seed)"), ("steps", "\(result.steps)"),
@@ -81,6 +86,10 @@ enum GenerateCommand {
                                                     as: format, quality: 95, text: metadata.map { (key: $0.0, value: $0.1) })
                 try writeAtomically(bytes, to: path)
                 print("\(path)  seed \(image.seed)")
+            }
+            let encodeSeconds = Date().timeIntervalSince(encodeStart)
+            if let timingsPath = options.string("--timings-json") {
+                try writeTimings(to: timingsPath, load: loadSeconds, stages: result.timings, imageEncode: encodeSeconds)
             }
             if !quiet {
                 var lines = [String(format: "  %-22@ %8.3f s", "load" as NSString, loadSeconds)]
@@ -130,6 +139,22 @@ enum GenerateCommand {
         }
         return candidates.map { ($0 as NSString).appendingPathComponent(relative) }
             .first { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("model_index.json")) }
+    }
+
+    /// {"load": s, "stages": [{"stage": name, "seconds": s}, ...], "image encode": s,
+    /// "peak rss bytes": n}; the peak comes from getrusage, so it covers the whole process.
+    static func writeTimings(to path: String, load: Double, stages: [(stage: String, seconds: Double)],
+                             imageEncode: Double) throws {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let report: [String: Any] = [
+            "load": load,
+            "stages": stages.map { ["stage": $0.stage, "seconds": $0.seconds] },
+            "image encode": imageEncode,
+            "peak rss bytes": Int(usage.ru_maxrss) * 1024,  // Linux reports kilobytes
+        ]
+        let json = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically([UInt8](json), to: path)
     }
 
     static func parseSize(_ text: String) throws -> (Int, Int) {

@@ -99,4 +99,19 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(missing.errors.contains("/nonexistent/model"), missing.errors)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.png"))
     }
+
+    func testGenerateWritesTimingsJSON() throws {
+        let folder = try temporaryFolder()
+        let timings = folder.appendingPathComponent("timings.json")
+        let run = try schnell(["generate", "a cat", "--size", "32x32", "--seed", "1", "--steps", "2", "--quiet",
+                               "-o", folder.appendingPathComponent("cat.png").path, "--timings-json", timings.path])
+        XCTAssertEqual(run.status, 0, run.errors)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: timings)) as? [String: Any])
+        let stages = try XCTUnwrap(report["stages"] as? [[String: Any]])
+        XCTAssertEqual(stages.compactMap { $0["stage"] as? String }, ["text encoders", "step 1", "step 2", "vae decode"])
+        XCTAssertTrue(stages.allSatisfy { ($0["seconds"] as? Double).map { $0 >= 0 } ?? false }, "\(stages)")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["load"] as? Double), 0)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["image encode"] as? Double), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(report["peak rss bytes"] as? Int), 1 << 20)
+    }
 }
