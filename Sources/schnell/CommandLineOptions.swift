@@ -52,4 +52,14 @@ struct CommandLineOptions {
         }
         return value
     }
+
+    /// `--precision f32|bf16`: whether linear layers with bf16 weights round activations to bf16
+    /// and run the native bf16 GEMM (faster, not bit-comparable with float32 references).
+    func bf16Activations() throws -> Bool {
+        switch values["--precision"] ?? "f32" {
+        case "f32": return false
+        case "bf16": return true
+        case let other: throw UsageError(description: "--precision must be f32 or bf16, not '\(other)'")
+        }
+    }
 }

@@ -8,7 +8,7 @@ enum GenerateCommand {
     static let usage = """
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
-                                [--max-sequence-length L] [--threads N] [--timings-json FILE] [--quiet]
+                                [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--timings-json FILE] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
@@ -17,6 +17,8 @@ enum GenerateCommand {
           --tokenizers DIR   a folder with tokenizer/ and tokenizer_2/ (a FLUX pipeline folder), needed with
                              single files; its component configs are used where it has them
           --size WxH         multiples of 16 (default 1024x1024)
+          --precision P      f32 (default: float32 math on any stored dtype) or bf16 (bf16-stored weights
+                             run the native AVX512-BF16 GEMM on bf16-rounded activations; faster)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...
@@ -30,7 +32,7 @@ enum GenerateCommand {
         do {
             options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
-                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads",
+                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision",
                                                                  "--timings-json"],
                                              boolean: ["--quiet", "-q", "-h", "--help"])
         } catch {
@@ -65,7 +67,7 @@ enum GenerateCommand {
             let progress = ProgressLine(enabled: !quiet)
             progress.show("loading \(files.model ?? files.transformer ?? "")")
             let loadStart = Date()
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, bf16Activations: options.bf16Activations()))
             try pipeline.validate(request)
             let loadSeconds = Date().timeIntervalSince(loadStart)
             let result = try pipeline.generate(request) { update in

@@ -9,7 +9,7 @@ enum ServeCommand {
     static let usage = """
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
-                             [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N]
+                             [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
         """
 
     static func run(_ arguments: [String]) -> Int32 {
@@ -20,7 +20,7 @@ enum ServeCommand {
             }
             let (serverOptions, remaining) = try ServerOptions.parse(arguments)
             let options = try CommandLineOptions(remaining, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
-                                                                     "--tokenizers", "--threads"], boolean: [])
+                                                                     "--tokenizers", "--threads", "--precision"], boolean: [])
             guard options.positionals.isEmpty else {
                 throw CommandLineOptions.UsageError(description: "unexpected argument '\(options.positionals[0])'")
             }
@@ -29,7 +29,7 @@ enum ServeCommand {
             let server = try ImageServer(options: serverOptions)
             try server.start()
             log("loading \(files.model ?? files.transformer ?? "")")
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, bf16Activations: options.bf16Activations()))
             server.setGenerator(PipelineGenerator(pipeline: pipeline))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             try server.run()

@@ -114,4 +114,22 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["image encode"] as? Double), 0)
         XCTAssertGreaterThan(try XCTUnwrap(report["peak rss bytes"] as? Int), 1 << 20)
     }
+
+    func testBF16PrecisionStaysCloseToFloat32() throws {
+        let folder = try temporaryFolder()
+        var images: [Image8] = []
+        for precision in ["f32", "bf16"] {
+            let path = folder.appendingPathComponent("\(precision).png").path
+            let run = try schnell(["generate", "a fox", "--size", "64x64", "--seed", "3", "--precision", precision, "-o", path, "--quiet"])
+            XCTAssertEqual(run.status, 0, run.errors)
+            images.append(try ImageDecoder.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: path)))))
+        }
+        // bf16-rounded activations move pixels a little; PSNR against float32 of at least 30 dB.
+        let squared = zip(images[0].pixels, images[1].pixels).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) }
+        let psnr = 10 * log10(255 * 255 / max(squared / Double(images[0].pixels.count), 1e-12))
+        XCTAssertGreaterThanOrEqual(psnr, 30, "PSNR \(psnr) dB")
+        let bad = try schnell(["generate", "x", "--precision", "fp8"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.errors.contains("--precision must be f32 or bf16, not 'fp8'"), bad.errors)
+    }
 }
