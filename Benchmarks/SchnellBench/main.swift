@@ -3,18 +3,25 @@ import CBLAS
 import SchnellKernels
 import Schnell
 
-/// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N]]`
+/// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N] [--bf16]]`
 ///
 /// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
 /// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
 /// shapes in the same process (the reference rate), the native bf16 kernel with bf16 activations
-/// (`linear bf16 native`), and attention at L = 4,608, 24 heads x 128.
-/// With `--vae PATH` it times only a VAE decode of random latents instead.
+/// (`linear bf16 native`), attention at L = 4,608, 24 heads x 128, and the VAE's 3x3
+/// convolutions (`--conv-size N`: at N x N, default 128; `--conv-only` skips the rest).
+/// With `--vae PATH` it times only a VAE decode of random latents instead (`--bf16`: also with
+/// bf16 activations, which apply to bf16 weights).
 /// Prints numbers only; nothing here asserts a time.
-var threads = 0, repeatCount = 3, vaeSize = 512
+var threads = 0, repeatCount = 3, vaeSize = 512, convSize = 128
 var vaePath: String?
+var vaeBF16 = false, convOnly = false
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = iterator.next() {
+    if flag == "--bf16" || flag == "--conv-only" {
+        if flag == "--bf16" { vaeBF16 = true } else { convOnly = true }
+        continue
+    }
     if flag == "--vae", let path = iterator.next() {
         vaePath = path
         continue
@@ -27,8 +34,9 @@ while let flag = iterator.next() {
     case "--threads": threads = value
     case "--repeats": repeatCount = value
     case "--vae-size": vaeSize = value
+    case "--conv-size": convSize = value
     default:
-        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N)\n".utf8))
+        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N, --bf16, --conv-size N, --conv-only)\n".utf8))
         exit(2)
     }
 }
@@ -73,7 +81,11 @@ func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor 
 
 let ops = CPUBackend(threads: threads)
 if let vaePath {
-    try benchmarkVAEDecode(path: vaePath, size: vaeSize, repeats: repeats, ops: ops)
+    try benchmarkVAEDecode(path: vaePath, size: vaeSize, repeats: repeats, bf16: vaeBF16, ops: ops)
+    exit(0)
+}
+if convOnly {
+    benchmarkConvolutions(side: convSize) { seconds(repeats, $0) }
     exit(0)
 }
 let m = 4608
@@ -115,3 +127,5 @@ let attentionSeconds = seconds {
 }
 print(String(format: "\nattention L = %d, %d heads x %d: %.3f s, %.0f GFLOP/s", tokens, heads, headDim,
              attentionSeconds, attentionFlops / attentionSeconds / 1e9))
+
+benchmarkConvolutions(side: convSize) { seconds(repeats, $0) }

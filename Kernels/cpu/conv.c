@@ -1,5 +1,6 @@
-// Image kernels for the VAE: 2-D convolution (im2col + sgemm), group norm (+ SiLU), nearest x2
-// upsampling and a blocked transpose. Activations are channel-first [C, H, W] float32.
+// Image kernels for the VAE: 2-D convolution as im2col + sgemm (the path for CPUs without
+// AVX-512; conv_gemm.c has the fast one), group norm (+ SiLU), nearest x2 upsampling and a
+// blocked transpose. Activations are channel-first [C, H, W] float32.
 //
 // Threading: im2col splits the rows of its column matrix, group norm its groups, upsampling
 // its input rows, transpose its column tiles; sgemm threads itself (OpenBLAS).
@@ -89,8 +90,8 @@ static void fill_bias_planes(void *context, size_t begin, size_t end) {
     }
 }
 
-int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
-                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+int schnell_conv2d_sgemm(const float *x, const void *weight, int weight_dtype,
+                         const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
     size_t oh = schnell_conv2d_out_height(s), ow = schnell_conv2d_out_width(s);
     size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;

@@ -24,19 +24,16 @@
 //                  k block starts from the bias; later ones add to y. Edges: fewer rows take a
 //                  narrower kernel, fewer columns a masked store.
 //   fewer than MR rows in all: no packing, one dot product per output (few_rows_columns).
-#include <immintrin.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "dispatch.h"
+#include "gemm_bf16.h"
 
-enum { MR = 6, NR = 64, NC = 256, KC = 1024 };
+enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, NC = 256, KC = 1024 };
 
 // A's (k even, k odd) pairs are read as one word from the uint16_t buffer.
 typedef uint32_t __attribute__((may_alias)) pair_word;
-
-#define SCHNELL_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 static atomic_int bf16_activations = 0;
 
@@ -73,6 +70,17 @@ void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const 
 
 // ---- activations to bf16 ----
 
+// Sixteen floats (as bits) rounded to bf16 as schnell_f32_to_bf16 does (round to nearest even,
+// NaN kept quiet); the bf16 bits are the low 16 of each lane, the high 16 are garbage.
+SCHNELL_TARGET_BF16 SCHNELL_INLINE __m512i round_bits(__m512i bits) {
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+}
+
 typedef struct {
     const float *x;
     size_t k, kp;
@@ -82,11 +90,6 @@ typedef struct {
 // The same integer rounding as schnell_f32_to_bf16 (RNE, NaN kept quiet), sixteen at a time.
 SCHNELL_TARGET_BF16 static void round_rows(void *context, size_t begin, size_t end) {
     const round_job *job = context;
-    const __m512i exponent_mask = _mm512_set1_epi32(0x7fffffff);
-    const __m512i infinity = _mm512_set1_epi32(0x7f800000);
-    const __m512i bias = _mm512_set1_epi32(0x7fff);
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512i quiet = _mm512_set1_epi32(0x40);
     for (size_t r = begin; r < end; r++) {
         const float *in = job->x + r * job->k;
         uint16_t *out = job->a + r * job->kp;
@@ -94,10 +97,7 @@ SCHNELL_TARGET_BF16 static void round_rows(void *context, size_t begin, size_t e
             size_t left = job->k - i;
             __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
             __m512i bits = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask, in + i));
-            __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
-            __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(bias, odd)), 16);
-            __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, exponent_mask), infinity);
-            rounded = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(bits, 16), quiet);
+            __m512i rounded = round_bits(bits);
             _mm256_mask_storeu_epi16(out + i, mask, _mm512_cvtepi32_epi16(rounded));
         }
         if (job->kp > job->k) out[job->k] = 0;
@@ -188,9 +188,7 @@ KERNEL_WITH_ROWS(4)
 KERNEL_WITH_ROWS(5)
 KERNEL_WITH_ROWS(6)
 
-typedef void (*micro_kernel_fn)(const uint16_t *, size_t, const uint16_t *, const uint32_t *,
-                                size_t, const float *, int, float *, size_t, size_t);
-static const micro_kernel_fn micro_kernels[MR + 1] = {
+const schnell_bf16_micro_kernel schnell_bf16_micro_kernels[MR + 1] = {
     NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3, micro_kernel_4, micro_kernel_5,
     micro_kernel_6,
 };
@@ -271,7 +269,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
                 const uint16_t *a = job->a + m * job->kp + k0;
                 const uint16_t *next_a = m + 2 * MR <= m_end ? a + MR * job->kp : NULL;
                 for (size_t c = 0; c < columns; c += NR) {
-                    micro_kernels[mr](a, job->kp, c == 0 ? next_a : NULL, bp + c / NR * pairs * NR,
+                    schnell_bf16_micro_kernels[mr](a, job->kp, c == 0 ? next_a : NULL, bp + c / NR * pairs * NR,
                                       pairs, job->bias_f32 ? job->bias_f32 + n0 + c : NULL, k0 == 0,
                                       job->y + m * job->y_stride + n0 + c, job->y_stride,
                                       columns - c < NR ? columns - c : NR);

@@ -16,9 +16,14 @@ final class ConvolutionKernelTests: XCTestCase {
         XCTAssertLessThan(error, tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
     }
 
+    private typealias Convolution = (UnsafePointer<Float>?, UnsafeRawPointer?, Int32, UnsafeRawPointer?, Int32,
+                                     UnsafeMutablePointer<Float>?, UnsafePointer<schnell_conv2d_shape>?) -> Int32
+
+    /// schnell_conv2d (the implicit GEMM on AVX-512) and schnell_conv2d_sgemm (im2col + OpenBLAS)
+    /// against schnell_conv2d_reference, with float32 and bf16 weights.
     private func checkConv(inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int,
                            stride: Int, padding: (top: Int, bottom: Int, left: Int, right: Int),
-                           bfloat16Weights: Bool = false) {
+                           bfloat16Weights: Bool = false, paths: [(String, Convolution)]? = nil) {
         var shape = schnell_conv2d_shape(
             in_channels: inChannels, height: height, width: width, out_channels: outChannels,
             kernel_h: kernel, kernel_w: kernel, stride: stride, pad_top: padding.top,
@@ -26,22 +31,22 @@ final class ConvolutionKernelTests: XCTestCase {
         let outHeight = schnell_conv2d_out_height(&shape), outWidth = schnell_conv2d_out_width(&shape)
         let x = randomFloats(inChannels * height * width)
         let weights = randomFloats(outChannels * inChannels * kernel * kernel)
+        var stored = [UInt16](repeating: 0, count: weights.count)
+        schnell_f32_to_bf16(weights, &stored, weights.count)
         let bias = randomFloats(outChannels)
-        var fast = [Float](repeating: .nan, count: outChannels * outHeight * outWidth)
-        var reference = fast
+        let f32 = Int32(SCHNELL_F32.rawValue), dtype = Int32((bfloat16Weights ? SCHNELL_BF16 : SCHNELL_F32).rawValue)
+        var reference = [Float](repeating: .nan, count: outChannels * outHeight * outWidth)
         let what = "conv \(inChannels)x\(height)x\(width) -> \(outChannels), k\(kernel) s\(stride) pad \(padding)"
-        if bfloat16Weights {
-            var stored = [UInt16](repeating: 0, count: weights.count)
-            schnell_f32_to_bf16(weights, &stored, weights.count)
-            let dtype = Int32(SCHNELL_BF16.rawValue), f32 = Int32(SCHNELL_F32.rawValue)
-            XCTAssertEqual(schnell_conv2d(x, stored, dtype, bias, f32, &fast, &shape), 0)
-            XCTAssertEqual(schnell_conv2d_reference(x, stored, dtype, bias, f32, &reference, &shape), 0)
-        } else {
-            let f32 = Int32(SCHNELL_F32.rawValue)
-            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape), 0)
-            XCTAssertEqual(schnell_conv2d_reference(x, weights, f32, bias, f32, &reference, &shape), 0)
+        func run(_ convolution: Convolution, into output: inout [Float]) -> Int32 {
+            bfloat16Weights ? convolution(x, stored, dtype, bias, f32, &output, &shape)
+                : convolution(x, weights, dtype, bias, f32, &output, &shape)
         }
-        assertClose(fast, reference, what)
+        XCTAssertEqual(run(schnell_conv2d_reference, into: &reference), 0)
+        for (name, convolution) in paths ?? [("schnell_conv2d", schnell_conv2d), ("sgemm", schnell_conv2d_sgemm)] {
+            var fast = [Float](repeating: .nan, count: reference.count)
+            XCTAssertEqual(run(convolution, into: &fast), 0, "\(name) \(what)")
+            assertClose(fast, reference, "\(name) \(what)")
+        }
     }
 
     func testConvolutionMatchesReference() {
@@ -57,6 +62,18 @@ final class ConvolutionKernelTests: XCTestCase {
                   padding: (1, 1, 1, 1), bfloat16Weights: true)
     }
 
+    /// The implicit GEMM's edges: output rows wider than a 64-pixel panel and not a multiple of
+    /// it, panels spanning several rows, a depth over two k blocks (576 + 9 > 512 floats,
+    /// > 1024 bf16 pairs' worth), output channels not a multiple of the 6-row micro-panel.
+    func testImplicitGEMMBlockEdges() {
+        checkConv(inChannels: 65, height: 7, width: 150, outChannels: 13, kernel: 3, stride: 1,
+                  padding: (1, 1, 1, 1))
+        checkConv(inChannels: 130, height: 5, width: 21, outChannels: 8, kernel: 3, stride: 1,
+                  padding: (1, 1, 1, 1), bfloat16Weights: true)
+        checkConv(inChannels: 3, height: 300, width: 1, outChannels: 2, kernel: 1, stride: 1,
+                  padding: (0, 0, 0, 0))
+    }
+
     /// The encoder's downsampling: stride 2 with zero padding only at the bottom and right.
     func testStrideTwoWithAsymmetricPadding() {
         checkConv(inChannels: 6, height: 12, width: 10, outChannels: 6, kernel: 3, stride: 2,
@@ -65,13 +82,52 @@ final class ConvolutionKernelTests: XCTestCase {
                   padding: (0, 1, 0, 1))
         checkConv(inChannels: 2, height: 9, width: 11, outChannels: 4, kernel: 2, stride: 2,
                   padding: (1, 0, 1, 0))
+        checkConv(inChannels: 4, height: 140, width: 140, outChannels: 7, kernel: 3, stride: 2,
+                  padding: (0, 1, 0, 1))
     }
 
-    /// A column matrix larger than the 64 MB scratch bound (1152 x 70 x 400 floats = 129 MB), so
-    /// the output is computed in bands of 36 rows.
+    /// A column matrix larger than the sgemm path's 64 MB scratch bound (1152 x 70 x 400 floats
+    /// = 129 MB), so that path computes the output in bands of 36 rows.
     func testConvolutionInBands() {
         checkConv(inChannels: 128, height: 70, width: 400, outChannels: 2, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1))
+                  padding: (1, 1, 1, 1), paths: [("sgemm", schnell_conv2d_sgemm)])
+    }
+
+    /// With bf16 activations on, a bf16 weight runs the AVX512-BF16 implicit GEMM; it must match
+    /// the reference that rounds x to bf16 first (relative L2 1e-5, fp32 vs double sums), and
+    /// differ from the float32 result by about bf16's rounding (2^-9 relative), not more.
+    func testBF16ActivationsMatchTheirReference() throws {
+        try XCTSkipIf(schnell_cpu_level() < 2, "this CPU has no AVX512-BF16: the float32 path runs instead")
+        schnell_set_bf16_activations(1)
+        defer { schnell_set_bf16_activations(0) }
+        for (inChannels, height, width, outChannels, kernel, padding) in
+            [(16, 9, 70, 13, 3, 1), (130, 6, 64, 7, 3, 1), (24, 5, 19, 5, 1, 0), (3, 4, 5, 2, 3, 1)] {
+            var shape = schnell_conv2d_shape(
+                in_channels: inChannels, height: height, width: width, out_channels: outChannels,
+                kernel_h: kernel, kernel_w: kernel, stride: 1, pad_top: padding, pad_bottom: padding,
+                pad_left: padding, pad_right: padding)
+            let count = outChannels * schnell_conv2d_out_height(&shape) * schnell_conv2d_out_width(&shape)
+            let x = randomFloats(inChannels * height * width)
+            let weights = randomFloats(outChannels * inChannels * kernel * kernel)
+            var stored = [UInt16](repeating: 0, count: weights.count)
+            schnell_f32_to_bf16(weights, &stored, weights.count)
+            let bias = randomFloats(outChannels)
+            let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
+            var fast = [Float](repeating: .nan, count: count), reference = fast, exact = fast
+            XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d_reference(x, stored, bf16, bias, f32, &exact, &shape), 0)
+            let what = "bf16 conv \(inChannels)x\(height)x\(width) -> \(outChannels) k\(kernel)"
+            let depth = inChannels * kernel * kernel
+            if depth % 2 == 0 {
+                XCTAssertEqual(schnell_conv2d_bf16_reference(x, stored, bias, f32, &reference, &shape), 0)
+                assertClose(fast, reference, what)
+                let error = relativeL2(fast, exact)
+                XCTAssertGreaterThan(error, 1e-5, "\(what): activations were rounded to bf16")
+                XCTAssertLessThan(error, 1e-2, "\(what): only by bf16's rounding")
+            } else {
+                assertClose(fast, exact, "\(what): an odd depth stays on the float32 path")
+            }
+        }
     }
 
     func testGroupNormMatchesReference() {

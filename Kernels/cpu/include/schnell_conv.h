@@ -7,6 +7,7 @@
 #define SCHNELL_CONV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,13 +25,23 @@ typedef struct {
 size_t schnell_conv2d_out_height(const schnell_conv2d_shape *shape);
 size_t schnell_conv2d_out_width(const schnell_conv2d_shape *shape);
 
-// y[Cout, OH, OW] = weight * x[Cin, H, W] (+ bias[Cout]). Runs as im2col over bands of output
-// rows (bounded scratch) and OpenBLAS sgemm. Returns 0, or -1 when scratch cannot be allocated.
+// y[Cout, OH, OW] = weight * x[Cin, H, W] (+ bias[Cout]). Returns 0, or -1 when scratch cannot
+// be allocated. On AVX-512 it runs as an implicit GEMM (conv_gemm.c: the column matrix is
+// gathered block by block, never built); with bf16 activations on (schnell_set_bf16_activations),
+// a bf16 weight with an even Cin x kh x kw and AVX512-BF16, that GEMM is bf16(x) . weight with
+// fp32 accumulation, as schnell_linear does. Elsewhere it is schnell_conv2d_sgemm.
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
                    const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *shape);
+// The same as im2col over bands of output rows (bounded scratch) and OpenBLAS sgemm.
+int schnell_conv2d_sgemm(const float *x, const void *weight, int weight_dtype,
+                         const void *bias, int bias_dtype, float *y,
+                         const schnell_conv2d_shape *shape);
 int schnell_conv2d_reference(const float *x, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, float *y,
                              const schnell_conv2d_shape *shape);
+// The reference for the bf16 path: x rounded to bf16, then schnell_conv2d_reference.
+int schnell_conv2d_bf16_reference(const float *x, const uint16_t *weight, const void *bias,
+                                  int bias_dtype, float *y, const schnell_conv2d_shape *shape);
 
 // Group norm over x[C, spatial] with C divisible by groups: each group of C / groups channels is
 // normalised by its own mean and variance, then y = norm * weight[c] + bias[c] (either may be

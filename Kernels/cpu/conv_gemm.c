@@ -1,0 +1,368 @@
+// Convolutions as implicit GEMMs on AVX-512: y[Cout, P] = W[Cout, depth] . C[depth, P] (+ bias),
+// P = OH x OW output pixels, depth = Cin x kh x kw, C the im2col matrix. C is never built: each
+// block of it is gathered from the input image straight into the layout the micro-kernel reads.
+// That saves im2col's pass over memory, the page faults of a fresh column buffer per call and
+// OpenBLAS's own repacking of the columns, and lets the bf16 path round while it gathers.
+//
+// Layouts
+//   W   the weight as stored, [Cout, depth] row-major: float32 (f16 and bf16 converted once per
+//       call), or bf16 read in place as the (k even, k odd) pairs the bf16 micro-kernel wants.
+//   B   a block of C for NC (256) pixels and KC values of depth, packed per work item: float32
+//       [panel of 64 pixels][k][64]; bf16 [panel][pair][64] words (C[2p] | C[2p + 1] << 16).
+//   y   [Cout, P], written in 64-pixel panels with a row stride of P.
+//
+// Gathering: a panel's 64 pixels fall into runs along output rows ("segments"; one run when the
+// output width is a multiple of 64). For stride 1 a segment's inputs for one k are a contiguous
+// run of one input row, read with a masked load that leaves the zero padding as zeros; larger
+// strides (the encoder's three downsamplings) gather lane by lane.
+//
+// Work items are NC-pixel column blocks spread over the pool; within one, each KC block of depth
+// is packed (512 KB, held in L2) and then met by every 6-row micro-panel of W in turn.
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "gemm_bf16.h"
+#include "schnell_conv.h"
+
+enum { MR = 6, NR = 64, PANELS = 4, NC = NR * PANELS, KC_F32 = 512, KC_BF16 = 1024 };
+enum { PREFETCH_CHANNELS = 2 };
+
+// Lanes [lane, lane + count) of a panel are output row oy, columns ox ... ox + count - 1.
+typedef struct {
+    size_t lane, count, oy, ox;
+} segment;
+
+typedef struct {
+    segment runs[NR];
+    size_t count, columns;  // runs used; pixels in the panel (1...64)
+} panel_layout;
+
+typedef struct {
+    const float *x;
+    const schnell_conv2d_shape *s;
+    size_t ow, pixels, depth;
+    const void *w;       // float32 or bf16 [Cout, depth]
+    const float *bias;   // float32 [Cout] or NULL
+    float *y;
+    void *scratch;       // one packed block per worker
+    size_t scratch_floats;
+} conv_job;
+
+static void layout_panel(size_t first_pixel, size_t columns, size_t ow, panel_layout *panel) {
+    panel->count = 0;
+    panel->columns = columns;
+    for (size_t lane = 0; lane < columns;) {
+        size_t pixel = first_pixel + lane, oy = pixel / ow, ox = pixel % ow;
+        size_t count = ow - ox < columns - lane ? ow - ox : columns - lane;
+        panel->runs[panel->count++] = (segment){lane, count, oy, ox};
+        lane += count;
+    }
+}
+
+// Lanes [lo, hi) of a 64-lane panel as bits (clamped to the panel).
+SCHNELL_INLINE uint64_t lane_bits(ptrdiff_t lo, ptrdiff_t hi) {
+    if (lo < 0) lo = 0;
+    if (hi > NR) hi = NR;
+    if (hi <= lo) return 0;
+    uint64_t below_hi = hi == NR ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return below_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
+// row + offset floats, formed as an address: the masked loads below never touch the lanes that
+// would fall outside the row, but the base of a vector may.
+SCHNELL_INLINE const float *offset_floats(const float *row, ptrdiff_t offset) {
+    return (const float *)((uintptr_t)row + (uintptr_t)(offset * (ptrdiff_t)sizeof(float)));
+}
+
+// Row k of C is input channel c under kernel tap (i, j); k + 1 is the next tap.
+typedef struct {
+    size_t c, i, j;
+} tap;
+
+SCHNELL_INLINE tap tap_of(size_t k, const schnell_conv2d_shape *s) {
+    size_t taps = s->kernel_h * s->kernel_w;
+    return (tap){k / taps, k % taps / s->kernel_w, k % s->kernel_w};
+}
+
+SCHNELL_INLINE void next_tap(tap *t, const schnell_conv2d_shape *s) {
+    if (++t->j < s->kernel_w) return;
+    t->j = 0;
+    if (++t->i < s->kernel_h) return;
+    t->i = 0;
+    t->c++;
+}
+
+// One row of C over a panel's 64 lanes (zero where padding or past the panel's columns).
+SCHNELL_TARGET_BF16 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
+                                                   const panel_layout *panel, __m512 out[4]) {
+    const schnell_conv2d_shape *s = job->s;
+    const float *plane = job->x + t.c * s->height * s->width;
+    for (int v = 0; v < 4; v++) out[v] = _mm512_setzero_ps();
+    if (s->stride != 1) {
+        float lanes[NR] = {0};
+        for (size_t g = 0; g < panel->count; g++) {
+            const segment *run = &panel->runs[g];
+            size_t padded_row = run->oy * s->stride + t.i;
+            if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
+            const float *row = plane + (padded_row - s->pad_top) * s->width;
+            for (size_t d = 0; d < run->count; d++) {
+                size_t padded_column = (run->ox + d) * s->stride + t.j;
+                if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
+                    lanes[run->lane + d] = row[padded_column - s->pad_left];
+                }
+            }
+        }
+        for (int v = 0; v < 4; v++) out[v] = _mm512_loadu_ps(lanes + 16 * v);
+        return;
+    }
+    for (size_t g = 0; g < panel->count; g++) {
+        const segment *run = &panel->runs[g];
+        size_t padded_row = run->oy + t.i;
+        if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
+        const float *row = plane + (padded_row - s->pad_top) * s->width;
+        // Lane d reads row[d + shift], inside the row for d in [-shift, width - shift).
+        ptrdiff_t shift = (ptrdiff_t)(run->ox + t.j) - (ptrdiff_t)s->pad_left - (ptrdiff_t)run->lane;
+        ptrdiff_t lo = (ptrdiff_t)run->lane > -shift ? (ptrdiff_t)run->lane : -shift;
+        ptrdiff_t end = (ptrdiff_t)(run->lane + run->count);
+        uint64_t valid = lane_bits(lo, end < (ptrdiff_t)s->width - shift ? end : (ptrdiff_t)s->width - shift);
+        for (int v = 0; v < 4; v++) {
+            out[v] = _mm512_mask_loadu_ps(out[v], (__mmask16)(valid >> (16 * v)),
+                                          offset_floats(row, shift + 16 * v));
+        }
+        // A panel reads short runs of many rows (3 per channel), too short for the hardware
+        // prefetcher: fetch the same run PREFETCH_CHANNELS channels ahead on the first tap.
+        if (t.j == 0 && t.c + PREFETCH_CHANNELS < s->in_channels) {
+            const float *ahead = row + PREFETCH_CHANNELS * s->height * s->width;
+            for (ptrdiff_t f = lo; f < (ptrdiff_t)(run->lane + run->count) + (ptrdiff_t)s->kernel_w; f += 16) {
+                _mm_prefetch((const char *)offset_floats(ahead, shift + f), _MM_HINT_T0);
+            }
+        }
+    }
+}
+
+// ---- float32 ----
+
+// bp[panel][k - k0][64] for k in [k0, k0 + kc).
+SCHNELL_TARGET_BF16 static void pack_f32(const conv_job *job, const panel_layout *panels,
+                                         size_t count, size_t k0, size_t kc, float *bp) {
+    tap t = tap_of(k0, job->s);
+    for (size_t k = k0; k < k0 + kc; k++, next_tap(&t, job->s)) {
+        for (size_t q = 0; q < count; q++) {
+            __m512 row[4];
+            gather_row(job, t, &panels[q], row);
+            float *destination = bp + (q * kc + k - k0) * NR;
+            for (int v = 0; v < 4; v++) _mm512_store_ps(destination + 16 * v, row[v]);
+        }
+    }
+}
+
+// y[0:mr, 0:columns] (+)= a[0:mr, 0:kc] . bp[0:kc, 0:64]; `first` starts from the row bias.
+SCHNELL_TARGET_BF16 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *a, size_t lda,
+                                                         const float *bp, size_t kc,
+                                                         const float *bias, int first, float *y,
+                                                         size_t y_stride, size_t columns) {
+    __m512 acc[MR][4];
+    __mmask16 mask[4];
+    for (int v = 0; v < 4; v++) mask[v] = (__mmask16)(lane_bits(0, (ptrdiff_t)columns) >> (16 * v));
+    for (int r = 0; r < mr; r++) {
+        __m512 start = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+        for (int v = 0; v < 4; v++) {
+            acc[r][v] = first ? start : _mm512_maskz_loadu_ps(mask[v], y + r * y_stride + 16 * v);
+        }
+    }
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+        __m512 b2 = _mm512_load_ps(bp + k * NR + 32), b3 = _mm512_load_ps(bp + k * NR + 48);
+        for (int r = 0; r < mr; r++) {
+            __m512 broadcast = _mm512_set1_ps(a[r * lda + k]);
+            acc[r][0] = _mm512_fmadd_ps(broadcast, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(broadcast, b1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(broadcast, b2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(broadcast, b3, acc[r][3]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + r * y_stride + 16 * v, mask[v], acc[r][v]);
+    }
+}
+
+typedef void (*f32_kernel_fn)(const float *, size_t, const float *, size_t, const float *, int,
+                              float *, size_t, size_t);
+#define F32_KERNEL_WITH_ROWS(rows)                                                               \
+    SCHNELL_TARGET_BF16 static void f32_micro_kernel_##rows(                                     \
+        const float *a, size_t lda, const float *bp, size_t kc, const float *bias, int first,    \
+        float *y, size_t y_stride, size_t columns) {                                             \
+        f32_micro_kernel(rows, a, lda, bp, kc, bias, first, y, y_stride, columns);               \
+    }
+F32_KERNEL_WITH_ROWS(1)
+F32_KERNEL_WITH_ROWS(2)
+F32_KERNEL_WITH_ROWS(3)
+F32_KERNEL_WITH_ROWS(4)
+F32_KERNEL_WITH_ROWS(5)
+F32_KERNEL_WITH_ROWS(6)
+static const f32_kernel_fn f32_kernels[MR + 1] = {
+    NULL, f32_micro_kernel_1, f32_micro_kernel_2, f32_micro_kernel_3, f32_micro_kernel_4,
+    f32_micro_kernel_5, f32_micro_kernel_6,
+};
+
+// The panels of work item `item`; returns how many (1...4).
+static size_t item_panels(const conv_job *job, size_t item, panel_layout *panels) {
+    size_t p0 = item * NC, columns = job->pixels - p0 < NC ? job->pixels - p0 : NC;
+    size_t count = (columns + NR - 1) / NR;
+    for (size_t q = 0; q < count; q++) {
+        size_t left = columns - q * NR;
+        layout_panel(p0 + q * NR, left < NR ? left : NR, job->ow, &panels[q]);
+    }
+    return count;
+}
+
+static void conv_f32_items(void *context, size_t begin, size_t end) {
+    const conv_job *job = context;
+    const float *w = job->w;
+    float *bp = (float *)job->scratch + (size_t)schnell_worker_index() * job->scratch_floats;
+    size_t out_channels = job->s->out_channels;
+    panel_layout panels[PANELS];
+    for (size_t item = begin; item < end; item++) {
+        size_t count = item_panels(job, item, panels);
+        float *y = job->y + item * NC;
+        for (size_t k0 = 0; k0 < job->depth; k0 += KC_F32) {
+            size_t kc = job->depth - k0 < KC_F32 ? job->depth - k0 : KC_F32;
+            pack_f32(job, panels, count, k0, kc, bp);
+            for (size_t m = 0; m < out_channels; m += MR) {
+                size_t mr = out_channels - m < MR ? out_channels - m : MR;
+                for (size_t q = 0; q < count; q++) {
+                    f32_kernels[mr](w + m * job->depth + k0, job->depth, bp + q * kc * NR, kc,
+                                    job->bias ? job->bias + m : NULL, k0 == 0,
+                                    y + m * job->pixels + q * NR, job->pixels, panels[q].columns);
+                }
+            }
+        }
+    }
+}
+
+// ---- bf16 ----
+
+// bp[panel][p][64] words (C[k0 + 2p] | C[k0 + 2p + 1] << 16) for p in [0, pairs); depth is
+// even. vcvtne2ps2bf16 rounds to nearest even as schnell_f32_to_bf16 does, but flushes
+// denormal inputs (below 1.2e-38) to zero.
+SCHNELL_TARGET_BF16 static void pack_bf16(const conv_job *job, const panel_layout *panels,
+                                          size_t count, size_t k0, size_t pairs, uint32_t *bp) {
+    // The convert puts the even row's 16 bf16 values below the odd row's; word d of the
+    // panel's vector is (even d, odd d), i.e. bf16 values d and 16 + d.
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                                 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+                                                 1, 16, 0);
+    tap t = tap_of(k0, job->s);
+    for (size_t p = 0; p < pairs; p++) {
+        tap odd_tap = t;
+        next_tap(&odd_tap, job->s);
+        for (size_t q = 0; q < count; q++) {
+            __m512 even[4], odd[4];
+            gather_row(job, t, &panels[q], even);
+            gather_row(job, odd_tap, &panels[q], odd);
+            uint32_t *destination = bp + (q * pairs + p) * NR;
+            for (int v = 0; v < 4; v++) {
+                __m512i pairs_of_v = (__m512i)_mm512_cvtne2ps_pbh(odd[v], even[v]);
+                _mm512_store_si512(destination + 16 * v, _mm512_permutexvar_epi16(interleave, pairs_of_v));
+            }
+        }
+        t = odd_tap;
+        next_tap(&t, job->s);
+    }
+}
+
+static void conv_bf16_items(void *context, size_t begin, size_t end) {
+    const conv_job *job = context;
+    const uint16_t *w = job->w;
+    uint32_t *bp = (uint32_t *)job->scratch + (size_t)schnell_worker_index() * job->scratch_floats;
+    size_t out_channels = job->s->out_channels;
+    panel_layout panels[PANELS];
+    for (size_t item = begin; item < end; item++) {
+        size_t count = item_panels(job, item, panels);
+        float *y = job->y + item * NC;
+        // The bf16 micro-kernel's bias runs along columns; a convolution's runs along rows, so
+        // the block starts as the bias and every k block adds to it.
+        if (job->bias) {
+            size_t columns = job->pixels - item * NC < NC ? job->pixels - item * NC : NC;
+            for (size_t m = 0; m < out_channels; m++) {
+                for (size_t p = 0; p < columns; p++) y[m * job->pixels + p] = job->bias[m];
+            }
+        }
+        for (size_t k0 = 0; k0 < job->depth; k0 += KC_BF16) {
+            size_t pairs = (job->depth - k0 < KC_BF16 ? job->depth - k0 : KC_BF16) / 2;
+            pack_bf16(job, panels, count, k0, pairs, bp);
+            for (size_t m = 0; m < out_channels; m += MR) {
+                size_t mr = out_channels - m < MR ? out_channels - m : MR;
+                const uint16_t *a = w + m * job->depth + k0;
+                const uint16_t *next_a = m + 2 * MR <= out_channels ? a + MR * job->depth : NULL;
+                for (size_t q = 0; q < count; q++) {
+                    schnell_bf16_micro_kernels[mr](a, job->depth, q == 0 ? next_a : NULL,
+                                                   bp + q * pairs * NR, pairs, NULL,
+                                                   k0 == 0 && !job->bias,
+                                                   y + m * job->pixels + q * NR, job->pixels,
+                                                   panels[q].columns);
+                }
+            }
+        }
+    }
+}
+
+// ---- entry ----
+
+static int run_conv(conv_job *job, int bf16) {
+    size_t block = bf16 ? (size_t)KC_BF16 / 2 * NC : (size_t)KC_F32 * NC;  // 4-byte elements
+    size_t workers = (size_t)schnell_threads();
+    job->scratch = aligned_alloc(64, workers * block * sizeof(float));
+    if (!job->scratch) return -1;
+    job->scratch_floats = block;
+    size_t items = (job->pixels + NC - 1) / NC;
+    schnell_parallel_for(items, 1, bf16 ? conv_bf16_items : conv_f32_items, job);
+    free(job->scratch);
+    return 0;
+}
+
+int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
+                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+    size_t oh = schnell_conv2d_out_height(s), ow = schnell_conv2d_out_width(s);
+    size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
+    int level = schnell_cpu_level();
+    if (level < 1) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
+    if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
+    int bf16 = level >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 && depth % 2 == 0;
+    size_t weight_count = s->out_channels * depth;
+    float *owned_weight = NULL, *bias_f32 = NULL;
+    if (!bf16 && weight_dtype != SCHNELL_F32) {
+        owned_weight = malloc(weight_count * sizeof(float));
+        if (!owned_weight) return -1;
+        schnell_convert_to_f32(weight, weight_dtype, owned_weight, weight_count);
+    }
+    if (bias) {
+        bias_f32 = malloc(s->out_channels * sizeof(float));
+        if (!bias_f32) {
+            free(owned_weight);
+            return -1;
+        }
+        schnell_convert_to_f32(bias, bias_dtype, bias_f32, s->out_channels);
+    }
+    conv_job job = {x, s, ow, oh * ow, depth, owned_weight ? owned_weight : weight, bias_f32, y,
+                    NULL, 0};
+    int status = run_conv(&job, bf16);
+    free(owned_weight);
+    free(bias_f32);
+    return status;
+}
+
+int schnell_conv2d_bf16_reference(const float *x, const uint16_t *weight, const void *bias,
+                                  int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+    size_t count = s->in_channels * s->height * s->width;
+    float *rounded = malloc((count ? count : 1) * sizeof(float));
+    if (!rounded) return -1;
+    for (size_t i = 0; i < count; i++) {
+        uint16_t half;
+        schnell_f32_to_bf16(&x[i], &half, 1);
+        schnell_convert_to_f32_reference(&half, SCHNELL_BF16, &rounded[i], 1);
+    }
+    int status = schnell_conv2d_reference(rounded, weight, SCHNELL_BF16, bias, bias_dtype, y, s);
+    free(rounded);
+    return status;
+}
