@@ -14,7 +14,9 @@
 // Gathering: a panel's 64 pixels fall into runs along output rows ("segments"; one run when the
 // output width is a multiple of 64). For stride 1 a segment's inputs for one k are a contiguous
 // run of one input row, read with a masked load that leaves the zero padding as zeros; larger
-// strides (the encoder's three downsamplings) gather lane by lane.
+// strides (the encoder's three downsamplings) gather lane by lane. The decoder's upsampling
+// convolutions read their input at half size and duplicate lanes in registers, so the x2
+// upsampled activation (256 MB at 512x512) is never built.
 //
 // Work items are NC-pixel column blocks spread over the pool; within one, each KC block of depth
 // is packed (512 KB, held in L2) and then met by every 6-row micro-panel of W in turn.
@@ -40,6 +42,7 @@ typedef struct {
 typedef struct {
     const float *x;
     const schnell_conv2d_shape *s;
+    int upsampled;       // x is the input at half the height and width (nearest x2)
     size_t ow, pixels, depth;
     const void *w;       // float32 or bf16 [Cout, depth]
     const float *bias;   // float32 [Cout] or NULL
@@ -92,11 +95,18 @@ SCHNELL_INLINE void next_tap(tap *t, const schnell_conv2d_shape *s) {
     t->c++;
 }
 
-// One row of C over a panel's 64 lanes (zero where padding or past the panel's columns).
+// Floor of value / 2 for negative values too.
+SCHNELL_INLINE ptrdiff_t floor_half(ptrdiff_t value) { return value >= 0 ? value / 2 : -((1 - value) / 2); }
+
+// One row of C over a panel's 64 lanes (zero where padding or past the panel's columns). The
+// convolution's input is x itself, or x upsampled x2 (nearest) when job->upsampled: input pixel
+// (r, col) is then x's pixel (r / 2, col / 2), read in place.
 SCHNELL_TARGET_BF16 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
                                                    const panel_layout *panel, __m512 out[4]) {
     const schnell_conv2d_shape *s = job->s;
-    const float *plane = job->x + t.c * s->height * s->width;
+    size_t scale = job->upsampled ? 2 : 1;
+    size_t source_width = s->width / scale, source_plane = s->height / scale * source_width;
+    const float *plane = job->x + t.c * source_plane;
     for (int v = 0; v < 4; v++) out[v] = _mm512_setzero_ps();
     if (s->stride != 1) {
         float lanes[NR] = {0};
@@ -104,37 +114,50 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
             const segment *run = &panel->runs[g];
             size_t padded_row = run->oy * s->stride + t.i;
             if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
-            const float *row = plane + (padded_row - s->pad_top) * s->width;
+            const float *row = plane + (padded_row - s->pad_top) / scale * source_width;
             for (size_t d = 0; d < run->count; d++) {
                 size_t padded_column = (run->ox + d) * s->stride + t.j;
                 if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
-                    lanes[run->lane + d] = row[padded_column - s->pad_left];
+                    lanes[run->lane + d] = row[(padded_column - s->pad_left) / scale];
                 }
             }
         }
         for (int v = 0; v < 4; v++) out[v] = _mm512_loadu_ps(lanes + 16 * v);
         return;
     }
+    // Upsampled: source value (e + odd) / 2 of a vector loaded at the lane's floor(column / 2).
+    const __m512i duplicate_even = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i duplicate_odd = _mm512_set_epi32(8, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0);
     for (size_t g = 0; g < panel->count; g++) {
         const segment *run = &panel->runs[g];
         size_t padded_row = run->oy + t.i;
         if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
-        const float *row = plane + (padded_row - s->pad_top) * s->width;
-        // Lane d reads row[d + shift], inside the row for d in [-shift, width - shift).
+        const float *row = plane + (padded_row - s->pad_top) / scale * source_width;
+        // Lane d reads input column d + shift, inside the row for d in [-shift, width - shift).
         ptrdiff_t shift = (ptrdiff_t)(run->ox + t.j) - (ptrdiff_t)s->pad_left - (ptrdiff_t)run->lane;
         ptrdiff_t lo = (ptrdiff_t)run->lane > -shift ? (ptrdiff_t)run->lane : -shift;
         ptrdiff_t end = (ptrdiff_t)(run->lane + run->count);
         uint64_t valid = lane_bits(lo, end < (ptrdiff_t)s->width - shift ? end : (ptrdiff_t)s->width - shift);
         for (int v = 0; v < 4; v++) {
-            out[v] = _mm512_mask_loadu_ps(out[v], (__mmask16)(valid >> (16 * v)),
-                                          offset_floats(row, shift + 16 * v));
+            __mmask16 mask = (__mmask16)(valid >> (16 * v));
+            if (!job->upsampled) {
+                out[v] = _mm512_mask_loadu_ps(out[v], mask, offset_floats(row, shift + 16 * v));
+                continue;
+            }
+            ptrdiff_t first = shift + 16 * v, base = floor_half(first);
+            __m512 source = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-base, (ptrdiff_t)source_width - base),
+                                                  offset_floats(row, base));
+            out[v] = _mm512_mask_permutexvar_ps(out[v], mask, first - 2 * base ? duplicate_odd : duplicate_even,
+                                                source);
         }
         // A panel reads short runs of many rows (3 per channel), too short for the hardware
         // prefetcher: fetch the same run PREFETCH_CHANNELS channels ahead on the first tap.
         if (t.j == 0 && t.c + PREFETCH_CHANNELS < s->in_channels) {
-            const float *ahead = row + PREFETCH_CHANNELS * s->height * s->width;
-            for (ptrdiff_t f = lo; f < (ptrdiff_t)(run->lane + run->count) + (ptrdiff_t)s->kernel_w; f += 16) {
-                _mm_prefetch((const char *)offset_floats(ahead, shift + f), _MM_HINT_T0);
+            const float *ahead = row + PREFETCH_CHANNELS * source_plane;
+            ptrdiff_t last = (ptrdiff_t)(run->lane + run->count) + (ptrdiff_t)s->kernel_w;
+            for (ptrdiff_t f = lo; f < last; f += 16 * (ptrdiff_t)scale) {
+                ptrdiff_t column = shift + f;
+                _mm_prefetch((const char *)offset_floats(ahead, scale == 1 ? column : floor_half(column)), _MM_HINT_T0);
             }
         }
     }
@@ -321,14 +344,13 @@ static int run_conv(conv_job *job, int bf16) {
     return 0;
 }
 
-int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
-                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+static int conv2d(const float *x, int upsampled, const void *weight, int weight_dtype,
+                  const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
     size_t oh = schnell_conv2d_out_height(s), ow = schnell_conv2d_out_width(s);
     size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
-    int level = schnell_cpu_level();
-    if (level < 1) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
-    int bf16 = level >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 && depth % 2 == 0;
+    int bf16 = schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 &&
+               depth % 2 == 0;
     size_t weight_count = s->out_channels * depth;
     float *owned_weight = NULL, *bias_f32 = NULL;
     if (!bf16 && weight_dtype != SCHNELL_F32) {
@@ -344,11 +366,29 @@ int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
         }
         schnell_convert_to_f32(bias, bias_dtype, bias_f32, s->out_channels);
     }
-    conv_job job = {x, s, ow, oh * ow, depth, owned_weight ? owned_weight : weight, bias_f32, y,
-                    NULL, 0};
+    conv_job job = {x, s, upsampled, ow, oh * ow, depth, owned_weight ? owned_weight : weight, bias_f32,
+                    y, NULL, 0};
     int status = run_conv(&job, bf16);
     free(owned_weight);
     free(bias_f32);
+    return status;
+}
+
+int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
+                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+    if (schnell_cpu_level() < 1) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
+    return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s);
+}
+
+int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
+                             const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+    if (s->height % 2 || s->width % 2) return -2;
+    if (schnell_cpu_level() >= 1) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s);
+    float *upsampled = schnell_buffer_allocate(s->in_channels * s->height * s->width * sizeof(float));
+    if (!upsampled) return -1;
+    schnell_upsample_nearest2x(x, upsampled, s->in_channels, s->height / 2, s->width / 2);
+    int status = schnell_conv2d_sgemm(upsampled, weight, weight_dtype, bias, bias_dtype, y, s);
+    schnell_buffer_free(upsampled);
     return status;
 }
 

@@ -130,6 +130,43 @@ final class ConvolutionKernelTests: XCTestCase {
         }
     }
 
+    /// The decoder's upsampling convolution, reading its input at half size: against the
+    /// reference conv over the upsampled input built by the reference upsample, float32 and (when
+    /// the CPU has AVX512-BF16) bf16 activations, on source widths around the vector width.
+    func testUpsampledConvolutionMatchesUpsampleThenConvolution() throws {
+        let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
+        for (channels, height, width, outChannels, bf16Activations) in
+            [(5, 4, 7, 3, false), (6, 3, 40, 7, false), (4, 5, 33, 13, true), (2, 2, 1, 2, false)] {
+            if bf16Activations && schnell_cpu_level() < 2 { continue }
+            var shape = schnell_conv2d_shape(in_channels: channels, height: 2 * height, width: 2 * width,
+                                             out_channels: outChannels, kernel_h: 3, kernel_w: 3, stride: 1,
+                                             pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1)
+            let x = randomFloats(channels * height * width)
+            let weights = randomFloats(outChannels * channels * 9), bias = randomFloats(outChannels)
+            var stored = [UInt16](repeating: 0, count: weights.count)
+            schnell_f32_to_bf16(weights, &stored, weights.count)
+            var upsampled = [Float](repeating: .nan, count: x.count * 4)
+            schnell_upsample_nearest2x_reference(x, &upsampled, channels, height, width)
+            var fast = [Float](repeating: .nan, count: outChannels * 4 * height * width), reference = fast
+            let what = "upsampled conv \(channels)x\(height)x\(width) -> \(outChannels), bf16 \(bf16Activations)"
+            if bf16Activations {
+                schnell_set_bf16_activations(1)
+                defer { schnell_set_bf16_activations(0) }
+                XCTAssertEqual(schnell_conv2d_upsampled(x, stored, bf16, bias, f32, &fast, &shape), 0)
+                XCTAssertEqual(schnell_conv2d_bf16_reference(upsampled, stored, bias, f32, &reference, &shape), 0)
+            } else {
+                XCTAssertEqual(schnell_conv2d_upsampled(x, weights, f32, bias, f32, &fast, &shape), 0)
+                XCTAssertEqual(schnell_conv2d_reference(upsampled, weights, f32, bias, f32, &reference, &shape), 0)
+            }
+            assertClose(fast, reference, what)
+        }
+        var odd = schnell_conv2d_shape(in_channels: 1, height: 5, width: 4, out_channels: 1, kernel_h: 1,
+                                       kernel_w: 1, stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0)
+        var output = [Float](repeating: 0, count: 20)
+        XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd), -2,
+                       "an odd upsampled height is refused")
+    }
+
     func testGroupNormMatchesReference() {
         for (channels, spatial, groups, silu) in [(12, 37, 4, false), (32, 5 * 7, 8, true),
                                                   (6, 1030, 3, true), (5, 3, 5, false)] {

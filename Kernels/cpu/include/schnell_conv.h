@@ -32,6 +32,12 @@ size_t schnell_conv2d_out_width(const schnell_conv2d_shape *shape);
 // fp32 accumulation, as schnell_linear does. Elsewhere it is schnell_conv2d_sgemm.
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
                    const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *shape);
+// schnell_conv2d over the nearest x2 upsampling of x, without building it: x is
+// [Cin, H / 2, W / 2] where shape's height H and width W (the convolution's input) are even.
+// Returns 0, -1 when scratch cannot be allocated, -2 for an odd H or W.
+int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
+                             const void *bias, int bias_dtype, float *y,
+                             const schnell_conv2d_shape *shape);
 // The same as im2col over bands of output rows (bounded scratch) and OpenBLAS sgemm.
 int schnell_conv2d_sgemm(const float *x, const void *weight, int weight_dtype,
                          const void *bias, int bias_dtype, float *y,

@@ -37,6 +37,12 @@ int schnell_cpu_level(void);
 // The kernel family OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...).
 const char *schnell_blas_core_name(void);
 
+// ---- buffers (memory.c) ----
+// `bytes` of memory (NULL when there is not enough), on transparent huge pages from 2 MB up;
+// release with schnell_buffer_free.
+void *schnell_buffer_allocate(size_t bytes);
+void schnell_buffer_free(void *buffer);
+
 // ---- dtypes (convert.c) ----
 typedef enum {
     SCHNELL_F32 = 0,

@@ -47,12 +47,14 @@ public protocol Backend: Sendable {
 
     /// x [Cin, H, W] -> [Cout, OH, OW], zero padding per side as the layer says.
     func conv2d(_ x: Tensor, _ layer: Conv2d) throws -> Tensor
+    /// conv2d over the nearest x2 upsampling of x (x is [C, H, W]), without building it.
+    func conv2dUpsampled(_ x: Tensor, _ layer: Conv2d) throws -> Tensor
     /// Group norm over x [C, H, W] (C divisible by groups), affine per channel (weight/bias
     /// [C]), then SiLU when `silu` is true.
     func groupNorm(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?,
                    silu: Bool) -> Tensor
-    /// Nearest-neighbour x2: [C, H, W] -> [C, 2H, 2W].
-    func upsampleNearest2x(_ x: Tensor) -> Tensor
+    /// The same, overwriting x (saves a fresh activation when x is not needed afterwards).
+    func groupNormInPlace(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?, silu: Bool)
     /// [rows, width] -> [width, rows]: channel-first [C, H * W] to token-major [H * W, C] and back.
     func transposed(_ x: Tensor) -> Tensor
 }

@@ -14,20 +14,30 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
 /// The channel-first image ops on the CPU (Kernels/cpu/conv.c).
 extension CPUBackend {
     public func conv2d(_ x: Tensor, _ layer: Conv2d) throws -> Tensor {
+        try convolve(x, layer, upsampled: false)
+    }
+
+    public func conv2dUpsampled(_ x: Tensor, _ layer: Conv2d) throws -> Tensor {
+        try convolve(x, layer, upsampled: true)
+    }
+
+    /// `layer` over x, or over x upsampled x2 (nearest) read in place.
+    private func convolve(_ x: Tensor, _ layer: Conv2d, upsampled: Bool) throws -> Tensor {
         precondition(x.shape.count == 3 && x.shape[0] == layer.inChannels,
                      "conv2d: input \(x.shape) does not have \(layer.inChannels) channels")
+        let scale = upsampled ? 2 : 1
         var shape = schnell_conv2d_shape(
-            in_channels: x.shape[0], height: x.shape[1], width: x.shape[2],
+            in_channels: x.shape[0], height: scale * x.shape[1], width: scale * x.shape[2],
             out_channels: layer.outChannels, kernel_h: layer.kernelHeight, kernel_w: layer.kernelWidth,
             stride: layer.stride, pad_top: layer.padding.top, pad_bottom: layer.padding.bottom,
             pad_left: layer.padding.left, pad_right: layer.padding.right)
-        let output = Tensor(zeros: [layer.outChannels, schnell_conv2d_out_height(&shape),
-                                    schnell_conv2d_out_width(&shape)])
+        let output = Tensor(uninitialized: [layer.outChannels, schnell_conv2d_out_height(&shape),
+                                            schnell_conv2d_out_width(&shape)])
         var status: Int32 = 0
         packed(x) { input in
-            status = schnell_conv2d(input, layer.weight.pointer, layer.weight.dtype.kernelCode,
-                                    layer.bias?.pointer, layer.bias?.dtype.kernelCode ?? 0,
-                                    output.pointer, &shape)
+            let run = upsampled ? schnell_conv2d_upsampled : schnell_conv2d
+            status = run(input, layer.weight.pointer, layer.weight.dtype.kernelCode, layer.bias?.pointer,
+                         layer.bias?.dtype.kernelCode ?? 0, output.pointer, &shape)
         }
         guard status == 0 else { throw BackendError.outOfMemory(op: "conv2d '\(layer.weight.name)'") }
         return output
@@ -35,9 +45,21 @@ extension CPUBackend {
 
     public func groupNorm(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?,
                           silu: Bool) -> Tensor {
+        let output = Tensor(uninitialized: x.shape)
+        groupNorm(x, into: output, groups: groups, eps: eps, weight: weight, bias: bias, silu: silu)
+        return output
+    }
+
+    public func groupNormInPlace(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?, silu: Bool) {
+        precondition(x.isContiguous, "groupNormInPlace: x must be contiguous")
+        groupNorm(x, into: x, groups: groups, eps: eps, weight: weight, bias: bias, silu: silu)
+    }
+
+    /// schnell_group_norm reads each group whole before writing it, so output may be x.
+    private func groupNorm(_ x: Tensor, into output: Tensor, groups: Int, eps: Float, weight: Tensor?,
+                           bias: Tensor?, silu: Bool) {
         let channels = x.shape[0]
         precondition(groups > 0 && channels % groups == 0, "groupNorm: \(channels) channels in \(groups) groups")
-        let output = Tensor(zeros: x.shape)
         packed(x) { input in
             packed(weight) { weight in
                 packed(bias) { bias in
@@ -46,16 +68,6 @@ extension CPUBackend {
                 }
             }
         }
-        return output
-    }
-
-    public func upsampleNearest2x(_ x: Tensor) -> Tensor {
-        precondition(x.shape.count == 3, "upsampleNearest2x: expected [C, H, W], got \(x.shape)")
-        let output = Tensor(zeros: [x.shape[0], 2 * x.shape[1], 2 * x.shape[2]])
-        packed(x) { input in
-            schnell_upsample_nearest2x(input, output.pointer, x.shape[0], x.shape[1], x.shape[2])
-        }
-        return output
     }
 
     public func transposed(_ x: Tensor) -> Tensor {

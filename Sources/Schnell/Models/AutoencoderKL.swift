@@ -172,7 +172,7 @@ struct VAEEncoder {
             if let downsample = block.downsample { x = try backend.conv2d(x, downsample) }
         }
         x = try mid(x, backend)
-        return try backend.conv2d(normOut(x, silu: true, backend), convOut)
+        return try backend.conv2d(normOut.inPlace(x, silu: true, backend), convOut)
     }
 }
 
@@ -222,8 +222,8 @@ struct VAEDecoder {
         var x = try mid(backend.conv2d(latents, convIn), backend)
         for block in upBlocks {
             for resnet in block.resnets { x = try resnet(x, backend) }
-            if let upsample = block.upsample { x = try backend.conv2d(backend.upsampleNearest2x(x), upsample) }
+            if let upsample = block.upsample { x = try backend.conv2dUpsampled(x, upsample) }
         }
-        return try backend.conv2d(normOut(x, silu: true, backend), convOut)
+        return try backend.conv2d(normOut.inPlace(x, silu: true, backend), convOut)
     }
 }

@@ -8,10 +8,13 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    init(count: Int) {
+    /// `zeroed` false leaves the contents as they come (stale values of a reused buffer): only
+    /// for outputs a kernel writes in full, whose fresh pages are then first touched by the
+    /// kernel's threads rather than by a single-threaded fill.
+    init(count: Int, zeroed: Bool = true) {
         self.count = count
         pointer = BufferPool.shared.take(count: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { BufferPool.shared.give(pointer, count: max(count, 1)) }
@@ -29,14 +32,22 @@ final class BufferPool: @unchecked Sendable {
 
     init(limitBytes: Int) { self.limitBytes = limitBytes }
 
-    deinit { order.forEach { $0.pointer.deallocate() } }
+    deinit { order.forEach { schnell_buffer_free($0.pointer) } }
+
+    /// Fresh memory (huge pages for large buffers, see Kernels/cpu/memory.c).
+    private static func allocate(count: Int) -> UnsafeMutablePointer<Float> {
+        guard let raw = schnell_buffer_allocate(count * MemoryLayout<Float>.size) else {
+            fatalError("out of memory: a tensor of \(count) floats (\(count * MemoryLayout<Float>.size >> 20) MiB)")
+        }
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
 
     var heldBytesForTesting: Int { lock.withLock { heldBytes } }
 
     func take(count: Int) -> UnsafeMutablePointer<Float> {
         lock.lock()
         defer { lock.unlock() }
-        guard let pointer = free[count]?.popLast() else { return .allocate(capacity: count) }
+        guard let pointer = free[count]?.popLast() else { return Self.allocate(count: count) }
         heldBytes -= count * MemoryLayout<Float>.size
         if let index = order.lastIndex(where: { $0.pointer == pointer }) { order.remove(at: index) }
         return pointer
@@ -46,7 +57,7 @@ final class BufferPool: @unchecked Sendable {
         let bytes = count * MemoryLayout<Float>.size
         lock.lock()
         defer { lock.unlock() }
-        guard bytes <= limitBytes / 4 else { return pointer.deallocate() }
+        guard bytes <= limitBytes / 4 else { return schnell_buffer_free(pointer) }
         free[count, default: []].append(pointer)
         order.append((count, pointer))
         heldBytes += bytes
@@ -54,7 +65,7 @@ final class BufferPool: @unchecked Sendable {
             let oldest = order.removeFirst()
             if let index = free[oldest.count]?.firstIndex(of: oldest.pointer) { free[oldest.count]?.remove(at: index) }
             heldBytes -= oldest.count * MemoryLayout<Float>.size
-            oldest.pointer.deallocate()
+            schnell_buffer_free(oldest.pointer)
         }
     }
 }
@@ -69,9 +80,18 @@ public struct Tensor: @unchecked Sendable {
     let offset: Int
 
     public init(zeros shape: [Int]) {
+        self.init(shape: shape, zeroed: true)
+    }
+
+    /// A tensor whose every element the caller overwrites before reading (kernel outputs).
+    init(uninitialized shape: [Int]) {
+        self.init(shape: shape, zeroed: false)
+    }
+
+    private init(shape: [Int], zeroed: Bool) {
         self.shape = shape
         rowStride = shape.last ?? 1
-        storage = TensorStorage(count: shape.reduce(1, *))
+        storage = TensorStorage(count: shape.reduce(1, *), zeroed: zeroed)
         offset = 0
     }
 
