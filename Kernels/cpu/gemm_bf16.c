@@ -106,20 +106,56 @@ SCHNELL_TARGET_BF16 static void round_rows(void *context, size_t begin, size_t e
 
 // ---- weight packing ----
 
-// bp[panel][p][c] = (w[n0 + 64 panel + c][k0 + 2p], ...[k0 + 2p + 1]) for `pairs` pairs.
+// Sixteen weight rows x sixteen pair words, transposed: destination[j * NR + i] = pair word j of
+// row i. Source rows are k values apart; 64 shuffles for 256 words (three stages: 32-bit and
+// 64-bit interleaves within 128-bit lanes, then a 4x4 transpose of the lanes).
+SCHNELL_TARGET_BF16 static void transpose_tile(const uint16_t *source, size_t k, uint32_t *destination) {
+    __m512i r[16], a[16], b[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(source + (size_t)i * k);
+    for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    // b[4g + m], 128-bit lane L: word 4L + m of rows 4g ... 4g + 3.
+    for (int g = 0; g < 16; g += 4) {
+        b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
+        b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
+        b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
+        b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512i c0 = _mm512_shuffle_i32x4(b[m], b[4 + m], 0x44), c1 = _mm512_shuffle_i32x4(b[m], b[4 + m], 0xee);
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0x44);
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0xee);
+        _mm512_store_si512(destination + (size_t)m * NR, _mm512_shuffle_i32x4(c0, c2, 0x88));
+        _mm512_store_si512(destination + (size_t)(4 + m) * NR, _mm512_shuffle_i32x4(c0, c2, 0xdd));
+        _mm512_store_si512(destination + (size_t)(8 + m) * NR, _mm512_shuffle_i32x4(c1, c3, 0x88));
+        _mm512_store_si512(destination + (size_t)(12 + m) * NR, _mm512_shuffle_i32x4(c1, c3, 0xdd));
+    }
+}
+
+// bp[panel][p][c] = (w[n0 + 64 panel + c][k0 + 2p], ...[k0 + 2p + 1]) for `pairs` pairs: whole
+// 16 x 16 tiles transposed in registers, the edges word by word.
 static void pack_weight_block(const uint16_t *w, size_t k, size_t n, size_t n0, size_t k0,
                               size_t pairs, uint32_t *bp) {
     size_t columns = n - n0 < NC ? n - n0 : NC;
     size_t padded = (columns + NR - 1) / NR * NR;
+    size_t full = (k - k0) / 2 < pairs ? (k - k0) / 2 : pairs;
+    size_t tiled_columns = columns / 16 * 16, tiled_pairs = full / 16 * 16;
+    for (size_t c = 0; c < tiled_columns; c += 16) {
+        for (size_t p = 0; p < tiled_pairs; p += 16) {
+            transpose_tile(w + (n0 + c) * k + k0 + 2 * p, k, bp + (c / NR) * pairs * NR + p * NR + c % NR);
+        }
+    }
     for (size_t c = 0; c < padded; c++) {
         uint32_t *destination = bp + (c / NR) * pairs * NR + c % NR;
+        size_t first = c < tiled_columns ? tiled_pairs : 0;
         if (c >= columns) {
-            for (size_t p = 0; p < pairs; p++) destination[p * NR] = 0;
+            for (size_t p = first; p < pairs; p++) destination[p * NR] = 0;
             continue;
         }
         const uint16_t *source = w + (n0 + c) * k + k0;
-        size_t full = (k - k0) / 2 < pairs ? (k - k0) / 2 : pairs;
-        for (size_t p = 0; p < full; p++) {
+        for (size_t p = first; p < full; p++) {
             destination[p * NR] = (uint32_t)source[2 * p] | (uint32_t)source[2 * p + 1] << 16;
         }
         if (full < pairs) destination[full * NR] = source[2 * full];  // odd k: zero partner
