@@ -26,16 +26,6 @@ size_t schnell_conv2d_out_width(const schnell_conv2d_shape *s) {
     return (padded - s->kernel_w) / s->stride + 1;
 }
 
-// A weight (or bias) as float32: the stored pointer when it already is, else a converted copy
-// that *owned receives (freed by the caller).
-static const float *as_f32(const void *data, int dtype, size_t count, float **owned) {
-    *owned = NULL;
-    if (!data || dtype == SCHNELL_F32) return data;
-    *owned = malloc((count ? count : 1) * sizeof(float));
-    if (*owned) schnell_convert_to_f32(data, dtype, *owned, count);
-    return *owned;
-}
-
 typedef struct {
     const float *x;
     float *columns;  // [Cin * kh * kw, band_rows * OW]
@@ -96,8 +86,8 @@ int schnell_conv2d_sgemm(const float *x, const void *weight, int weight_dtype,
     size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
     float *owned_weight, *owned_bias;
-    const float *w = as_f32(weight, weight_dtype, s->out_channels * depth, &owned_weight);
-    const float *b = as_f32(bias, bias_dtype, s->out_channels, &owned_bias);
+    const float *w = schnell_as_f32(weight, weight_dtype, s->out_channels * depth, &owned_weight);
+    const float *b = schnell_as_f32(bias, bias_dtype, s->out_channels, &owned_bias);
     int status = 0;
     if (!w || (bias && !b)) {
         status = -1;

@@ -101,7 +101,7 @@ SCHNELL_INLINE ptrdiff_t floor_half(ptrdiff_t value) { return value >= 0 ? value
 // One row of C over a panel's 64 lanes (zero where padding or past the panel's columns). The
 // convolution's input is x itself, or x upsampled x2 (nearest) when job->upsampled: input pixel
 // (r, col) is then x's pixel (r / 2, col / 2), read in place.
-SCHNELL_TARGET_BF16 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
+SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
                                                    const panel_layout *panel, __m512 out[4]) {
     const schnell_conv2d_shape *s = job->s;
     size_t scale = job->upsampled ? 2 : 1;
@@ -166,7 +166,7 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
 // ---- float32 ----
 
 // bp[panel][k - k0][64] for k in [k0, k0 + kc).
-SCHNELL_TARGET_BF16 static void pack_f32(const conv_job *job, const panel_layout *panels,
+SCHNELL_TARGET_AVX512 static void pack_f32(const conv_job *job, const panel_layout *panels,
                                          size_t count, size_t k0, size_t kc, float *bp) {
     tap t = tap_of(k0, job->s);
     for (size_t k = k0; k < k0 + kc; k++, next_tap(&t, job->s)) {
@@ -180,7 +180,7 @@ SCHNELL_TARGET_BF16 static void pack_f32(const conv_job *job, const panel_layout
 }
 
 // y[0:mr, 0:columns] (+)= a[0:mr, 0:kc] . bp[0:kc, 0:64]; `first` starts from the row bias.
-SCHNELL_TARGET_BF16 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *a, size_t lda,
+SCHNELL_TARGET_AVX512 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *a, size_t lda,
                                                          const float *bp, size_t kc,
                                                          const float *bias, int first, float *y,
                                                          size_t y_stride, size_t columns) {
@@ -212,7 +212,7 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *a,
 typedef void (*f32_kernel_fn)(const float *, size_t, const float *, size_t, const float *, int,
                               float *, size_t, size_t);
 #define F32_KERNEL_WITH_ROWS(rows)                                                               \
-    SCHNELL_TARGET_BF16 static void f32_micro_kernel_##rows(                                     \
+    SCHNELL_TARGET_AVX512 static void f32_micro_kernel_##rows(                                   \
         const float *a, size_t lda, const float *bp, size_t kc, const float *bias, int first,    \
         float *y, size_t y_stride, size_t columns) {                                             \
         f32_micro_kernel(rows, a, lda, bp, kc, bias, first, y, y_stride, columns);               \
@@ -351,26 +351,18 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
     int bf16 = schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 &&
                depth % 2 == 0;
-    size_t weight_count = s->out_channels * depth;
-    float *owned_weight = NULL, *bias_f32 = NULL;
-    if (!bf16 && weight_dtype != SCHNELL_F32) {
-        owned_weight = malloc(weight_count * sizeof(float));
-        if (!owned_weight) return -1;
-        schnell_convert_to_f32(weight, weight_dtype, owned_weight, weight_count);
+    float *owned_weight = NULL, *owned_bias;
+    const void *w = bf16 ? weight : schnell_as_f32(weight, weight_dtype, s->out_channels * depth, &owned_weight);
+    const float *b = schnell_as_f32(bias, bias_dtype, s->out_channels, &owned_bias);
+    if (!w || (bias && !b)) {
+        free(owned_weight);
+        free(owned_bias);
+        return -1;
     }
-    if (bias) {
-        bias_f32 = malloc(s->out_channels * sizeof(float));
-        if (!bias_f32) {
-            free(owned_weight);
-            return -1;
-        }
-        schnell_convert_to_f32(bias, bias_dtype, bias_f32, s->out_channels);
-    }
-    conv_job job = {x, s, upsampled, ow, oh * ow, depth, owned_weight ? owned_weight : weight, bias_f32,
-                    y, NULL, 0};
+    conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0};
     int status = run_conv(&job, bf16);
     free(owned_weight);
-    free(bias_f32);
+    free(owned_bias);
     return status;
 }
 

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schnell_kernels.h"
@@ -16,6 +17,16 @@
 #define SCHNELL_INLINE static inline __attribute__((always_inline))
 #define SCHNELL_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+// A weight (or bias) as float32: the stored pointer when it already is, else a converted copy
+// that *owned receives (freed by the caller).
+SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t count, float **owned) {
+    *owned = NULL;
+    if (!data || dtype == SCHNELL_F32) return data;
+    *owned = malloc((count ? count : 1) * sizeof(float));
+    if (*owned) schnell_convert_to_f32(data, dtype, *owned, count);
+    return *owned;
+}
 
 // Defines name##_select(), returning the range function built for this CPU from
 // `static void name##_body(void *context, size_t begin, size_t end)` (always inline).
