@@ -38,8 +38,8 @@ int schnell_cpu_level(void);
 const char *schnell_blas_core_name(void);
 
 // ---- buffers (memory.c) ----
-// `bytes` of memory (NULL when there is not enough), on transparent huge pages from 2 MB up;
-// release with schnell_buffer_free.
+// `bytes` of memory, 64-byte aligned (NULL when there is not enough); release with
+// schnell_buffer_free.
 void *schnell_buffer_allocate(size_t bytes);
 void schnell_buffer_free(void *buffer);
 

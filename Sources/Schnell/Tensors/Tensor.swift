@@ -34,7 +34,7 @@ final class BufferPool: @unchecked Sendable {
 
     deinit { order.forEach { schnell_buffer_free($0.pointer) } }
 
-    /// Fresh memory (huge pages for large buffers, see Kernels/cpu/memory.c).
+    /// Fresh memory, 64-byte aligned (Kernels/cpu/memory.c).
     private static func allocate(count: Int) -> UnsafeMutablePointer<Float> {
         guard let raw = schnell_buffer_allocate(count * MemoryLayout<Float>.size) else {
             fatalError("out of memory: a tensor of \(count) floats (\(count * MemoryLayout<Float>.size >> 20) MiB)")
