@@ -93,6 +93,7 @@ let m = 4608
 let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
 print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio   linear bf16 native   ratio")
+var sgemmRates: [Double] = [], nativeRates: [Double] = []
 for (k, n) in shapes {
     let x = Tensor(zeros: [m, k])
     for i in 0..<min(x.count, 1 << 20) { x.pointer[i] = Float(i % 7) * 0.1 }
@@ -111,6 +112,8 @@ for (k, n) in shapes {
     schnell_set_bf16_activations(1)
     let nativeBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
     schnell_set_bf16_activations(0)
+    sgemmRates.append(sgemm)
+    nativeRates.append(nativeBF16)
     print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f %20.0f %7.2f", k, n, sgemm, linearF32,
                  linearF32 / sgemm, linearBF16, linearBF16 / sgemm, nativeBF16, nativeBF16 / sgemm))
 }
@@ -120,12 +123,24 @@ let qkv = Tensor(zeros: [tokens, 3 * heads * headDim])
 for i in 0..<qkv.count { qkv.pointer[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }
 let inner = heads * headDim
 let attentionFlops = 4.0 * Double(tokens) * Double(tokens) * Double(inner)
-let attentionSeconds = seconds {
-    _ = ops.attention(q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)),
-                      v: qkv.columns((2 * inner)..<(3 * inner)), heads: heads, scale: 1 / Float(headDim).squareRoot(),
-                      bias: nil, causal: false)
+func attentionSeconds() -> Double {
+    seconds {
+        _ = ops.attention(q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)),
+                          v: qkv.columns((2 * inner)..<(3 * inner)), heads: heads,
+                          scale: 1 / Float(headDim).squareRoot(), bias: nil, causal: false)
+    }
 }
-print(String(format: "\nattention L = %d, %d heads x %d: %.3f s, %.0f GFLOP/s", tokens, heads, headDim,
-             attentionSeconds, attentionFlops / attentionSeconds / 1e9))
+// Each against the mean GEMM rate of its dtype over the shapes above.
+let sgemmMean = sgemmRates.reduce(0, +) / Double(sgemmRates.count)
+let nativeMean = nativeRates.reduce(0, +) / Double(nativeRates.count)
+let f32Attention = attentionSeconds()
+schnell_set_bf16_activations(1)
+let bf16Attention = attentionSeconds()
+schnell_set_bf16_activations(0)
+print(String(format: "\nattention L = %d, %d heads x %d", tokens, heads, headDim))
+print(String(format: "  float32: %.3f s, %.0f GFLOP/s, %.2f of sgemm's mean rate", f32Attention,
+             attentionFlops / f32Attention / 1e9, attentionFlops / f32Attention / 1e9 / sgemmMean))
+print(String(format: "  bf16:    %.3f s, %.0f GFLOP/s, %.2f of the native bf16 GEMM's mean rate", bf16Attention,
+             attentionFlops / bf16Attention / 1e9, attentionFlops / bf16Attention / 1e9 / nativeMean))
 
 benchmarkConvolutions(side: convSize) { seconds(repeats, $0) }

@@ -3,6 +3,7 @@
 //   S += bias; causal mask; row softmax
 //   O_block = S . V               (sgemm, written in place into the token-major output)
 // Scratch is block * kv_tokens floats (4.7 MB at 4,608 tokens), whatever the head count.
+// With bf16 activations on, attention_bf16.c runs it instead.
 #include <cblas.h>
 #include <stdlib.h>
 
@@ -124,6 +125,11 @@ void schnell_attention(const float *q, size_t q_stride,
                        size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
                        float scale, const float *bias, int causal) {
     if (q_tokens == 0 || heads == 0) return;
+    if (schnell_bf16_activations() &&
+        schnell_attention_bf16(q, q_stride, k, k_stride, v, v_stride, out, out_stride, q_tokens, kv_tokens,
+                               heads, head_dim, scale, bias, causal) == 0) {
+        return;
+    }
     // Query blocks of about 1M scores (4 MB): sgemm runs near its full rate from ~200 rows on,
     // while the scores of one block stay within reach of the L2/L3 caches.
     size_t block = ((size_t)1 << 20) / (kv_tokens ? kv_tokens : 1);

@@ -177,21 +177,33 @@ typedef struct {
     int silu;
 } group_norm_job;
 
-// Sum of n floats: float partial sums over short runs (vectorised), accumulated in double so a
-// 4M-element group at 1024x1024 keeps full float precision.
-SCHNELL_INLINE double sum_shifted(const float *x, size_t n, float shift, int square) {
-    double total = 0.0;
+// Sum and sum of squares of (x - shift) in one pass: sixteen float lanes over runs of 1,024
+// values (so the loop vectorises; a plain `total += x[i]` stays scalar without -ffast-math),
+// each run added into double, so a 4M-value group at 1024x1024 keeps full float precision.
+SCHNELL_INLINE void shifted_moments(const float *x, size_t n, float shift, double *sum, double *squares) {
+    *sum = 0.0;
+    *squares = 0.0;
     for (size_t start = 0; start < n; start += 1024) {
         size_t end = n - start < 1024 ? n : start + 1024;
-        float partial = 0.0f;
-        if (square) {
-            for (size_t i = start; i < end; i++) partial += (x[i] - shift) * (x[i] - shift);
-        } else {
-            for (size_t i = start; i < end; i++) partial += x[i];
+        float lanes[SCHNELL_LANES] = {0}, square_lanes[SCHNELL_LANES] = {0};
+        size_t i = start;
+        for (; i + SCHNELL_LANES <= end; i += SCHNELL_LANES) {
+            for (int l = 0; l < SCHNELL_LANES; l++) {
+                float d = x[i + l] - shift;
+                lanes[l] += d;
+                square_lanes[l] += d * d;
+            }
         }
-        total += partial;
+        for (; i < end; i++) {
+            float d = x[i] - shift;
+            lanes[0] += d;
+            square_lanes[0] += d * d;
+        }
+        for (int l = 0; l < SCHNELL_LANES; l++) {
+            *sum += lanes[l];
+            *squares += square_lanes[l];
+        }
     }
-    return total;
 }
 
 SCHNELL_INLINE void group_norm_body(void *context, size_t begin, size_t end) {
@@ -200,22 +212,36 @@ SCHNELL_INLINE void group_norm_body(void *context, size_t begin, size_t end) {
     for (size_t g = begin; g < end; g++) {
         const float *x = job->x + g * n;
         float *y = job->y + g * n;
-        float mean = (float)(sum_shifted(x, n, 0.0f, 0) / (double)n);
-        float variance = (float)(sum_shifted(x, n, mean, 1) / (double)n);
+        // Moments about the mean of the first run, close to the group's, so that the variance
+        // E[(x - s)^2] - E[x - s]^2 does not cancel away its digits.
+        size_t pilot_count = n < 1024 ? n : 1024;
+        double pilot, unused;
+        shifted_moments(x, pilot_count, 0.0f, &pilot, &unused);
+        float shift = (float)(pilot / (double)pilot_count);
+        double sum, squares;
+        shifted_moments(x, n, shift, &sum, &squares);
+        // The mean as shift + offset: x - shift is exact for x near the mean, so a group far
+        // from zero keeps the digits a single float mean would round away.
+        double mean_offset = sum / (double)n;
+        float offset = (float)mean_offset;
+        double spread = squares / (double)n - mean_offset * mean_offset;
+        float variance = spread > 0.0 ? (float)spread : 0.0f;
         float inv = 1.0f / sqrtf(variance + job->eps);
         for (size_t k = 0; k < job->channels_per_group; k++) {
             size_t c = g * job->channels_per_group + k;
+            // ((x - shift) - offset) * scale + bias, not x * scale + (bias - mean * scale): for a
+            // group far from zero with a small spread, the latter loses digits to large products.
             float scale = inv * (job->weight ? job->weight[c] : 1.0f);
-            float shift = (job->bias ? job->bias[c] : 0.0f) - mean * scale;
+            float bias = job->bias ? job->bias[c] : 0.0f;
             const float *xc = x + k * job->spatial;
             float *yc = y + k * job->spatial;
             if (job->silu) {
                 for (size_t p = 0; p < job->spatial; p++) {
-                    float v = xc[p] * scale + shift;
+                    float v = ((xc[p] - shift) - offset) * scale + bias;
                     yc[p] = v * schnell_sigmoidf(v);
                 }
             } else {
-                for (size_t p = 0; p < job->spatial; p++) yc[p] = xc[p] * scale + shift;
+                for (size_t p = 0; p < job->spatial; p++) yc[p] = ((xc[p] - shift) - offset) * scale + bias;
             }
         }
     }

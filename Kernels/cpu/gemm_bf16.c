@@ -81,27 +81,25 @@ SCHNELL_TARGET_BF16 SCHNELL_INLINE __m512i round_bits(__m512i bits) {
     return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
 }
 
+SCHNELL_TARGET_BF16 void schnell_bf16_round_row(const float *x, size_t k, uint16_t *a, size_t kp) {
+    for (size_t i = 0; i < k; i += 16) {
+        size_t left = k - i;
+        __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        __m512i bits = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask, x + i));
+        _mm256_mask_storeu_epi16(a + i, mask, _mm512_cvtepi32_epi16(round_bits(bits)));
+    }
+    for (size_t i = k; i < kp; i++) a[i] = 0;
+}
+
 typedef struct {
     const float *x;
     size_t k, kp;
     uint16_t *a;
 } round_job;
 
-// The same integer rounding as schnell_f32_to_bf16 (RNE, NaN kept quiet), sixteen at a time.
-SCHNELL_TARGET_BF16 static void round_rows(void *context, size_t begin, size_t end) {
+static void round_rows(void *context, size_t begin, size_t end) {
     const round_job *job = context;
-    for (size_t r = begin; r < end; r++) {
-        const float *in = job->x + r * job->k;
-        uint16_t *out = job->a + r * job->kp;
-        for (size_t i = 0; i < job->k; i += 16) {
-            size_t left = job->k - i;
-            __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            __m512i bits = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask, in + i));
-            __m512i rounded = round_bits(bits);
-            _mm256_mask_storeu_epi16(out + i, mask, _mm512_cvtepi32_epi16(rounded));
-        }
-        if (job->kp > job->k) out[job->k] = 0;
-    }
+    for (size_t r = begin; r < end; r++) schnell_bf16_round_row(job->x + r * job->k, job->k, job->a + r * job->kp, job->kp);
 }
 
 // ---- weight packing ----
@@ -134,9 +132,8 @@ SCHNELL_TARGET_BF16 static void transpose_tile(const uint16_t *source, size_t k,
     }
 }
 
-// bp[panel][p][c] = (w[n0 + 64 panel + c][k0 + 2p], ...[k0 + 2p + 1]) for `pairs` pairs: whole
-// 16 x 16 tiles transposed in registers, the edges word by word.
-static void pack_weight_block(const uint16_t *w, size_t k, size_t n, size_t n0, size_t k0,
+// Whole 16 x 16 tiles transposed in registers, the edges word by word.
+SCHNELL_TARGET_BF16 void schnell_bf16_pack_block(const uint16_t *w, size_t k, size_t n, size_t n0, size_t k0,
                               size_t pairs, uint32_t *bp) {
     size_t columns = n - n0 < NC ? n - n0 : NC;
     size_t padded = (columns + NR - 1) / NR * NR;
@@ -299,7 +296,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         size_t k0 = 0;
         do {
             size_t pairs = (job->kp - k0) / 2 < KC / 2 ? (job->kp - k0) / 2 : KC / 2;
-            pack_weight_block(job->w, job->k, job->n, n0, k0, pairs, bp);
+            schnell_bf16_pack_block(job->w, job->k, job->n, n0, k0, pairs, bp);
             for (size_t m = m_begin; m < m_end; m += MR) {
                 size_t mr = m_end - m < MR ? m_end - m : MR;
                 const uint16_t *a = job->a + m * job->kp + k0;

@@ -22,6 +22,15 @@ typedef void (*schnell_bf16_micro_kernel)(const uint16_t *a, size_t kp, const ui
                                           const uint32_t *bp, size_t pairs, const float *bias,
                                           int first, float *y, size_t y_stride, size_t columns);
 
+// a[0:kp] = bf16(x[0:k]) rounded to nearest even (NaN kept quiet), zero from k to kp.
+SCHNELL_TARGET_BF16 void schnell_bf16_round_row(const float *x, size_t k, uint16_t *a, size_t kp);
+
+// Up to 256 rows of w [n, k] (from row n0), `pairs` pairs of k from k0, in the micro-kernel's
+// B layout: bp[panel][p][c] = (w[n0 + 64 panel + c][k0 + 2p], w[...][k0 + 2p + 1]), zero past
+// n, past k and in the odd k's partner.
+SCHNELL_TARGET_BF16 void schnell_bf16_pack_block(const uint16_t *w, size_t k, size_t n, size_t n0,
+                                                 size_t k0, size_t pairs, uint32_t *bp);
+
 // Indexed by mr, 1...SCHNELL_BF16_MR (entry 0 is NULL).
 extern const schnell_bf16_micro_kernel schnell_bf16_micro_kernels[SCHNELL_BF16_MR + 1];
 

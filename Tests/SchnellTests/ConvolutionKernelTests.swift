@@ -184,6 +184,18 @@ final class ConvolutionKernelTests: XCTestCase {
             let mean = firstGroup.reduce(0, +) / Float(perGroup)
             XCTAssertEqual(mean, 0, accuracy: 1e-5, "a normalised group has mean 0")
         }
+        // The one-pass variance is taken about the mean of a group's first 1,024 values. Group 0:
+        // those sit near 0, the rest near 300. Group 1: every value is 300 +- 0.01, where moments
+        // about 0 in float would cancel every digit of the variance.
+        let (channels, spatial) = (4, 2500)
+        let x = randomFloats(channels * spatial).enumerated().map { index, value -> Float in
+            if index >= 5000 { return 300 + value * 0.01 }
+            return index < 1024 ? value : 300 + value * 0.1
+        }
+        var fast = [Float](repeating: .nan, count: x.count), reference = fast
+        schnell_group_norm(x, &fast, channels, spatial, 2, 1e-6, nil, nil, 0)
+        schnell_group_norm_reference(x, &reference, channels, spatial, 2, 1e-6, nil, nil, 0)
+        assertClose(fast, reference, "group norm of groups far from zero")
     }
 
     func testUpsampleMatchesReference() {

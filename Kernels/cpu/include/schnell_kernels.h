@@ -131,6 +131,21 @@ void schnell_attention_reference(const float *q, size_t q_stride,
                                  float *out, size_t out_stride,
                                  size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
                                  float scale, const float *bias, int causal);
+// The same with Q, K, V and the softmax weights rounded to bf16 (float32 scores, sums and
+// outputs) on AVX512-BF16; schnell_attention takes this path when bf16 activations are on.
+// Returns -1 (writing nothing) on CPUs without AVX512-BF16 or when scratch memory is short.
+int schnell_attention_bf16(const float *q, size_t q_stride,
+                           const float *k, size_t k_stride,
+                           const float *v, size_t v_stride,
+                           float *out, size_t out_stride,
+                           size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
+                           float scale, const float *bias, int causal);
+void schnell_attention_bf16_reference(const float *q, size_t q_stride,
+                                      const float *k, size_t k_stride,
+                                      const float *v, size_t v_stride,
+                                      float *out, size_t out_stride,
+                                      size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
+                                      float scale, const float *bias, int causal);
 // In place over rows of width dim.
 void schnell_softmax(float *x, size_t rows, size_t dim);
 void schnell_softmax_reference(float *x, size_t rows, size_t dim);
