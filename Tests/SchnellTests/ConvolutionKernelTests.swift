@@ -177,6 +177,12 @@ final class ConvolutionKernelTests: XCTestCase {
             schnell_group_norm_reference(x, &reference, channels, spatial, groups, 1e-6, weight, bias,
                                          silu ? 1 : 0)
             assertClose(fast, reference, "group norm C=\(channels) HW=\(spatial) G=\(groups) silu=\(silu)")
+            var inPlace = x
+            inPlace.withUnsafeMutableBufferPointer { buffer in
+                schnell_group_norm(buffer.baseAddress, buffer.baseAddress, channels, spatial, groups, 1e-6, weight, bias,
+                                   silu ? 1 : 0)
+            }
+            XCTAssertEqual(inPlace, fast, "in place, the same values as out of place")
             var plain = [Float](repeating: .nan, count: x.count)
             schnell_group_norm(x, &plain, channels, spatial, groups, 1e-6, nil, nil, 0)
             let perGroup = channels / groups * spatial
