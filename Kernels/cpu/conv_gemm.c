@@ -13,8 +13,9 @@
 //
 // Gathering: a panel's 64 pixels fall into runs along output rows ("segments"; one run when the
 // output width is a multiple of 64). For stride 1 a segment's inputs for one k are a contiguous
-// run of one input row, read with a masked load that leaves the zero padding as zeros; larger
-// strides (the encoder's three downsamplings) gather lane by lane. The decoder's upsampling
+// run of one input row, read with a masked load that leaves the zero padding as zeros; where
+// those loads fall is planned once per work item, panel and tap (the same for every channel).
+// Larger strides (the encoder's three downsamplings) gather lane by lane. The decoder's upsampling
 // convolutions read their input at half size and duplicate lanes in registers, so the x2
 // upsampled activation (256 MB at 512x512) is never built.
 //
@@ -49,6 +50,9 @@ typedef struct {
     float *y;
     void *scratch;       // one packed block per worker
     size_t scratch_floats;
+    struct plan_entry *plans;  // stride 1: per worker, the gather plan of the current item
+    size_t *plan_starts;
+    size_t plan_capacity, taps;
 } conv_job;
 
 static void layout_panel(size_t first_pixel, size_t columns, size_t ow, panel_layout *panel) {
@@ -98,81 +102,152 @@ SCHNELL_INLINE void next_tap(tap *t, const schnell_conv2d_shape *s) {
 // Floor of value / 2 for negative values too.
 SCHNELL_INLINE ptrdiff_t floor_half(ptrdiff_t value) { return value >= 0 ? value / 2 : -((1 - value) / 2); }
 
-// One row of C over a panel's 64 lanes (zero where padding or past the panel's columns). The
-// convolution's input is x itself, or x upsampled x2 (nearest) when job->upsampled: input pixel
-// (r, col) is then x's pixel (r / 2, col / 2), read in place.
-SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_row(const conv_job *job, tap t,
-                                                   const panel_layout *panel, __m512 out[4]) {
+// Stride 1 gathers by plan. Which lanes of a panel a tap (i, j) reads, and from where within a
+// channel's plane, is the same for every input channel, so each work item works it out once per
+// panel and tap: one entry per (run of the panel, 16-lane vector) that reads anything. Gathering
+// a row of C is then a masked load (a permute too when upsampled) per entry.
+typedef struct plan_entry {
+    ptrdiff_t offset;  // floats from the channel plane's start to the vector's load
+    uint16_t load;     // lanes loaded (upsampled: from the half-width source row)
+    uint16_t lanes;    // lanes of the panel's vector written
+    uint8_t v;         // which of the panel's four vectors
+    uint8_t odd;       // upsampled: the first lane is an odd column of the upsampled row
+} plan_entry;
+
+typedef struct {
+    const plan_entry *entries;  // this worker's, for the current item
+    const size_t *starts;       // [panel * taps + tap ... + 1]
+} gather_plan;
+
+// Appends the entries of tap (i, j) over one panel; returns how many.
+static size_t plan_tap(const conv_job *job, const panel_layout *panel, size_t i, size_t j, plan_entry *entry) {
     const schnell_conv2d_shape *s = job->s;
-    size_t scale = job->upsampled ? 2 : 1;
-    size_t source_width = s->width / scale, source_plane = s->height / scale * source_width;
-    const float *plane = job->x + t.c * source_plane;
-    for (int v = 0; v < 4; v++) out[v] = _mm512_setzero_ps();
-    if (s->stride != 1) {
-        float lanes[NR] = {0};
-        for (size_t g = 0; g < panel->count; g++) {
-            const segment *run = &panel->runs[g];
-            size_t padded_row = run->oy * s->stride + t.i;
-            if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
-            const float *row = plane + (padded_row - s->pad_top) / scale * source_width;
-            for (size_t d = 0; d < run->count; d++) {
-                size_t padded_column = (run->ox + d) * s->stride + t.j;
-                if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
-                    lanes[run->lane + d] = row[(padded_column - s->pad_left) / scale];
-                }
-            }
-        }
-        for (int v = 0; v < 4; v++) out[v] = _mm512_loadu_ps(lanes + 16 * v);
-        return;
-    }
-    // Upsampled: source value (e + odd) / 2 of a vector loaded at the lane's floor(column / 2).
-    const __m512i duplicate_even = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-    const __m512i duplicate_odd = _mm512_set_epi32(8, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0);
+    size_t half = job->upsampled ? 1 : 0;
+    ptrdiff_t source_width = (ptrdiff_t)(s->width >> half);
+    size_t written = 0;
     for (size_t g = 0; g < panel->count; g++) {
         const segment *run = &panel->runs[g];
-        size_t padded_row = run->oy + t.i;
+        size_t padded_row = run->oy + i;
         if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
-        const float *row = plane + (padded_row - s->pad_top) / scale * source_width;
+        ptrdiff_t row = (ptrdiff_t)((padded_row - s->pad_top) >> half) * source_width;
         // Lane d reads input column d + shift, inside the row for d in [-shift, width - shift).
-        ptrdiff_t shift = (ptrdiff_t)(run->ox + t.j) - (ptrdiff_t)s->pad_left - (ptrdiff_t)run->lane;
+        ptrdiff_t shift = (ptrdiff_t)(run->ox + j) - (ptrdiff_t)s->pad_left - (ptrdiff_t)run->lane;
         ptrdiff_t lo = (ptrdiff_t)run->lane > -shift ? (ptrdiff_t)run->lane : -shift;
         ptrdiff_t end = (ptrdiff_t)(run->lane + run->count);
         uint64_t valid = lane_bits(lo, end < (ptrdiff_t)s->width - shift ? end : (ptrdiff_t)s->width - shift);
         for (int v = 0; v < 4; v++) {
-            __mmask16 mask = (__mmask16)(valid >> (16 * v));
+            uint16_t lanes = (uint16_t)(valid >> (16 * v));
+            if (!lanes) continue;
+            ptrdiff_t first = shift + 16 * v;
             if (!job->upsampled) {
-                out[v] = _mm512_mask_loadu_ps(out[v], mask, offset_floats(row, shift + 16 * v));
+                entry[written++] = (plan_entry){row + first, lanes, lanes, (uint8_t)v, 0};
                 continue;
             }
-            ptrdiff_t first = shift + 16 * v, base = floor_half(first);
-            __m512 source = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-base, (ptrdiff_t)source_width - base),
-                                                  offset_floats(row, base));
-            out[v] = _mm512_mask_permutexvar_ps(out[v], mask, first - 2 * base ? duplicate_odd : duplicate_even,
-                                                source);
+            // Source value (e + odd) / 2 of a vector loaded at the lane's floor(column / 2).
+            ptrdiff_t base = floor_half(first);
+            entry[written++] = (plan_entry){row + base, (uint16_t)lane_bits(-base, source_width - base), lanes,
+                                            (uint8_t)v, (uint8_t)(first - 2 * base)};
         }
-        // A panel reads short runs of many rows (3 per channel), too short for the hardware
-        // prefetcher: fetch the same run PREFETCH_CHANNELS channels ahead on the first tap.
-        if (t.j == 0 && t.c + PREFETCH_CHANNELS < s->in_channels) {
-            const float *ahead = row + PREFETCH_CHANNELS * source_plane;
-            ptrdiff_t last = (ptrdiff_t)(run->lane + run->count) + (ptrdiff_t)s->kernel_w;
-            for (ptrdiff_t f = lo; f < last; f += 16 * (ptrdiff_t)scale) {
-                ptrdiff_t column = shift + f;
-                _mm_prefetch((const char *)offset_floats(ahead, scale == 1 ? column : floor_half(column)), _MM_HINT_T0);
+    }
+    return written;
+}
+
+// The plans of an item's panels into the worker's arrays (job->taps taps each).
+static gather_plan plan_item(const conv_job *job, const panel_layout *panels, size_t count) {
+    size_t worker = (size_t)schnell_worker_index();
+    plan_entry *entries = job->plans + worker * job->plan_capacity;
+    size_t *starts = job->plan_starts + worker * (PANELS * job->taps + 1);
+    size_t written = 0;
+    for (size_t q = 0; q < count; q++) {
+        for (size_t tap_index = 0; tap_index < job->taps; tap_index++) {
+            starts[q * job->taps + tap_index] = written;
+            written += plan_tap(job, &panels[q], tap_index / job->s->kernel_w, tap_index % job->s->kernel_w,
+                                entries + written);
+        }
+    }
+    starts[count * job->taps] = written;
+    return (gather_plan){entries, starts};
+}
+
+// Row k of C over panel q by plan (stride 1), zero where padding or past the panel's columns.
+SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_planned(const conv_job *job, gather_plan plan, tap t, size_t q,
+                                                       __m512 out[4]) {
+    const schnell_conv2d_shape *s = job->s;
+    size_t half = job->upsampled ? 1 : 0;
+    size_t source_plane = (s->height >> half) * (s->width >> half);
+    const float *plane = job->x + t.c * source_plane;
+    size_t index = q * job->taps + t.i * s->kernel_w + t.j;
+    const plan_entry *entry = plan.entries + plan.starts[index], *last = plan.entries + plan.starts[index + 1];
+    __m512 v0 = _mm512_setzero_ps(), v1 = v0, v2 = v0, v3 = v0;
+    const __m512i duplicate_even = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i duplicate_odd = _mm512_set_epi32(8, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0);
+    // A panel reads short runs of many rows (3 per channel), too short for the hardware
+    // prefetcher: on the first tap of a row, fetch the same run PREFETCH_CHANNELS channels ahead.
+    const float *ahead = t.j == 0 && t.c + PREFETCH_CHANNELS < s->in_channels ? plane + PREFETCH_CHANNELS * source_plane
+                                                                               : NULL;
+    for (; entry < last; entry++) {
+        const float *at = offset_floats(plane, entry->offset);
+        __m512 value = job->upsampled
+                           ? _mm512_permutexvar_ps(entry->odd ? duplicate_odd : duplicate_even,
+                                                   _mm512_maskz_loadu_ps(entry->load, at))
+                           : _mm512_maskz_loadu_ps(entry->load, at);
+        switch (entry->v) {
+        case 0: v0 = _mm512_mask_mov_ps(v0, entry->lanes, value); break;
+        case 1: v1 = _mm512_mask_mov_ps(v1, entry->lanes, value); break;
+        case 2: v2 = _mm512_mask_mov_ps(v2, entry->lanes, value); break;
+        default: v3 = _mm512_mask_mov_ps(v3, entry->lanes, value); break;
+        }
+        if (ahead) {
+            _mm_prefetch((const char *)offset_floats(ahead, entry->offset), _MM_HINT_T0);
+            _mm_prefetch((const char *)offset_floats(ahead, entry->offset + 15), _MM_HINT_T0);
+        }
+    }
+    out[0] = v0;
+    out[1] = v1;
+    out[2] = v2;
+    out[3] = v3;
+}
+
+// Row k of C over a panel for strides above 1 (the encoder's downsamplings), lane by lane.
+SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_strided(const conv_job *job, tap t,
+                                                       const panel_layout *panel, __m512 out[4]) {
+    const schnell_conv2d_shape *s = job->s;
+    const float *plane = job->x + t.c * s->height * s->width;
+    float lanes[NR] = {0};
+    for (size_t g = 0; g < panel->count; g++) {
+        const segment *run = &panel->runs[g];
+        size_t padded_row = run->oy * s->stride + t.i;
+        if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
+        const float *row = plane + (padded_row - s->pad_top) * s->width;
+        for (size_t d = 0; d < run->count; d++) {
+            size_t padded_column = (run->ox + d) * s->stride + t.j;
+            if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
+                lanes[run->lane + d] = row[padded_column - s->pad_left];
             }
         }
     }
+    for (int v = 0; v < 4; v++) out[v] = _mm512_loadu_ps(lanes + 16 * v);
+}
+
+// Row k = tap t of C over panel q: the convolution's input is x itself, or x upsampled x2
+// (nearest) when job->upsampled: input pixel (r, col) is then x's pixel (r / 2, col / 2), read
+// in place.
+SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_row(const conv_job *job, gather_plan plan, tap t,
+                                                   const panel_layout *panels, size_t q, __m512 out[4]) {
+    if (job->s->stride == 1) gather_planned(job, plan, t, q, out);
+    else gather_strided(job, t, &panels[q], out);
 }
 
 // ---- float32 ----
 
 // bp[panel][k - k0][64] for k in [k0, k0 + kc).
-SCHNELL_TARGET_AVX512 static void pack_f32(const conv_job *job, const panel_layout *panels,
+SCHNELL_TARGET_AVX512 static void pack_f32(const conv_job *job, gather_plan plan, const panel_layout *panels,
                                          size_t count, size_t k0, size_t kc, float *bp) {
     tap t = tap_of(k0, job->s);
     for (size_t k = k0; k < k0 + kc; k++, next_tap(&t, job->s)) {
         for (size_t q = 0; q < count; q++) {
             __m512 row[4];
-            gather_row(job, t, &panels[q], row);
+            gather_row(job, plan, t, panels, q, row);
             float *destination = bp + (q * kc + k - k0) * NR;
             for (int v = 0; v < 4; v++) _mm512_store_ps(destination + 16 * v, row[v]);
         }
@@ -247,10 +322,11 @@ static void conv_f32_items(void *context, size_t begin, size_t end) {
     panel_layout panels[PANELS];
     for (size_t item = begin; item < end; item++) {
         size_t count = item_panels(job, item, panels);
+        gather_plan plan = job->s->stride == 1 ? plan_item(job, panels, count) : (gather_plan){NULL, NULL};
         float *y = job->y + item * NC;
         for (size_t k0 = 0; k0 < job->depth; k0 += KC_F32) {
             size_t kc = job->depth - k0 < KC_F32 ? job->depth - k0 : KC_F32;
-            pack_f32(job, panels, count, k0, kc, bp);
+            pack_f32(job, plan, panels, count, k0, kc, bp);
             for (size_t m = 0; m < out_channels; m += MR) {
                 size_t mr = out_channels - m < MR ? out_channels - m : MR;
                 for (size_t q = 0; q < count; q++) {
@@ -268,7 +344,7 @@ static void conv_f32_items(void *context, size_t begin, size_t end) {
 // bp[panel][p][64] words (C[k0 + 2p] | C[k0 + 2p + 1] << 16) for p in [0, pairs); depth is
 // even. vcvtne2ps2bf16 rounds to nearest even as schnell_f32_to_bf16 does, but flushes
 // denormal inputs (below 1.2e-38) to zero.
-SCHNELL_TARGET_BF16 static void pack_bf16(const conv_job *job, const panel_layout *panels,
+SCHNELL_TARGET_BF16 static void pack_bf16(const conv_job *job, gather_plan plan, const panel_layout *panels,
                                           size_t count, size_t k0, size_t pairs, uint32_t *bp) {
     // The convert puts the even row's 16 bf16 values below the odd row's; word d of the
     // panel's vector is (even d, odd d), i.e. bf16 values d and 16 + d.
@@ -281,8 +357,8 @@ SCHNELL_TARGET_BF16 static void pack_bf16(const conv_job *job, const panel_layou
         next_tap(&odd_tap, job->s);
         for (size_t q = 0; q < count; q++) {
             __m512 even[4], odd[4];
-            gather_row(job, t, &panels[q], even);
-            gather_row(job, odd_tap, &panels[q], odd);
+            gather_row(job, plan, t, panels, q, even);
+            gather_row(job, plan, odd_tap, panels, q, odd);
             uint32_t *destination = bp + (q * pairs + p) * NR;
             for (int v = 0; v < 4; v++) {
                 __m512i pairs_of_v = (__m512i)_mm512_cvtne2ps_pbh(odd[v], even[v]);
@@ -302,6 +378,7 @@ static void conv_bf16_items(void *context, size_t begin, size_t end) {
     panel_layout panels[PANELS];
     for (size_t item = begin; item < end; item++) {
         size_t count = item_panels(job, item, panels);
+        gather_plan plan = job->s->stride == 1 ? plan_item(job, panels, count) : (gather_plan){NULL, NULL};
         float *y = job->y + item * NC;
         // The bf16 micro-kernel's bias runs along columns; a convolution's runs along rows, so
         // the block starts as the bias and every k block adds to it.
@@ -313,7 +390,7 @@ static void conv_bf16_items(void *context, size_t begin, size_t end) {
         }
         for (size_t k0 = 0; k0 < job->depth; k0 += KC_BF16) {
             size_t pairs = (job->depth - k0 < KC_BF16 ? job->depth - k0 : KC_BF16) / 2;
-            pack_bf16(job, panels, count, k0, pairs, bp);
+            pack_bf16(job, plan, panels, count, k0, pairs, bp);
             for (size_t m = 0; m < out_channels; m += MR) {
                 size_t mr = out_channels - m < MR ? out_channels - m : MR;
                 const uint16_t *a = w + m * job->depth + k0;
@@ -335,13 +412,23 @@ static void conv_bf16_items(void *context, size_t begin, size_t end) {
 static int run_conv(conv_job *job, int bf16) {
     size_t block = bf16 ? (size_t)KC_BF16 / 2 * NC : (size_t)KC_F32 * NC;  // 4-byte elements
     size_t workers = (size_t)schnell_threads();
+    // At most one entry per (run, vector) of a panel and tap: 4 per run, at most 64 runs.
+    job->taps = job->s->kernel_h * job->s->kernel_w;
+    job->plan_capacity = job->s->stride == 1 ? PANELS * job->taps * NR * 4 : 0;
     job->scratch = aligned_alloc(64, workers * block * sizeof(float));
-    if (!job->scratch) return -1;
-    job->scratch_floats = block;
-    size_t items = (job->pixels + NC - 1) / NC;
-    schnell_parallel_for(items, 1, bf16 ? conv_bf16_items : conv_f32_items, job);
+    job->plans = malloc((workers * job->plan_capacity + 1) * sizeof(plan_entry));
+    job->plan_starts = malloc(workers * (PANELS * job->taps + 1) * sizeof(size_t));
+    int status = -1;
+    if (job->scratch && job->plans && job->plan_starts) {
+        job->scratch_floats = block;
+        size_t items = (job->pixels + NC - 1) / NC;
+        schnell_parallel_for(items, 1, bf16 ? conv_bf16_items : conv_f32_items, job);
+        status = 0;
+    }
     free(job->scratch);
-    return 0;
+    free(job->plans);
+    free(job->plan_starts);
+    return status;
 }
 
 static int conv2d(const float *x, int upsampled, const void *weight, int weight_dtype,
@@ -359,7 +446,7 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_bias);
         return -1;
     }
-    conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0};
+    conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0, NULL, NULL, 0, 0};
     int status = run_conv(&job, bf16);
     free(owned_weight);
     free(owned_bias);
