@@ -1,6 +1,8 @@
 import SchnellKernels
 
 /// The op set on the CPU: OpenBLAS sgemm for GEMMs, the C kernels in Kernels/cpu for the rest.
+/// Outputs the kernel writes in full are left uninitialised: zero-filling them first was a
+/// single-threaded pass over about 1 GB per transformer step at 512x512.
 public struct CPUBackend: Backend {
     /// `bf16Activations`: for bf16-stored weights, round activations to bf16 and run the native
     /// AVX512-BF16 GEMM (about twice sgemm's rate, results within bf16 rounding of float32).
@@ -13,7 +15,7 @@ public struct CPUBackend: Backend {
 
     public func linear(_ x: Tensor, _ layer: Linear) -> Tensor {
         precondition(x.width == layer.inFeatures, "linear: input width \(x.width) != \(layer.inFeatures)")
-        let output = Tensor(zeros: Array(x.shape.dropLast()) + [layer.outFeatures])
+        let output = Tensor(uninitialized: Array(x.shape.dropLast()) + [layer.outFeatures])
         packed(x) { input in
             var column = 0
             for block in layer.blocks {
@@ -29,7 +31,7 @@ public struct CPUBackend: Backend {
     }
 
     public func layerNorm(_ x: Tensor, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor {
-        let output = Tensor(zeros: x.shape)
+        let output = Tensor(uninitialized: x.shape)
         packed(x) { input in
             packed(weight) { weight in
                 packed(bias) { bias in
@@ -41,7 +43,7 @@ public struct CPUBackend: Backend {
     }
 
     public func layerNormModulate(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) -> Tensor {
-        let output = Tensor(zeros: x.shape)
+        let output = Tensor(uninitialized: x.shape)
         packed(x) { input in
             packed(scale) { scale in
                 packed(shift) { shift in
@@ -53,7 +55,7 @@ public struct CPUBackend: Backend {
     }
 
     public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float) -> Tensor {
-        let output = Tensor(zeros: x.shape)
+        let output = Tensor(uninitialized: x.shape)
         packed(x) { input in
             packed(weight) { weight in
                 schnell_rms_norm(input, output.pointer, x.rows, x.width, eps, weight)
@@ -88,7 +90,7 @@ public struct CPUBackend: Backend {
     }
 
     public func gatedActivation(_ a: Tensor, _ b: Tensor, _ kind: Activation) -> Tensor {
-        let output = Tensor(zeros: a.shape)
+        let output = Tensor(uninitialized: a.shape)
         schnell_gated_activation(a.pointer, a.rowStride, b.pointer, b.rowStride, output.pointer,
                                  a.rows, a.width, kind.kernelCode)
         return output
