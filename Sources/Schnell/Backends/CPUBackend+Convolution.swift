@@ -71,7 +71,7 @@ extension CPUBackend {
     }
 
     public func transposed(_ x: Tensor) -> Tensor {
-        let output = Tensor(zeros: [x.width, x.rows])
+        let output = Tensor(uninitialized: [x.width, x.rows])
         schnell_transpose(x.pointer, x.rowStride, output.pointer, x.rows, x.width)
         return output
     }

@@ -140,7 +140,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// A contiguous copy (the identity for contiguous tensors is still a copy).
     public func copy() -> Tensor {
-        let result = Tensor(zeros: shape)
+        let result = Tensor(uninitialized: shape)
         for r in 0..<rows {
             (result.pointer + r * width).update(from: pointer + r * rowStride, count: width)
         }
@@ -157,7 +157,7 @@ public struct Tensor: @unchecked Sendable {
     public static func concatenateRows(_ parts: [Tensor]) -> Tensor {
         let width = parts.first?.width ?? 0
         precondition(parts.allSatisfy { $0.width == width }, "row widths differ")
-        let result = Tensor(zeros: [parts.reduce(0) { $0 + $1.rows }, width])
+        let result = Tensor(uninitialized: [parts.reduce(0) { $0 + $1.rows }, width])
         var row = 0
         for part in parts {
             for r in 0..<part.rows {
@@ -173,7 +173,7 @@ public struct Tensor: @unchecked Sendable {
         let rows = parts.first?.rows ?? 0
         precondition(parts.allSatisfy { $0.rows == rows }, "row counts differ")
         let width = parts.reduce(0) { $0 + $1.width }
-        let result = Tensor(zeros: [rows, width])
+        let result = Tensor(uninitialized: [rows, width])
         var column = 0
         for part in parts {
             for r in 0..<rows {
