@@ -23,14 +23,29 @@ final class TensorTests: XCTestCase {
     func testBufferPoolReusesBySizeAndStaysWithinItsLimit() {
         let pool = BufferPool(limitBytes: 4096)
         let first = pool.take(count: 100)
-        pool.give(first, count: 100)
-        XCTAssertEqual(pool.take(count: 100), first, "a buffer of the same size is reused")
+        XCTAssertEqual(first.capacity, 100, "a fresh buffer has the size asked for")
+        pool.give(first.pointer, count: 100)
+        XCTAssertTrue(pool.take(count: 100) == first, "a buffer of the same size is reused")
         // 1,000 floats (4,000 bytes) exceed a quarter of the limit: freed at once, never held.
         let large = pool.take(count: 1000)
-        pool.give(large, count: 1000)
+        pool.give(large.pointer, count: 1000)
         XCTAssertEqual(pool.heldBytesForTesting, 0)
         for _ in 0..<20 { pool.give(UnsafeMutablePointer<Float>.allocate(capacity: 200), count: 200) }
         XCTAssertLessThanOrEqual(pool.heldBytesForTesting, 4096)
-        pool.give(first, count: 100)
+        pool.give(first.pointer, count: 100)
+    }
+
+    func testBufferPoolHandsOutLargerFreeBuffersUpToTwiceTheSize() {
+        let pool = BufferPool(limitBytes: 1 << 20)
+        let small = pool.take(count: 150), big = pool.take(count: 250)
+        pool.give(big.pointer, count: 250)
+        pool.give(small.pointer, count: 150)
+        let taken = pool.take(count: 100)
+        XCTAssertTrue(taken == small, "the smallest free buffer of up to twice the size")
+        let fresh = pool.take(count: 100)
+        XCTAssertEqual(fresh.capacity, 100, "250 floats is more than twice 100: a fresh buffer instead")
+        XCTAssertFalse(fresh.pointer == big.pointer)
+        XCTAssertTrue(pool.take(count: 200) == big)
+        for buffer in [taken, fresh, big] { pool.give(buffer.pointer, count: buffer.capacity) }
     }
 }

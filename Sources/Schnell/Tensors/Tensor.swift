@@ -11,16 +11,22 @@ public final class TensorStorage: @unchecked Sendable {
     /// `zeroed` false leaves the contents as they come (stale values of a reused buffer): only
     /// for outputs a kernel writes in full, whose fresh pages are then first touched by the
     /// kernel's threads rather than by a single-threaded fill.
+    /// Floats in the allocation: `count`, or more when the pool handed out a larger free buffer.
+    private let capacity: Int
+
     init(count: Int, zeroed: Bool = true) {
         self.count = count
-        pointer = BufferPool.shared.take(count: max(count, 1))
+        (pointer, capacity) = BufferPool.shared.take(count: max(count, 1))
         if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
-    deinit { BufferPool.shared.give(pointer, count: max(count, 1)) }
+    deinit { BufferPool.shared.give(pointer, count: capacity) }
 }
 
-/// Recently freed tensor buffers by exact size, up to `limitBytes` in all (oldest dropped first).
+/// Recently freed tensor buffers by size, up to `limitBytes` in all (oldest dropped first). A
+/// request takes a free buffer of its exact size, else the smallest free one of up to twice its
+/// size: memory this process has already touched costs nothing to reuse, while fresh pages are
+/// expensive to fault in (the VAE decoder's activations change size from stage to stage).
 final class BufferPool: @unchecked Sendable {
     static let shared = BufferPool(limitBytes: 1 << 30)
 
@@ -44,13 +50,19 @@ final class BufferPool: @unchecked Sendable {
 
     var heldBytesForTesting: Int { lock.withLock { heldBytes } }
 
-    func take(count: Int) -> UnsafeMutablePointer<Float> {
+    /// A buffer of at least `count` floats and its real size in floats.
+    func take(count: Int) -> (pointer: UnsafeMutablePointer<Float>, capacity: Int) {
         lock.lock()
         defer { lock.unlock() }
-        guard let pointer = free[count]?.popLast() else { return Self.allocate(count: count) }
-        heldBytes -= count * MemoryLayout<Float>.size
+        let fits = free[count]?.isEmpty == false
+            ? count
+            : free.filter { $0.key > count && $0.key <= 2 * count && !$0.value.isEmpty }.keys.min()
+        guard let capacity = fits, let pointer = free[capacity]?.popLast() else {
+            return (Self.allocate(count: count), count)
+        }
+        heldBytes -= capacity * MemoryLayout<Float>.size
         if let index = order.lastIndex(where: { $0.pointer == pointer }) { order.remove(at: index) }
-        return pointer
+        return (pointer, capacity)
     }
 
     func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
