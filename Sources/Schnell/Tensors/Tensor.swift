@@ -24,8 +24,8 @@ public final class TensorStorage: @unchecked Sendable {
 }
 
 /// Recently freed tensor buffers by size, up to `limitBytes` in all (oldest dropped first). A
-/// request takes a free buffer of its exact size, else the smallest free one of up to twice its
-/// size: memory this process has already touched costs nothing to reuse, while fresh pages are
+/// request takes a free buffer of its exact size, else the smallest free one of up to four times
+/// its size: memory this process has already touched costs nothing to reuse, while fresh pages are
 /// expensive to fault in (the VAE decoder's activations change size from stage to stage).
 final class BufferPool: @unchecked Sendable {
     static let shared = BufferPool(limitBytes: 1 << 30)
@@ -56,7 +56,7 @@ final class BufferPool: @unchecked Sendable {
         defer { lock.unlock() }
         let fits = free[count]?.isEmpty == false
             ? count
-            : free.filter { $0.key > count && $0.key <= 2 * count && !$0.value.isEmpty }.keys.min()
+            : free.filter { $0.key > count && $0.key <= 4 * count && !$0.value.isEmpty }.keys.min()
         guard let capacity = fits, let pointer = free[capacity]?.popLast() else {
             return (Self.allocate(count: count), count)
         }
