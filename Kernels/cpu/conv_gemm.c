@@ -459,9 +459,95 @@ int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
     return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s);
 }
 
+// ---- 3x3 convolution of a nearest x2 upsampling, by output phase ----
+//
+// Over the upsampled image U (U[r][c] = x[r / 2][c / 2]) a 3x3 window around an output pixel of
+// row parity py covers only two source rows: for py = 0, kernel row 0 reads source row i - 1 and
+// rows 1 and 2 both read row i; for py = 1, rows 0 and 1 read row i and row 2 reads row i + 1
+// (the same along columns, and U's zero padding is x's). So each of the four phases (py, px) is
+// a 2x2 convolution of x itself with taps summed, 4 multiply-adds per output instead of 9:
+// y[co][2i + py][2j + px] = phase(py, px)[co][i][j] + bias[co]. In float32 this is the same sum
+// in another order; on the bf16 path the summed taps are rounded to bf16 again.
+
+// Kernel rows (columns) of phase p that land on its source offset a: {first, last}.
+static const int phase_taps[2][2][2] = {{{0, 0}, {1, 2}}, {{0, 1}, {2, 2}}};
+
+typedef struct {
+    const float *phase[2];  // px = 0, 1: [Cout, H/2, W/2]
+    const float *bias;
+    float *y;
+    size_t half_height, half_width, py;
+} interleave_job;
+
+static void interleave_rows(void *context, size_t begin, size_t end) {
+    const interleave_job *job = context;
+    size_t hw = job->half_height * job->half_width, width = 2 * job->half_width;
+    for (size_t row = begin; row < end; row++) {  // row = channel * half_height + i
+        size_t c = row / job->half_height, i = row % job->half_height;
+        float b = job->bias ? job->bias[c] : 0.0f;
+        const float *even = job->phase[0] + c * hw + i * job->half_width;
+        const float *odd = job->phase[1] + c * hw + i * job->half_width;
+        float *out = job->y + c * 4 * hw + (2 * i + job->py) * width;
+        for (size_t j = 0; j < job->half_width; j++) {
+            out[2 * j] = even[j] + b;
+            out[2 * j + 1] = odd[j] + b;
+        }
+    }
+}
+
+static int upsampled_by_phases(const float *x, const void *weight, int weight_dtype, const void *bias,
+                               int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+    size_t cin = s->in_channels, cout = s->out_channels, hh = s->height / 2, hw = s->width / 2;
+    int bf16 = schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16;
+    float *owned_weight, *owned_bias;
+    const float *w = schnell_as_f32(weight, weight_dtype, cout * cin * 9, &owned_weight);
+    const float *b = schnell_as_f32(bias, bias_dtype, cout, &owned_bias);
+    size_t filters = cout * cin, plane = cout * hh * hw;
+    float *merged = malloc(filters * 4 * sizeof(float));
+    uint16_t *rounded = bf16 ? malloc(filters * 4 * sizeof(uint16_t)) : NULL;
+    float *phases = schnell_buffer_allocate(2 * plane * sizeof(float));
+    int status = -1;
+    if (!w || (bias && !b) || !merged || (bf16 && !rounded) || !phases) goto done;
+    for (size_t py = 0; py < 2; py++) {
+        for (size_t px = 0; px < 2; px++) {
+            for (size_t f = 0; f < filters; f++) {
+                const float *taps = w + f * 9;
+                for (int a = 0; a < 2; a++) {
+                    for (int c = 0; c < 2; c++) {
+                        float sum = 0.0f;
+                        for (int ki = phase_taps[py][a][0]; ki <= phase_taps[py][a][1]; ki++) {
+                            for (int kj = phase_taps[px][c][0]; kj <= phase_taps[px][c][1]; kj++) sum += taps[ki * 3 + kj];
+                        }
+                        merged[f * 4 + a * 2 + c] = sum;
+                    }
+                }
+            }
+            if (bf16) schnell_f32_to_bf16(merged, rounded, filters * 4);
+            schnell_conv2d_shape phase = {cin, hh, hw, cout, 2, 2, 1, py == 0, py == 1, px == 0, px == 1};
+            status = conv2d(x, 0, bf16 ? (const void *)rounded : merged, bf16 ? SCHNELL_BF16 : SCHNELL_F32, NULL,
+                            SCHNELL_F32, phases + px * plane, &phase);
+            if (status != 0) goto done;
+        }
+        interleave_job job = {{phases, phases + plane}, b, y, hh, hw, py};
+        schnell_parallel_for(cout * hh, 16, interleave_rows, &job);
+    }
+done:
+    free(owned_weight);
+    free(owned_bias);
+    free(merged);
+    free(rounded);
+    schnell_buffer_free(phases);
+    return status;
+}
+
 int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
     if (s->height % 2 || s->width % 2) return -2;
+    int three_by_three = s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 &&
+                         s->pad_bottom == 1 && s->pad_left == 1 && s->pad_right == 1;
+    if (schnell_cpu_level() >= 1 && three_by_three) {
+        return upsampled_by_phases(x, weight, weight_dtype, bias, bias_dtype, y, s);
+    }
     if (schnell_cpu_level() >= 1) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s);
     float *upsampled = schnell_buffer_allocate(s->in_channels * s->height * s->width * sizeof(float));
     if (!upsampled) return -1;
