@@ -16,18 +16,20 @@ enum PNGCodec {
         let rowStride = Int32(image.width * image.channels)
 
         var encoded: [UInt8] = try image.pixels.withUnsafeBytes { pixels in
-            var sizeBytes = 0
-            guard png_image_write_to_memory(&description, nil, &sizeBytes, 0, pixels.baseAddress, rowStride, nil) != 0 else {
-                throw ImageIOError("PNG encoding failed: \(message(of: &description))")
+            // One compression pass into a buffer of libpng's upper bound (PNG_IMAGE_PNG_SIZE_MAX,
+            // a macro Swift cannot import); libpng reports the size it needs should zlib exceed it.
+            var capacity = upperBoundBytes(width: image.width, height: image.height, channels: image.channels)
+            for _ in 0..<2 {
+                var output = [UInt8](repeating: 0, count: capacity)
+                var sizeBytes = capacity
+                let written = output.withUnsafeMutableBytes { buffer in
+                    png_image_write_to_memory(&description, buffer.baseAddress, &sizeBytes, 0, pixels.baseAddress, rowStride, nil)
+                }
+                if written != 0 { return Array(output.prefix(sizeBytes)) }
+                guard sizeBytes > capacity else { break }
+                capacity = sizeBytes
             }
-            var output = [UInt8](repeating: 0, count: sizeBytes)
-            let written = output.withUnsafeMutableBytes { buffer in
-                png_image_write_to_memory(&description, buffer.baseAddress, &sizeBytes, 0, pixels.baseAddress, rowStride, nil)
-            }
-            guard written != 0 else {
-                throw ImageIOError("PNG encoding failed: \(message(of: &description))")
-            }
-            return Array(output.prefix(sizeBytes))
+            throw ImageIOError("PNG encoding failed: \(message(of: &description))")
         }
         let iend: [UInt8] = [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]
         guard encoded.count >= iend.count, Array(encoded.suffix(iend.count)) == iend else {
@@ -66,6 +68,14 @@ enum PNGCodec {
             }
             return Image8(checkedWidth: width, height: height, channels: channels, pixels: pixels)
         }
+    }
+
+    /// libpng's PNG_IMAGE_PNG_SIZE_MAX for an 8-bit RGB or RGBA image without a colormap:
+    /// signature, IHDR, gAMA, cHRM, IEND and one IDAT chunk header per 8 KB of zlib's bound.
+    private static func upperBoundBytes(width: Int, height: Int, channels: Int) -> Int {
+        let data = height * (width * channels + 1)
+        let compressed = data + (data + 7) >> 3 + (data + 63) >> 6 + 11
+        return 8 + 25 + 16 + 44 + 12 + 12 + 12 * (compressed / 8192) + compressed
     }
 
     private static func message(of description: inout png_image) -> String {
