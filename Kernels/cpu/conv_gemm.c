@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "conv_winograd.h"
 #include "gemm_bf16.h"
 #include "schnell_conv.h"
 
@@ -445,6 +446,11 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_weight);
         free(owned_bias);
         return -1;
+    }
+    if (bf16 && !upsampled && schnell_winograd_applies(s)) {
+        int status = schnell_conv2d_winograd_bf16(x, w, b, y, s);
+        free(owned_bias);
+        return status;
     }
     conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0, NULL, NULL, 0, 0};
     int status = run_conv(&job, bf16);

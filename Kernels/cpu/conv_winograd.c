@@ -1,0 +1,205 @@
+// 3x3 convolutions (stride 1, padding 1) on the bf16 path as Winograd F(2x2, 3x3): each 2x2
+// block of outputs ("tile") costs 16 multiply-adds per channel pair instead of 36.
+//
+//   U = G g G^T       per filter, 4x4, from the stored bf16 taps in float32, rounded to bf16
+//   V = B^T d B       per tile and input channel, d the 4x4 input patch at (2ti - 1, 2tj - 1)
+//   M[xi] = U[xi] . V[xi]   for each of the 16 positions xi: [Cout, Cin] . [Cin, tiles], on the
+//                           AVX512-BF16 micro-kernel of the linear layers, V rounded to bf16
+//   y = A^T M A + bias      per tile, 2x2 outputs
+//
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+//   A^T = [1 1 1 0; 0 1 -1 -1]
+//
+// Work items are 64 consecutive tiles (one micro-kernel panel); transforms run on 16 tiles of one
+// tile row at a time, so the output width must be a multiple of 32. Input channels are taken 256
+// at a time: V for them (16 x 128 pairs x 64 tiles x 4 B = 512 KB) stays in L2 while the 16
+// products accumulate into M (16 x Cout x 64 floats).
+//
+// Rounding V and U to bf16 loses a little more than the direct bf16 convolution, which rounds
+// the input and the taps themselves: the tests bound the difference to the bf16 reference.
+#include <stdlib.h>
+
+#include "conv_winograd.h"
+#include "gemm_bf16.h"
+
+enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, CHUNK = 256, GROUP = 16 };
+
+int schnell_winograd_applies(const schnell_conv2d_shape *s) {
+    return s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 && s->pad_bottom == 1 &&
+           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % 32 == 0 && s->height > 0 &&
+           s->in_channels % 2 == 0;
+}
+
+typedef struct {
+    const uint16_t *weight;
+    size_t filters;
+    uint16_t *u;
+} filter_job;
+
+// U[xi][co][ci] = bf16((G g G^T)[xi]) for every filter g of the stored bf16 weight [Cout][Cin][3][3].
+static void transform_filters(void *context, size_t begin, size_t end) {
+    const filter_job *job = context;
+    for (size_t f = begin; f < end; f++) {
+        float g[9], gg[4][3], values[16];
+        for (int i = 0; i < 9; i++) {
+            uint32_t bits = (uint32_t)job->weight[f * 9 + i] << 16;
+            memcpy(&g[i], &bits, sizeof bits);
+        }
+        for (int c = 0; c < 3; c++) {
+            gg[0][c] = g[c];
+            gg[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+            gg[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+            gg[3][c] = g[6 + c];
+        }
+        for (int r = 0; r < 4; r++) {
+            values[r * 4 + 0] = gg[r][0];
+            values[r * 4 + 1] = 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]);
+            values[r * 4 + 2] = 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]);
+            values[r * 4 + 3] = gg[r][2];
+        }
+        uint16_t rounded[16];
+        schnell_f32_to_bf16(values, rounded, 16);
+        for (int xi = 0; xi < 16; xi++) job->u[(size_t)xi * job->filters + f] = rounded[xi];
+    }
+}
+
+typedef struct {
+    const float *x;
+    const schnell_conv2d_shape *s;
+    const uint16_t *u;      // [16][Cout][Cin]
+    const float *bias;      // [Cout] or NULL
+    float *y;
+    size_t tile_rows, tile_columns, tiles;
+    char *scratch;          // per worker: V then M
+    size_t scratch_bytes;
+} winograd_job;
+
+// Lanes of a 16-float load at column `first` of a row `width` long that lie inside the row.
+static __mmask16 inside(ptrdiff_t first, size_t width) {
+    ptrdiff_t lo = first < 0 ? -first : 0, hi = (ptrdiff_t)width - first;
+    if (hi > 16) hi = 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+// V for one channel over 16 tiles of tile row ti starting at tile column tj: v[xi] lane j.
+SCHNELL_TARGET_BF16 static void input_tiles(const float *plane, size_t height, size_t width, size_t ti,
+                                            size_t tj, const __mmask16 masks[4], __m512 v[16]) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    ptrdiff_t base = 2 * (ptrdiff_t)tj - 1;
+    __m512 h[4][4];  // h[row][b]: d . B along the columns, row r of the patch
+    for (int r = 0; r < 4; r++) {
+        ptrdiff_t row = 2 * (ptrdiff_t)ti - 1 + r;
+        if (row < 0 || row >= (ptrdiff_t)height) {
+            for (int b = 0; b < 4; b++) h[r][b] = _mm512_setzero_ps();
+            continue;
+        }
+        const float *line = plane + (size_t)row * width;
+        // Element e of the 34 columns from base is line[base + e], read with masks (base may be -1).
+        const float *at = (const float *)((uintptr_t)line + (uintptr_t)(base * (ptrdiff_t)sizeof(float)));
+        __m512 a = _mm512_maskz_loadu_ps(masks[0], at), b = _mm512_maskz_loadu_ps(masks[1], at + 16);
+        __m512 a2 = _mm512_maskz_loadu_ps(masks[2], at + 2), b2 = _mm512_maskz_loadu_ps(masks[3], at + 18);
+        __m512 c0 = _mm512_permutex2var_ps(a, even, b), c1 = _mm512_permutex2var_ps(a, odd, b);
+        __m512 c2 = _mm512_permutex2var_ps(a2, even, b2), c3 = _mm512_permutex2var_ps(a2, odd, b2);
+        h[r][0] = _mm512_sub_ps(c0, c2);
+        h[r][1] = _mm512_add_ps(c1, c2);
+        h[r][2] = _mm512_sub_ps(c2, c1);
+        h[r][3] = _mm512_sub_ps(c1, c3);
+    }
+    for (int b = 0; b < 4; b++) {
+        v[0 * 4 + b] = _mm512_sub_ps(h[0][b], h[2][b]);
+        v[1 * 4 + b] = _mm512_add_ps(h[1][b], h[2][b]);
+        v[2 * 4 + b] = _mm512_sub_ps(h[2][b], h[1][b]);
+        v[3 * 4 + b] = _mm512_sub_ps(h[1][b], h[3][b]);
+    }
+}
+
+SCHNELL_TARGET_BF16 static void winograd_items(void *context, size_t begin, size_t end) {
+    const winograd_job *job = context;
+    const schnell_conv2d_shape *s = job->s;
+    size_t cin = s->in_channels, cout = s->out_channels, plane = s->height * s->width;
+    char *base = job->scratch + (size_t)schnell_worker_index() * job->scratch_bytes;
+    uint32_t *vp = (uint32_t *)base;                           // [16][CHUNK / 2][64] words
+    float *m = (float *)(base + (size_t)16 * CHUNK / 2 * NR * 4);  // [16][Cout][64]
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                                 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+                                                 1, 16, 0);
+    for (size_t item = begin; item < end; item++) {
+        size_t t0 = item * NR, columns = job->tiles - t0 < NR ? job->tiles - t0 : NR;
+        for (size_t c0 = 0; c0 < cin; c0 += CHUNK) {
+            size_t kc = cin - c0 < CHUNK ? cin - c0 : CHUNK, pairs = kc / 2;
+            for (size_t g = 0; g < columns; g += GROUP) {
+                size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
+                ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
+                __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width),
+                                      inside(first + 2, s->width), inside(first + 18, s->width)};
+                for (size_t p = 0; p < pairs; p++) {
+                    __m512 even_v[16], odd_v[16];
+                    input_tiles(job->x + (c0 + 2 * p) * plane, s->height, s->width, ti, tj, masks, even_v);
+                    input_tiles(job->x + (c0 + 2 * p + 1) * plane, s->height, s->width, ti, tj, masks, odd_v);
+                    for (int xi = 0; xi < 16; xi++) {
+                        __m512i words = (__m512i)_mm512_cvtne2ps_pbh(odd_v[xi], even_v[xi]);
+                        _mm512_store_si512(vp + ((size_t)xi * pairs + p) * NR + g,
+                                           _mm512_permutexvar_epi16(interleave, words));
+                    }
+                }
+            }
+            for (int xi = 0; xi < 16; xi++) {
+                const uint16_t *u = job->u + (size_t)xi * cout * cin;
+                for (size_t o = 0; o < cout; o += MR) {
+                    size_t mr = cout - o < MR ? cout - o : MR;
+                    schnell_bf16_micro_kernels[mr](u + o * cin + c0, cin, NULL, vp + (size_t)xi * pairs * NR, pairs,
+                                                   NULL, c0 == 0, m + ((size_t)xi * cout + o) * NR, NR, columns);
+                }
+            }
+        }
+        // y = A^T M A + bias, 16 tiles at a time: rows 2ti and 2ti + 1, columns 2tj ... 2tj + 31.
+        const __m512i low = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i high = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        for (size_t o = 0; o < cout; o++) {
+            __m512 b = _mm512_set1_ps(job->bias ? job->bias[o] : 0.0f);
+            for (size_t g = 0; g < columns; g += GROUP) {
+                size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
+                __m512 q[16];
+                for (int xi = 0; xi < 16; xi++) q[xi] = _mm512_load_ps(m + ((size_t)xi * cout + o) * NR + g);
+                __m512 r0[4], r1[4];
+                for (int c = 0; c < 4; c++) {
+                    r0[c] = _mm512_add_ps(_mm512_add_ps(q[c], q[4 + c]), q[8 + c]);
+                    r1[c] = _mm512_sub_ps(_mm512_sub_ps(q[4 + c], q[8 + c]), q[12 + c]);
+                }
+                __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]), b);
+                __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]), b);
+                __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]), b);
+                __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]), b);
+                float *top = job->y + o * plane + 2 * ti * s->width + 2 * tj;
+                _mm512_storeu_ps(top, _mm512_permutex2var_ps(y00, low, y01));
+                _mm512_storeu_ps(top + 16, _mm512_permutex2var_ps(y00, high, y01));
+                _mm512_storeu_ps(top + s->width, _mm512_permutex2var_ps(y10, low, y11));
+                _mm512_storeu_ps(top + s->width + 16, _mm512_permutex2var_ps(y10, high, y11));
+            }
+        }
+    }
+}
+
+int schnell_conv2d_winograd_bf16(const float *x, const uint16_t *weight, const float *bias, float *y,
+                                 const schnell_conv2d_shape *s) {
+    size_t cin = s->in_channels, cout = s->out_channels;
+    size_t workers = (size_t)schnell_threads();
+    size_t scratch_bytes = (size_t)16 * CHUNK / 2 * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
+    uint16_t *u = malloc((size_t)16 * cout * cin * sizeof(uint16_t));
+    char *scratch = aligned_alloc(64, workers * scratch_bytes);
+    if (!u || !scratch) {
+        free(u);
+        free(scratch);
+        return -1;
+    }
+    filter_job filters = {weight, cout * cin, u};
+    schnell_parallel_for(cout * cin, 256, transform_filters, &filters);
+    size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
+    winograd_job job = {x, s, u, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch, scratch_bytes};
+    schnell_parallel_for((job.tiles + NR - 1) / NR, 1, winograd_items, &job);
+    free(u);
+    free(scratch);
+    return 0;
+}
