@@ -285,8 +285,6 @@ SCHNELL_TARGET_AVX512 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *
     }
 }
 
-typedef void (*f32_kernel_fn)(const float *, size_t, const float *, size_t, const float *, int,
-                              float *, size_t, size_t);
 #define F32_KERNEL_WITH_ROWS(rows)                                                               \
     SCHNELL_TARGET_AVX512 static void f32_micro_kernel_##rows(                                   \
         const float *a, size_t lda, const float *bp, size_t kc, const float *bias, int first,    \
@@ -299,7 +297,7 @@ F32_KERNEL_WITH_ROWS(3)
 F32_KERNEL_WITH_ROWS(4)
 F32_KERNEL_WITH_ROWS(5)
 F32_KERNEL_WITH_ROWS(6)
-static const f32_kernel_fn f32_kernels[MR + 1] = {
+const schnell_f32_micro_kernel schnell_f32_micro_kernels[MR + 1] = {
     NULL, f32_micro_kernel_1, f32_micro_kernel_2, f32_micro_kernel_3, f32_micro_kernel_4,
     f32_micro_kernel_5, f32_micro_kernel_6,
 };
@@ -331,7 +329,7 @@ static void conv_f32_items(void *context, size_t begin, size_t end) {
             for (size_t m = 0; m < out_channels; m += MR) {
                 size_t mr = out_channels - m < MR ? out_channels - m : MR;
                 for (size_t q = 0; q < count; q++) {
-                    f32_kernels[mr](w + m * job->depth + k0, job->depth, bp + q * kc * NR, kc,
+                    schnell_f32_micro_kernels[mr](w + m * job->depth + k0, job->depth, bp + q * kc * NR, kc,
                                     job->bias ? job->bias + m : NULL, k0 == 0,
                                     y + m * job->pixels + q * NR, job->pixels, panels[q].columns);
                 }
@@ -447,8 +445,9 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_bias);
         return -1;
     }
-    if (bf16 && !upsampled && schnell_winograd_applies(s)) {
-        int status = schnell_conv2d_winograd_bf16(x, w, b, y, s);
+    if (!upsampled && schnell_winograd_applies(s)) {
+        int status = schnell_conv2d_winograd(x, w, bf16, b, y, s);
+        free(owned_weight);
         free(owned_bias);
         return status;
     }

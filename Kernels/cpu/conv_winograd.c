@@ -1,10 +1,11 @@
-// 3x3 convolutions (stride 1, padding 1) on the bf16 path as Winograd F(2x2, 3x3): each 2x2
-// block of outputs ("tile") costs 16 multiply-adds per channel pair instead of 36.
+// 3x3 convolutions (stride 1, padding 1) as Winograd F(2x2, 3x3): each 2x2 block of outputs
+// ("tile") costs 16 multiply-adds per input channel instead of 36.
 //
-//   U = G g G^T       per filter, 4x4, from the stored bf16 taps in float32, rounded to bf16
+//   U = G g G^T       per filter, 4x4, in float32 (bf16 path: from the bf16 taps, rounded to bf16)
 //   V = B^T d B       per tile and input channel, d the 4x4 input patch at (2ti - 1, 2tj - 1)
 //   M[xi] = U[xi] . V[xi]   for each of the 16 positions xi: [Cout, Cin] . [Cin, tiles], on the
-//                           AVX512-BF16 micro-kernel of the linear layers, V rounded to bf16
+//                           float32 micro-kernel of the convolutions or (bf16 path, V rounded to
+//                           bf16) the AVX512-BF16 micro-kernel of the linear layers
 //   y = A^T M A + bias      per tile, 2x2 outputs
 //
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
@@ -12,11 +13,13 @@
 //
 // Work items are 64 consecutive tiles (one micro-kernel panel); transforms run on 16 tiles of one
 // tile row at a time, so the output width must be a multiple of 32. Input channels are taken 256
-// at a time: V for them (16 x 128 pairs x 64 tiles x 4 B = 512 KB) stays in L2 while the 16
-// products accumulate into M (16 x Cout x 64 floats).
+// at a time: V for them (16 x 256 x 64 x 4 B = 1 MB in float32, half that in bf16) stays in L2
+// while the 16 products accumulate into M (16 x Cout x 64 floats).
 //
-// Rounding V and U to bf16 loses a little more than the direct bf16 convolution, which rounds
-// the input and the taps themselves: the tests bound the difference to the bf16 reference.
+// In float32 the result differs from the direct sum by rounding only (the tests bound it as
+// tightly as the direct convolution). Rounding V and U to bf16 loses a little more than the
+// direct bf16 convolution, which rounds the input and the taps themselves: the tests bound the
+// difference to the bf16 reference.
 #include <stdlib.h>
 
 #include "conv_winograd.h"
@@ -26,24 +29,28 @@ enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, CHUNK = 256, GROUP = 16 };
 
 int schnell_winograd_applies(const schnell_conv2d_shape *s) {
     return s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 && s->pad_bottom == 1 &&
-           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % 32 == 0 && s->height > 0 &&
-           s->in_channels % 2 == 0;
+           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % 32 == 0 && s->height > 0;
 }
 
 typedef struct {
-    const uint16_t *weight;
+    const void *weight;  // [Cout][Cin][3][3], bf16 or float32
+    int bf16;
     size_t filters;
-    uint16_t *u;
+    void *u;             // [16][Cout][Cin], the same dtype
 } filter_job;
 
-// U[xi][co][ci] = bf16((G g G^T)[xi]) for every filter g of the stored bf16 weight [Cout][Cin][3][3].
+// U[xi][co][ci] = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path).
 static void transform_filters(void *context, size_t begin, size_t end) {
     const filter_job *job = context;
     for (size_t f = begin; f < end; f++) {
         float g[9], gg[4][3], values[16];
-        for (int i = 0; i < 9; i++) {
-            uint32_t bits = (uint32_t)job->weight[f * 9 + i] << 16;
-            memcpy(&g[i], &bits, sizeof bits);
+        if (job->bf16) {
+            for (int i = 0; i < 9; i++) {
+                uint32_t bits = (uint32_t)((const uint16_t *)job->weight)[f * 9 + i] << 16;
+                memcpy(&g[i], &bits, sizeof bits);
+            }
+        } else {
+            memcpy(g, (const float *)job->weight + f * 9, sizeof g);
         }
         for (int c = 0; c < 3; c++) {
             gg[0][c] = g[c];
@@ -57,20 +64,25 @@ static void transform_filters(void *context, size_t begin, size_t end) {
             values[r * 4 + 2] = 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]);
             values[r * 4 + 3] = gg[r][2];
         }
-        uint16_t rounded[16];
-        schnell_f32_to_bf16(values, rounded, 16);
-        for (int xi = 0; xi < 16; xi++) job->u[(size_t)xi * job->filters + f] = rounded[xi];
+        if (job->bf16) {
+            uint16_t rounded[16];
+            schnell_f32_to_bf16(values, rounded, 16);
+            for (int xi = 0; xi < 16; xi++) ((uint16_t *)job->u)[(size_t)xi * job->filters + f] = rounded[xi];
+        } else {
+            for (int xi = 0; xi < 16; xi++) ((float *)job->u)[(size_t)xi * job->filters + f] = values[xi];
+        }
     }
 }
 
 typedef struct {
     const float *x;
     const schnell_conv2d_shape *s;
-    const uint16_t *u;      // [16][Cout][Cin]
+    const void *u;          // [16][Cout][Cin], bf16 or float32
+    int bf16;
     const float *bias;      // [Cout] or NULL
     float *y;
     size_t tile_rows, tile_columns, tiles;
-    char *scratch;          // per worker: V then M
+    char *scratch;          // per worker: V (CHUNK channels), then M
     size_t scratch_bytes;
 } winograd_job;
 
@@ -83,7 +95,7 @@ static __mmask16 inside(ptrdiff_t first, size_t width) {
 }
 
 // V for one channel over 16 tiles of tile row ti starting at tile column tj: v[xi] lane j.
-SCHNELL_TARGET_BF16 static void input_tiles(const float *plane, size_t height, size_t width, size_t ti,
+SCHNELL_TARGET_AVX512 static void input_tiles(const float *plane, size_t height, size_t width, size_t ti,
                                             size_t tj, const __mmask16 masks[4], __m512 v[16]) {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
@@ -115,42 +127,75 @@ SCHNELL_TARGET_BF16 static void input_tiles(const float *plane, size_t height, s
     }
 }
 
-SCHNELL_TARGET_BF16 static void winograd_items(void *context, size_t begin, size_t end) {
+// V of channels [c0, c0 + kc) over the item's tiles [t0, t0 + columns), in the micro-kernel's B
+// layout per position xi: bf16 [xi][pair][64] words, float32 [xi][channel][64].
+SCHNELL_TARGET_BF16 static void transform_inputs_bf16(const winograd_job *job, size_t t0, size_t columns,
+                                                      size_t c0, size_t kc, uint32_t *vp) {
+    const schnell_conv2d_shape *s = job->s;
+    size_t plane = s->height * s->width, pairs = kc / 2;
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                                 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+                                                 1, 16, 0);
+    for (size_t g = 0; g < columns; g += GROUP) {
+        size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
+        ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
+        __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width), inside(first + 2, s->width),
+                              inside(first + 18, s->width)};
+        for (size_t p = 0; p < pairs; p++) {
+            __m512 even_v[16], odd_v[16];
+            input_tiles(job->x + (c0 + 2 * p) * plane, s->height, s->width, ti, tj, masks, even_v);
+            input_tiles(job->x + (c0 + 2 * p + 1) * plane, s->height, s->width, ti, tj, masks, odd_v);
+            for (int xi = 0; xi < 16; xi++) {
+                __m512i words = (__m512i)_mm512_cvtne2ps_pbh(odd_v[xi], even_v[xi]);
+                _mm512_store_si512(vp + ((size_t)xi * pairs + p) * NR + g, _mm512_permutexvar_epi16(interleave, words));
+            }
+        }
+    }
+}
+
+SCHNELL_TARGET_AVX512 static void transform_inputs_f32(const winograd_job *job, size_t t0, size_t columns,
+                                                       size_t c0, size_t kc, float *vp) {
+    const schnell_conv2d_shape *s = job->s;
+    size_t plane = s->height * s->width;
+    for (size_t g = 0; g < columns; g += GROUP) {
+        size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
+        ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
+        __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width), inside(first + 2, s->width),
+                              inside(first + 18, s->width)};
+        for (size_t c = 0; c < kc; c++) {
+            __m512 v[16];
+            input_tiles(job->x + (c0 + c) * plane, s->height, s->width, ti, tj, masks, v);
+            for (int xi = 0; xi < 16; xi++) _mm512_store_ps(vp + ((size_t)xi * kc + c) * NR + g, v[xi]);
+        }
+    }
+}
+
+SCHNELL_TARGET_AVX512 static void winograd_items(void *context, size_t begin, size_t end) {
     const winograd_job *job = context;
     const schnell_conv2d_shape *s = job->s;
     size_t cin = s->in_channels, cout = s->out_channels, plane = s->height * s->width;
     char *base = job->scratch + (size_t)schnell_worker_index() * job->scratch_bytes;
-    uint32_t *vp = (uint32_t *)base;                           // [16][CHUNK / 2][64] words
-    float *m = (float *)(base + (size_t)16 * CHUNK / 2 * NR * 4);  // [16][Cout][64]
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                                 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
-                                                 1, 16, 0);
+    void *vp = base;                                               // V of one chunk of channels
+    float *m = (float *)(base + (size_t)16 * CHUNK * NR * 4);      // [16][Cout][64]
     for (size_t item = begin; item < end; item++) {
         size_t t0 = item * NR, columns = job->tiles - t0 < NR ? job->tiles - t0 : NR;
         for (size_t c0 = 0; c0 < cin; c0 += CHUNK) {
-            size_t kc = cin - c0 < CHUNK ? cin - c0 : CHUNK, pairs = kc / 2;
-            for (size_t g = 0; g < columns; g += GROUP) {
-                size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
-                ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
-                __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width),
-                                      inside(first + 2, s->width), inside(first + 18, s->width)};
-                for (size_t p = 0; p < pairs; p++) {
-                    __m512 even_v[16], odd_v[16];
-                    input_tiles(job->x + (c0 + 2 * p) * plane, s->height, s->width, ti, tj, masks, even_v);
-                    input_tiles(job->x + (c0 + 2 * p + 1) * plane, s->height, s->width, ti, tj, masks, odd_v);
-                    for (int xi = 0; xi < 16; xi++) {
-                        __m512i words = (__m512i)_mm512_cvtne2ps_pbh(odd_v[xi], even_v[xi]);
-                        _mm512_store_si512(vp + ((size_t)xi * pairs + p) * NR + g,
-                                           _mm512_permutexvar_epi16(interleave, words));
-                    }
-                }
-            }
+            size_t kc = cin - c0 < CHUNK ? cin - c0 : CHUNK;
+            if (job->bf16) transform_inputs_bf16(job, t0, columns, c0, kc, vp);
+            else transform_inputs_f32(job, t0, columns, c0, kc, vp);
             for (int xi = 0; xi < 16; xi++) {
-                const uint16_t *u = job->u + (size_t)xi * cout * cin;
                 for (size_t o = 0; o < cout; o += MR) {
                     size_t mr = cout - o < MR ? cout - o : MR;
-                    schnell_bf16_micro_kernels[mr](u + o * cin + c0, cin, NULL, vp + (size_t)xi * pairs * NR, pairs,
-                                                   NULL, c0 == 0, m + ((size_t)xi * cout + o) * NR, NR, columns);
+                    float *out = m + ((size_t)xi * cout + o) * NR;
+                    if (job->bf16) {
+                        const uint16_t *u = (const uint16_t *)job->u + (size_t)xi * cout * cin;
+                        schnell_bf16_micro_kernels[mr](u + o * cin + c0, cin, NULL, (const uint32_t *)vp + (size_t)xi * kc / 2 * NR,
+                                                       kc / 2, NULL, c0 == 0, out, NR, columns);
+                    } else {
+                        const float *u = (const float *)job->u + (size_t)xi * cout * cin;
+                        schnell_f32_micro_kernels[mr](u + o * cin + c0, cin, (const float *)vp + (size_t)xi * kc * NR, kc,
+                                                      NULL, c0 == 0, out, NR, columns);
+                    }
                 }
             }
         }
@@ -182,22 +227,23 @@ SCHNELL_TARGET_BF16 static void winograd_items(void *context, size_t begin, size
     }
 }
 
-int schnell_conv2d_winograd_bf16(const float *x, const uint16_t *weight, const float *bias, float *y,
-                                 const schnell_conv2d_shape *s) {
+int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const float *bias, float *y,
+                            const schnell_conv2d_shape *s) {
     size_t cin = s->in_channels, cout = s->out_channels;
     size_t workers = (size_t)schnell_threads();
-    size_t scratch_bytes = (size_t)16 * CHUNK / 2 * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
-    uint16_t *u = malloc((size_t)16 * cout * cin * sizeof(uint16_t));
+    size_t scratch_bytes = (size_t)16 * CHUNK * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
+    void *u = malloc((size_t)16 * cout * cin * (bf16 ? sizeof(uint16_t) : sizeof(float)));
     char *scratch = aligned_alloc(64, workers * scratch_bytes);
     if (!u || !scratch) {
         free(u);
         free(scratch);
         return -1;
     }
-    filter_job filters = {weight, cout * cin, u};
+    filter_job filters = {weight, bf16, cout * cin, u};
     schnell_parallel_for(cout * cin, 256, transform_filters, &filters);
     size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
-    winograd_job job = {x, s, u, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch, scratch_bytes};
+    winograd_job job = {x, s, u, bf16, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch,
+                        scratch_bytes};
     schnell_parallel_for((job.tiles + NR - 1) / NR, 1, winograd_items, &job);
     free(u);
     free(scratch);

@@ -1,16 +1,28 @@
 // Private to the kernel files: the Winograd F(2x2, 3x3) path of conv_winograd.c, which
-// schnell_conv2d takes for bf16 activations where it applies.
+// schnell_conv2d takes on AVX-512 where it applies, and the float32 micro-kernels of
+// conv_gemm.c that it shares.
 #ifndef SCHNELL_CONV_WINOGRAD_H
 #define SCHNELL_CONV_WINOGRAD_H
 
 #include "schnell_conv.h"
 
-// 3x3, stride 1, padding 1 on every side, even height, width a multiple of 32, even Cin.
+#include <stddef.h>
+#include <stdint.h>
+
+// y[0:mr, 0:columns] (+)= a[0:mr, 0:kc] (rows lda apart) . bp[0:kc, 0:64]; `first` starts from
+// the row bias (or zero when bias is NULL), otherwise adds to y. Indexed by mr, 1...6.
+typedef void (*schnell_f32_micro_kernel)(const float *a, size_t lda, const float *bp, size_t kc,
+                                         const float *bias, int first, float *y, size_t y_stride,
+                                         size_t columns);
+extern const schnell_f32_micro_kernel schnell_f32_micro_kernels[7];
+
+// 3x3, stride 1, padding 1 on every side, even height, width a multiple of 32.
 int schnell_winograd_applies(const schnell_conv2d_shape *shape);
 
-// y = conv(x, weight) + bias (bias float32 or NULL) with bf16 operands; needs AVX512-BF16.
-// Returns 0, or -1 when scratch memory cannot be had.
-int schnell_conv2d_winograd_bf16(const float *x, const uint16_t *weight, const float *bias, float *y,
-                                 const schnell_conv2d_shape *shape);
+// y = conv(x, weight) + bias (bias float32 or NULL), on AVX-512. `bf16`: weight is bf16 and
+// the products run on AVX512-BF16 with bf16 operands (then Cin must be even); otherwise weight
+// is float32 and so is all arithmetic. Returns 0, or -1 when scratch memory cannot be had.
+int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const float *bias, float *y,
+                            const schnell_conv2d_shape *shape);
 
 #endif
