@@ -445,6 +445,7 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_bias);
         return -1;
     }
+    // 3x3 with padding 1 on a width that is a multiple of 32: Winograd (conv_winograd.c).
     if (!upsampled && schnell_winograd_applies(s)) {
         int status = schnell_conv2d_winograd(x, w, bf16, b, y, s);
         free(owned_weight);
