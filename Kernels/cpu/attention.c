@@ -67,28 +67,6 @@ typedef struct {
     float *scratch;  // per worker: block * kv_tokens scores + block sums
 } attention_job;
 
-SCHNELL_INLINE void exp_rows(float *scores, size_t rows, size_t n, size_t first_query, const float *bias,
-                              int causal, float *sums) {
-    for (size_t r = 0; r < rows; r++) {
-        float *row = scores + r * n;
-        if (bias) {
-            const float *b = bias + r * n;
-            for (size_t j = 0; j < n; j++) row[j] += b[j];
-        }
-        if (causal) {
-            for (size_t j = first_query + r + 1; j < n; j++) row[j] = -INFINITY;
-        }
-        float maximum = schnell_max(row, n);
-        float sum = 0.0f;
-        if (maximum == -INFINITY) {  // a fully masked row attends to nothing
-            for (size_t j = 0; j < n; j++) row[j] = 0.0f;
-        } else {
-            sum = schnell_exp_shifted_sum(row, n, maximum);
-        }
-        sums[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
-    }
-}
-
 // Work items are (head, query block) pairs, head-major, so a worker's consecutive items
 // reuse the same K and V.
 SCHNELL_INLINE void attention_items_body(void *context, size_t begin, size_t end) {
@@ -104,8 +82,9 @@ SCHNELL_INLINE void attention_items_body(void *context, size_t begin, size_t end
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)n, (blasint)d,
                         job->scale, job->q + first * job->q_stride + h * d, (blasint)job->q_stride,
                         job->k + h * d, (blasint)job->k_stride, 0.0f, scores, (blasint)n);
-            exp_rows(scores, rows, n, first, job->bias ? job->bias + (h * job->q_tokens + first) * n : NULL,
-                     job->causal, sums);
+            schnell_softmax_weights(scores, rows, n, first,
+                                    job->bias ? job->bias + (h * job->q_tokens + first) * n : NULL, job->causal,
+                                    1.0f, sums);  // sgemm applied the scale
             float *out = job->out + first * job->out_stride + h * d;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)d, (blasint)n,
                         1.0f, scores, (blasint)n, job->v + h * d, (blasint)job->v_stride, 0.0f, out,

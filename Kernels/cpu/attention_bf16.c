@@ -67,31 +67,6 @@ typedef struct {
     size_t scratch_bytes;
 } attention_job;
 
-// Scores of `rows` queries: scale, bias, causal mask, then exp(s - max) in place; sums[r]
-// receives 1 / row sum (0 for a fully masked row, whose weights are all zero).
-SCHNELL_TARGET_BF16 static void softmax_weights(float *scores, size_t rows, size_t n, size_t first_query,
-                                                const float *bias, int causal, float scale, float *sums) {
-    for (size_t r = 0; r < rows; r++) {
-        float *row = scores + r * n;
-        for (size_t j = 0; j < n; j++) row[j] *= scale;
-        if (bias) {
-            const float *b = bias + r * n;
-            for (size_t j = 0; j < n; j++) row[j] += b[j];
-        }
-        if (causal) {
-            for (size_t j = first_query + r + 1; j < n; j++) row[j] = -INFINITY;
-        }
-        float maximum = schnell_max(row, n);
-        float sum = 0.0f;
-        if (maximum == -INFINITY) {
-            for (size_t j = 0; j < n; j++) row[j] = 0.0f;
-        } else {
-            sum = schnell_exp_shifted_sum(row, n, maximum);
-        }
-        sums[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
-    }
-}
-
 SCHNELL_TARGET_BF16 static void attention_items(void *context, size_t begin, size_t end) {
     const attention_job *job = context;
     size_t n = job->kv_tokens, d = job->head_dim, dk = 2 * job->dp, tk = 2 * job->tp;
@@ -116,8 +91,8 @@ SCHNELL_TARGET_BF16 static void attention_items(void *context, size_t begin, siz
                                                scores + m * n + t, n, n - t < NR ? n - t : NR);
             }
         }
-        softmax_weights(scores, rows, n, first, job->bias ? job->bias + (h * job->q_tokens + first) * n : NULL,
-                        job->causal, job->scale, sums);
+        schnell_softmax_weights(scores, rows, n, first, job->bias ? job->bias + (h * job->q_tokens + first) * n : NULL,
+                                job->causal, job->scale, sums);
         for (size_t r = 0; r < rows; r++) schnell_bf16_round_row(scores + r * n, n, weights + r * tk, tk);
         float *out = job->out + first * job->out_stride + h * d;
         const uint32_t *vp = job->vp + h * job->v_words;

@@ -67,15 +67,6 @@ static void layout_panel(size_t first_pixel, size_t columns, size_t ow, panel_la
     }
 }
 
-// Lanes [lo, hi) of a 64-lane panel as bits (clamped to the panel).
-SCHNELL_INLINE uint64_t lane_bits(ptrdiff_t lo, ptrdiff_t hi) {
-    if (lo < 0) lo = 0;
-    if (hi > NR) hi = NR;
-    if (hi <= lo) return 0;
-    uint64_t below_hi = hi == NR ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
-    return below_hi & ~(((uint64_t)1 << lo) - 1);
-}
-
 // row + offset floats, formed as an address: the masked loads below never touch the lanes that
 // would fall outside the row, but the base of a vector may.
 SCHNELL_INLINE const float *offset_floats(const float *row, ptrdiff_t offset) {
@@ -135,7 +126,7 @@ static size_t plan_tap(const conv_job *job, const panel_layout *panel, size_t i,
         ptrdiff_t shift = (ptrdiff_t)(run->ox + j) - (ptrdiff_t)s->pad_left - (ptrdiff_t)run->lane;
         ptrdiff_t lo = (ptrdiff_t)run->lane > -shift ? (ptrdiff_t)run->lane : -shift;
         ptrdiff_t end = (ptrdiff_t)(run->lane + run->count);
-        uint64_t valid = lane_bits(lo, end < (ptrdiff_t)s->width - shift ? end : (ptrdiff_t)s->width - shift);
+        uint64_t valid = schnell_lane_bits(lo, end < (ptrdiff_t)s->width - shift ? end : (ptrdiff_t)s->width - shift);
         for (int v = 0; v < 4; v++) {
             uint16_t lanes = (uint16_t)(valid >> (16 * v));
             if (!lanes) continue;
@@ -146,7 +137,7 @@ static size_t plan_tap(const conv_job *job, const panel_layout *panel, size_t i,
             }
             // Source value (e + odd) / 2 of a vector loaded at the lane's floor(column / 2).
             ptrdiff_t base = floor_half(first);
-            entry[written++] = (plan_entry){row + base, (uint16_t)lane_bits(-base, source_width - base), lanes,
+            entry[written++] = (plan_entry){row + base, (uint16_t)schnell_lane_bits(-base, source_width - base), lanes,
                                             (uint8_t)v, (uint8_t)(first - 2 * base)};
         }
     }
@@ -262,7 +253,7 @@ SCHNELL_TARGET_AVX512 SCHNELL_INLINE void f32_micro_kernel(int mr, const float *
                                                          size_t y_stride, size_t columns) {
     __m512 acc[MR][4];
     __mmask16 mask[4];
-    for (int v = 0; v < 4; v++) mask[v] = (__mmask16)(lane_bits(0, (ptrdiff_t)columns) >> (16 * v));
+    for (int v = 0; v < 4; v++) mask[v] = (__mmask16)(schnell_lane_bits(0, (ptrdiff_t)columns) >> (16 * v));
     for (int r = 0; r < mr; r++) {
         __m512 start = _mm512_set1_ps(bias ? bias[r] : 0.0f);
         for (int v = 0; v < 4; v++) {
@@ -430,13 +421,18 @@ static int run_conv(conv_job *job, int bf16) {
     return status;
 }
 
+// Whether a convolution runs with bf16 operands: bf16 activations switched on, a bf16 weight, an
+// even depth (Cin x kh x kw, for the micro-kernel's pairs) and AVX512-BF16.
+static int bf16_path(int weight_dtype, size_t depth) {
+    return schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 && depth % 2 == 0;
+}
+
 static int conv2d(const float *x, int upsampled, const void *weight, int weight_dtype,
                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
     size_t oh = schnell_conv2d_out_height(s), ow = schnell_conv2d_out_width(s);
     size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
-    int bf16 = schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 &&
-               depth % 2 == 0;
+    int bf16 = bf16_path(weight_dtype, depth);
     float *owned_weight = NULL, *owned_bias;
     const void *w = bf16 ? weight : schnell_as_f32(weight, weight_dtype, s->out_channels * depth, &owned_weight);
     const float *b = schnell_as_f32(bias, bias_dtype, s->out_channels, &owned_bias);
@@ -504,7 +500,7 @@ static void interleave_rows(void *context, size_t begin, size_t end) {
 static int upsampled_by_phases(const float *x, const void *weight, int weight_dtype, const void *bias,
                                int bias_dtype, float *y, const schnell_conv2d_shape *s) {
     size_t cin = s->in_channels, cout = s->out_channels, hh = s->height / 2, hw = s->width / 2;
-    int bf16 = schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16;
+    int bf16 = bf16_path(weight_dtype, cin * 4);  // the phases' 2x2 convolutions
     float *owned_weight, *owned_bias;
     const float *w = schnell_as_f32(weight, weight_dtype, cout * cin * 9, &owned_weight);
     const float *b = schnell_as_f32(bias, bias_dtype, cout, &owned_bias);

@@ -33,25 +33,18 @@ int schnell_winograd_applies(const schnell_conv2d_shape *s) {
 }
 
 typedef struct {
-    const void *weight;  // [Cout][Cin][3][3], bf16 or float32
+    const float *weight;  // [Cout][Cin][3][3]
     int bf16;
     size_t filters;
-    void *u;             // [16][Cout][Cin], the same dtype
+    void *u;              // [16][Cout][Cin], bf16 on the bf16 path, else float32
 } filter_job;
 
 // U[xi][co][ci] = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path).
 static void transform_filters(void *context, size_t begin, size_t end) {
     const filter_job *job = context;
     for (size_t f = begin; f < end; f++) {
-        float g[9], gg[4][3], values[16];
-        if (job->bf16) {
-            for (int i = 0; i < 9; i++) {
-                uint32_t bits = (uint32_t)((const uint16_t *)job->weight)[f * 9 + i] << 16;
-                memcpy(&g[i], &bits, sizeof bits);
-            }
-        } else {
-            memcpy(g, (const float *)job->weight + f * 9, sizeof g);
-        }
+        const float *g = job->weight + f * 9;
+        float gg[4][3], values[16];
         for (int c = 0; c < 3; c++) {
             gg[0][c] = g[c];
             gg[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
@@ -86,17 +79,28 @@ typedef struct {
     size_t scratch_bytes;
 } winograd_job;
 
-// Lanes of a 16-float load at column `first` of a row `width` long that lie inside the row.
-static __mmask16 inside(ptrdiff_t first, size_t width) {
-    ptrdiff_t lo = first < 0 ? -first : 0, hi = (ptrdiff_t)width - first;
-    if (hi > 16) hi = 16;
-    if (hi <= lo) return 0;
-    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+// 16 tiles of one tile row, from tile row ti and tile column tj, and which lanes of the four
+// loads of a patch row (columns 2tj - 1 + {0, 16, 2, 18} onwards) lie inside the image.
+typedef struct {
+    size_t ti, tj;
+    __mmask16 masks[4];
+} tile_group;
+
+static tile_group group_at(const winograd_job *job, size_t tile) {
+    tile_group group = {tile / job->tile_columns, tile % job->tile_columns, {0}};
+    ptrdiff_t first = 2 * (ptrdiff_t)group.tj - 1, width = (ptrdiff_t)job->s->width;
+    const ptrdiff_t offsets[4] = {0, 16, 2, 18};
+    for (int i = 0; i < 4; i++) {
+        group.masks[i] = (__mmask16)schnell_lane_bits(-(first + offsets[i]), width - (first + offsets[i]));
+    }
+    return group;
 }
 
-// V for one channel over 16 tiles of tile row ti starting at tile column tj: v[xi] lane j.
-SCHNELL_TARGET_AVX512 static void input_tiles(const float *plane, size_t height, size_t width, size_t ti,
-                                            size_t tj, const __mmask16 masks[4], __m512 v[16]) {
+// V for one channel over a group of 16 tiles: v[xi] lane j is tile j's value at position xi.
+SCHNELL_TARGET_AVX512 static void input_tiles(const float *plane, size_t height, size_t width,
+                                            const tile_group *group, __m512 v[16]) {
+    const __mmask16 *masks = group->masks;
+    size_t ti = group->ti, tj = group->tj;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     ptrdiff_t base = 2 * (ptrdiff_t)tj - 1;
@@ -137,14 +141,11 @@ SCHNELL_TARGET_BF16 static void transform_inputs_bf16(const winograd_job *job, s
                                                  24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
                                                  1, 16, 0);
     for (size_t g = 0; g < columns; g += GROUP) {
-        size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
-        ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
-        __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width), inside(first + 2, s->width),
-                              inside(first + 18, s->width)};
+        tile_group group = group_at(job, t0 + g);
         for (size_t p = 0; p < pairs; p++) {
             __m512 even_v[16], odd_v[16];
-            input_tiles(job->x + (c0 + 2 * p) * plane, s->height, s->width, ti, tj, masks, even_v);
-            input_tiles(job->x + (c0 + 2 * p + 1) * plane, s->height, s->width, ti, tj, masks, odd_v);
+            input_tiles(job->x + (c0 + 2 * p) * plane, s->height, s->width, &group, even_v);
+            input_tiles(job->x + (c0 + 2 * p + 1) * plane, s->height, s->width, &group, odd_v);
             for (int xi = 0; xi < 16; xi++) {
                 __m512i words = (__m512i)_mm512_cvtne2ps_pbh(odd_v[xi], even_v[xi]);
                 _mm512_store_si512(vp + ((size_t)xi * pairs + p) * NR + g, _mm512_permutexvar_epi16(interleave, words));
@@ -158,13 +159,10 @@ SCHNELL_TARGET_AVX512 static void transform_inputs_f32(const winograd_job *job, 
     const schnell_conv2d_shape *s = job->s;
     size_t plane = s->height * s->width;
     for (size_t g = 0; g < columns; g += GROUP) {
-        size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
-        ptrdiff_t first = 2 * (ptrdiff_t)tj - 1;
-        __mmask16 masks[4] = {inside(first, s->width), inside(first + 16, s->width), inside(first + 2, s->width),
-                              inside(first + 18, s->width)};
+        tile_group group = group_at(job, t0 + g);
         for (size_t c = 0; c < kc; c++) {
             __m512 v[16];
-            input_tiles(job->x + (c0 + c) * plane, s->height, s->width, ti, tj, masks, v);
+            input_tiles(job->x + (c0 + c) * plane, s->height, s->width, &group, v);
             for (int xi = 0; xi < 16; xi++) _mm512_store_ps(vp + ((size_t)xi * kc + c) * NR + g, v[xi]);
         }
     }
@@ -232,15 +230,19 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
     size_t cin = s->in_channels, cout = s->out_channels;
     size_t workers = (size_t)schnell_threads();
     size_t scratch_bytes = (size_t)16 * CHUNK * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
+    float *owned;
+    const float *w = schnell_as_f32(weight, bf16 ? SCHNELL_BF16 : SCHNELL_F32, cout * cin * 9, &owned);
     void *u = malloc((size_t)16 * cout * cin * (bf16 ? sizeof(uint16_t) : sizeof(float)));
     char *scratch = aligned_alloc(64, workers * scratch_bytes);
-    if (!u || !scratch) {
+    if (!w || !u || !scratch) {
+        free(owned);
         free(u);
         free(scratch);
         return -1;
     }
-    filter_job filters = {weight, bf16, cout * cin, u};
+    filter_job filters = {w, bf16, cout * cin, u};
     schnell_parallel_for(cout * cin, 256, transform_filters, &filters);
+    free(owned);
     size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
     winograd_job job = {x, s, u, bf16, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch,
                         scratch_bytes};

@@ -155,6 +155,43 @@ SCHNELL_INLINE float schnell_exp_shifted_sum(float *x, size_t n, float shift) {
     return schnell_sum(x, n);
 }
 
+// Attention scores of `rows` queries over n keys, in place: times scale (skipped at 1), + bias
+// rows (or NULL), causal mask (query first_query + r sees keys 0 ... first_query + r), then
+// exp(s - row max). sums[r] receives 1 / row sum, 0 for a fully masked row (all weights zero).
+SCHNELL_INLINE void schnell_softmax_weights(float *scores, size_t rows, size_t n, size_t first_query,
+                                            const float *bias, int causal, float scale, float *sums) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = scores + r * n;
+        if (scale != 1.0f) {
+            for (size_t j = 0; j < n; j++) row[j] *= scale;
+        }
+        if (bias) {
+            const float *b = bias + r * n;
+            for (size_t j = 0; j < n; j++) row[j] += b[j];
+        }
+        if (causal) {
+            for (size_t j = first_query + r + 1; j < n; j++) row[j] = -INFINITY;
+        }
+        float maximum = schnell_max(row, n);
+        float sum = 0.0f;
+        if (maximum == -INFINITY) {
+            for (size_t j = 0; j < n; j++) row[j] = 0.0f;
+        } else {
+            sum = schnell_exp_shifted_sum(row, n, maximum);
+        }
+        sums[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+    }
+}
+
+// Lanes [lo, hi) of a 64-lane vector group as bits (clamped to 0 ... 64).
+SCHNELL_INLINE uint64_t schnell_lane_bits(ptrdiff_t lo, ptrdiff_t hi) {
+    if (lo < 0) lo = 0;
+    if (hi > 64) hi = 64;
+    if (hi <= lo) return 0;
+    uint64_t below_hi = hi == 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return below_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
 // The same activations through libm, for the reference loops.
 static inline float schnell_activate_reference(float x, int kind) {
     switch (kind) {
