@@ -25,11 +25,12 @@ func benchmarkConvolutions(side: Int, seconds: (() -> Void) -> Double) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outChannels), Int32(pixels), Int32(depth),
                         1, weights, Int32(depth), columns, Int32(pixels), 0, &y, Int32(pixels))
         } / 1e9
+        let precisionF32 = Int32(SCHNELL_PRECISION_F32.rawValue), precisionBF16 = Int32(SCHNELL_PRECISION_BF16.rawValue)
         let im2col = flops / seconds { _ = schnell_conv2d_sgemm(x, weights, f32, nil, f32, &y, &shape) } / 1e9
-        let implicit = flops / seconds { _ = schnell_conv2d(x, weights, f32, nil, f32, &y, &shape) } / 1e9
-        schnell_set_bf16_activations(1)
-        let implicitBF16 = flops / seconds { _ = schnell_conv2d(x, bf16Weights, bf16, nil, f32, &y, &shape) } / 1e9
-        schnell_set_bf16_activations(0)
+        let implicit = flops / seconds { _ = schnell_conv2d(x, weights, f32, nil, f32, &y, &shape, precisionF32) } / 1e9
+        let implicitBF16 = flops / seconds {
+            _ = schnell_conv2d(x, bf16Weights, bf16, nil, f32, &y, &shape, precisionBF16)
+        } / 1e9
         print(String(format: "%5d %5d %7.0f %14.0f %14.0f %7.2f %15.0f %7.2f", inChannels, outChannels, sgemm, im2col,
                      implicit, implicit / sgemm, implicitBF16, implicitBF16 / sgemm))
     }

@@ -79,9 +79,9 @@ func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor 
     return tensor
 }
 
-let ops = CPUBackend(threads: threads)
+let ops = CPUBackend(threads: threads), bf16Ops = CPUBackend(threads: threads, precision: .bf16)
 if let vaePath {
-    try benchmarkVAEDecode(path: vaePath, size: vaeSize, repeats: repeats, bf16: vaeBF16, ops: ops)
+    try benchmarkVAEDecode(path: vaePath, size: vaeSize, repeats: repeats, bf16: vaeBF16, threads: threads)
     exit(0)
 }
 if convOnly {
@@ -95,23 +95,22 @@ print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
 print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio   linear bf16 native   ratio")
 var sgemmRates: [Double] = [], nativeRates: [Double] = []
 for (k, n) in shapes {
-    let x = Tensor(zeros: [m, k])
-    for i in 0..<min(x.count, 1 << 20) { x.pointer[i] = Float(i % 7) * 0.1 }
+    let values = (0..<(m * k)).map { $0 < 1 << 20 ? Float($0 % 7) * 0.1 : 0 }
+    let x = ops.upload(values, shape: [m, k])
     let flops = 2.0 * Double(m) * Double(k) * Double(n)
     let f32 = try weightTensor(rows: n, columns: k, dtype: .f32)
-    let output = Tensor(zeros: [m, n])
+    var output = [Float](repeating: 0, count: m * n)
     let sgemm = flops / seconds {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.pointer, Int32(k),
-                    f32.pointer.assumingMemoryBound(to: Float.self), Int32(k), 0, output.pointer, Int32(n))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, values, Int32(k),
+                    f32.pointer.assumingMemoryBound(to: Float.self), Int32(k), 0, &output, Int32(n))
     } / 1e9
     let layerF32 = try Linear(weight: f32, bias: nil)
     let linearF32 = flops / seconds { _ = ops.linear(x, layerF32) } / 1e9
     let layerBF16 = try Linear(weight: try weightTensor(rows: n, columns: k, dtype: .bf16), bias: nil)
     let linearBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
-    // bf16 activations: the native AVX512-BF16 kernel (the float32 path on CPUs without it).
-    schnell_set_bf16_activations(1)
-    let nativeBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
-    schnell_set_bf16_activations(0)
+    // The bf16 precision: the native AVX512-BF16 kernel (the float32 path on CPUs without it).
+    let bf16Input = bf16Ops.upload(values, shape: [m, k])
+    let nativeBF16 = flops / seconds { _ = bf16Ops.linear(bf16Input, layerBF16) } / 1e9
     sgemmRates.append(sgemm)
     nativeRates.append(nativeBF16)
     print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f %20.0f %7.2f", k, n, sgemm, linearF32,
@@ -119,24 +118,22 @@ for (k, n) in shapes {
 }
 
 let tokens = 4608, heads = 24, headDim = 128
-let qkv = Tensor(zeros: [tokens, 3 * heads * headDim])
-for i in 0..<qkv.count { qkv.pointer[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }
 let inner = heads * headDim
+let qkvValues = (0..<(tokens * 3 * inner)).map { Float(($0 * 7919) % 1000) / 1000 - 0.5 }
 let attentionFlops = 4.0 * Double(tokens) * Double(tokens) * Double(inner)
-func attentionSeconds() -> Double {
-    seconds {
-        _ = ops.attention(q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)),
-                          v: qkv.columns((2 * inner)..<(3 * inner)), heads: heads,
-                          scale: 1 / Float(headDim).squareRoot(), bias: nil, causal: false)
+func attentionSeconds(_ backend: CPUBackend) -> Double {
+    let qkv = backend.upload(qkvValues, shape: [tokens, 3 * inner])
+    return seconds {
+        _ = backend.attention(q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)),
+                              v: qkv.columns((2 * inner)..<(3 * inner)), heads: heads,
+                              scale: 1 / Float(headDim).squareRoot(), bias: nil, causal: false)
     }
 }
 // Each against the mean GEMM rate of its dtype over the shapes above.
 let sgemmMean = sgemmRates.reduce(0, +) / Double(sgemmRates.count)
 let nativeMean = nativeRates.reduce(0, +) / Double(nativeRates.count)
-let f32Attention = attentionSeconds()
-schnell_set_bf16_activations(1)
-let bf16Attention = attentionSeconds()
-schnell_set_bf16_activations(0)
+let f32Attention = attentionSeconds(ops)
+let bf16Attention = attentionSeconds(bf16Ops)
 print(String(format: "\nattention L = %d, %d heads x %d", tokens, heads, headDim))
 print(String(format: "  float32: %.3f s, %.0f GFLOP/s, %.2f of sgemm's mean rate", f32Attention,
              attentionFlops / f32Attention / 1e9, attentionFlops / f32Attention / 1e9 / sgemmMean))

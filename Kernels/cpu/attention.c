@@ -102,9 +102,9 @@ void schnell_attention(const float *q, size_t q_stride,
                        const float *v, size_t v_stride,
                        float *out, size_t out_stride,
                        size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
-                       float scale, const float *bias, int causal) {
+                       float scale, const float *bias, int causal, int precision) {
     if (q_tokens == 0 || heads == 0) return;
-    if (schnell_bf16_activations() &&
+    if (precision == SCHNELL_PRECISION_BF16 &&
         schnell_attention_bf16(q, q_stride, k, k_stride, v, v_stride, out, out_stride, q_tokens, kv_tokens,
                                heads, head_dim, scale, bias, causal) == 0) {
         return;

@@ -1,4 +1,4 @@
-// Attention with bf16 operands on AVX512-BF16, for the bf16 precision (schnell_bf16_activations):
+// Attention with bf16 operands on AVX512-BF16, for the bf16 precision (SCHNELL_PRECISION_BF16):
 // Q, K, V and the softmax weights are rounded to bf16; scores, softmax and outputs stay float32.
 // It runs on the micro-kernel of the bf16 linear layers (gemm_bf16.h).
 //

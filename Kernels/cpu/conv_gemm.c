@@ -421,18 +421,19 @@ static int run_conv(conv_job *job, int bf16) {
     return status;
 }
 
-// Whether a convolution runs with bf16 operands: bf16 activations switched on, a bf16 weight, an
-// even depth (Cin x kh x kw, for the micro-kernel's pairs) and AVX512-BF16.
-static int bf16_path(int weight_dtype, size_t depth) {
-    return schnell_cpu_level() >= 2 && schnell_bf16_activations() && weight_dtype == SCHNELL_BF16 && depth % 2 == 0;
+// Whether a convolution runs with bf16 operands: the bf16 precision, a bf16 weight, an even depth
+// (Cin x kh x kw, for the micro-kernel's pairs) and AVX512-BF16.
+static int bf16_path(int precision, int weight_dtype, size_t depth) {
+    return schnell_cpu_level() >= 2 && precision == SCHNELL_PRECISION_BF16 && weight_dtype == SCHNELL_BF16 &&
+           depth % 2 == 0;
 }
 
-static int conv2d(const float *x, int upsampled, const void *weight, int weight_dtype,
-                  const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+static int conv2d(const float *x, int upsampled, const void *weight, int weight_dtype, const void *bias,
+                  int bias_dtype, float *y, const schnell_conv2d_shape *s, int precision) {
     size_t oh = schnell_conv2d_out_height(s), ow = schnell_conv2d_out_width(s);
     size_t depth = s->in_channels * s->kernel_h * s->kernel_w;
     if (oh == 0 || ow == 0 || s->out_channels == 0) return 0;
-    int bf16 = bf16_path(weight_dtype, depth);
+    int bf16 = bf16_path(precision, weight_dtype, depth);
     float *owned_weight = NULL, *owned_bias;
     const void *w = bf16 ? weight : schnell_as_f32(weight, weight_dtype, s->out_channels * depth, &owned_weight);
     const float *b = schnell_as_f32(bias, bias_dtype, s->out_channels, &owned_bias);
@@ -456,9 +457,9 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
 }
 
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
-                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s, int precision) {
     if (schnell_cpu_level() < 1) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
-    return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s);
+    return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s, precision);
 }
 
 // ---- 3x3 convolution of a nearest x2 upsampling, by output phase ----
@@ -498,9 +499,9 @@ static void interleave_rows(void *context, size_t begin, size_t end) {
 }
 
 static int upsampled_by_phases(const float *x, const void *weight, int weight_dtype, const void *bias,
-                               int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+                               int bias_dtype, float *y, const schnell_conv2d_shape *s, int precision) {
     size_t cin = s->in_channels, cout = s->out_channels, hh = s->height / 2, hw = s->width / 2;
-    int bf16 = bf16_path(weight_dtype, cin * 4);  // the phases' 2x2 convolutions
+    int bf16 = bf16_path(precision, weight_dtype, cin * 4);  // the phases' 2x2 convolutions
     float *owned_weight, *owned_bias;
     const float *w = schnell_as_f32(weight, weight_dtype, cout * cin * 9, &owned_weight);
     const float *b = schnell_as_f32(bias, bias_dtype, cout, &owned_bias);
@@ -527,7 +528,7 @@ static int upsampled_by_phases(const float *x, const void *weight, int weight_dt
             if (bf16) schnell_f32_to_bf16(merged, rounded, filters * 4);
             schnell_conv2d_shape phase = {cin, hh, hw, cout, 2, 2, 1, py == 0, py == 1, px == 0, px == 1};
             status = conv2d(x, 0, bf16 ? (const void *)rounded : merged, bf16 ? SCHNELL_BF16 : SCHNELL_F32, NULL,
-                            SCHNELL_F32, phases + px * plane, &phase);
+                            SCHNELL_F32, phases + px * plane, &phase, precision);
             if (status != 0) goto done;
         }
         interleave_job job = {{phases, phases + plane}, b, y, hh, hw, py};
@@ -543,14 +544,15 @@ done:
 }
 
 int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
-                             const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s) {
+                             const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s,
+                             int precision) {
     if (s->height % 2 || s->width % 2) return -2;
     int three_by_three = s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 &&
                          s->pad_bottom == 1 && s->pad_left == 1 && s->pad_right == 1;
     if (schnell_cpu_level() >= 1 && three_by_three) {
-        return upsampled_by_phases(x, weight, weight_dtype, bias, bias_dtype, y, s);
+        return upsampled_by_phases(x, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     }
-    if (schnell_cpu_level() >= 1) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s);
+    if (schnell_cpu_level() >= 1) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     float *upsampled = schnell_buffer_allocate(s->in_channels * s->height * s->width * sizeof(float));
     if (!upsampled) return -1;
     schnell_upsample_nearest2x(x, upsampled, s->in_channels, s->height / 2, s->width / 2);

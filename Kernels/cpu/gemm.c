@@ -1,7 +1,7 @@
 // Linear layers on OpenBLAS sgemm. float32 weights go straight from the memory map to sgemm;
 // other dtypes are converted in blocks of output rows (a few MB of scratch), so a 12B-parameter
-// bf16 model is never expanded to float32 as a whole. With bf16 activations switched on, bf16
-// weights go to the native AVX512-BF16 kernel instead (gemm_bf16.c).
+// bf16 model is never expanded to float32 as a whole. At SCHNELL_PRECISION_BF16, bf16 weights go
+// to the native AVX512-BF16 kernel instead (gemm_bf16.c).
 #include <cblas.h>
 #include <stdlib.h>
 
@@ -32,9 +32,9 @@ static void fill_bias_rows(void *context, size_t begin, size_t end) {
 void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *weight, int weight_dtype,
                     const void *bias, int bias_dtype,
-                    size_t n, float *y, size_t y_stride) {
+                    size_t n, float *y, size_t y_stride, int precision) {
     if (rows == 0 || n == 0) return;
-    if (weight_dtype == SCHNELL_BF16 && schnell_bf16_activations() &&
+    if (weight_dtype == SCHNELL_BF16 && precision == SCHNELL_PRECISION_BF16 &&
         schnell_linear_bf16(x, rows, k, weight, bias, bias_dtype, n, y, y_stride) == 0) {
         return;
     }

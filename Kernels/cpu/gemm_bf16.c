@@ -1,6 +1,6 @@
 // Linear layers with bf16 weights on AVX512-BF16: y = bf16(x) . w^T (+ bias), fp32 accumulation.
 //
-// Opt-in (schnell_set_bf16_activations): rounding the activations to bf16 changes results by
+// Opt-in (SCHNELL_PRECISION_BF16, per call): rounding the activations to bf16 changes results by
 // about 2^-9 relative, so float32 parity with PyTorch holds only on the default float32 path.
 //
 // Layouts
@@ -25,7 +25,6 @@
 //                  narrower kernel, fewer columns a masked store.
 //   fewer than MR rows in all: no packing, one dot product per output (few_rows_columns).
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "gemm_bf16.h"
@@ -34,12 +33,6 @@ enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, NC = 256, KC = 1024 };
 
 // A's (k even, k odd) pairs are read as one word from the uint16_t buffer.
 typedef uint32_t __attribute__((may_alias)) pair_word;
-
-static atomic_int bf16_activations = 0;
-
-void schnell_set_bf16_activations(int enabled) { atomic_store(&bf16_activations, enabled != 0); }
-
-int schnell_bf16_activations(void) { return atomic_load(&bf16_activations); }
 
 static float bf16_value(uint16_t v) {
     uint32_t bits = (uint32_t)v << 16;

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 
 /// A small flag reader: `--name value`, `--name=value`, boolean flags, and positionals.
 /// Unknown flags and missing or malformed values are usage errors naming the flag.
@@ -53,13 +54,14 @@ struct CommandLineOptions {
         return value
     }
 
-    /// `--precision f32|bf16`: whether linear layers with bf16 weights round activations to bf16
-    /// and run the native bf16 GEMM (faster, not bit-comparable with float32 references).
-    func bf16Activations() throws -> Bool {
-        switch values["--precision"] ?? "f32" {
-        case "f32": return false
-        case "bf16": return true
-        case let other: throw UsageError(description: "--precision must be f32 or bf16, not '\(other)'")
+    /// `--precision f32|bf16`: whether linear layers, attention and convolutions with bf16 weights
+    /// round activations to bf16 and run the native bf16 kernels (faster, not bit-comparable with
+    /// float32 references).
+    func precision() throws -> Precision {
+        let text = values["--precision"] ?? Precision.f32.rawValue
+        guard let precision = Precision(rawValue: text) else {
+            throw UsageError(description: "--precision must be f32 or bf16, not '\(text)'")
         }
+        return precision
     }
 }

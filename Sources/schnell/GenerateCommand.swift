@@ -67,7 +67,7 @@ enum GenerateCommand {
             let progress = ProgressLine(enabled: !quiet)
             progress.show("loading \(files.model ?? files.transformer ?? "")")
             let loadStart = Date()
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, bf16Activations: options.bf16Activations()))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
             try pipeline.validate(request)
             let loadSeconds = Date().timeIntervalSince(loadStart)
             let result = try pipeline.generate(request) { update in

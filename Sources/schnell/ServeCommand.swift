@@ -29,7 +29,7 @@ enum ServeCommand {
             let server = try ImageServer(options: serverOptions)
             try server.start()
             log("loading \(files.model ?? files.transformer ?? "")")
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, bf16Activations: options.bf16Activations()))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
             server.setGenerator(PipelineGenerator(pipeline: pipeline))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             try server.run()

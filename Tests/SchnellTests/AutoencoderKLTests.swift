@@ -18,7 +18,7 @@ final class AutoencoderKLTests: XCTestCase {
     private func assertMatches(_ actual: Tensor, _ expected: WeightTensor, _ what: String,
                                file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(actual.shape, expected.shape, what, file: file, line: line)
-        let error = relativeL2(actual.values, expected.floats().values)
+        let error = relativeL2(backend.download(actual), expected.floats())
         XCTAssertLessThan(error, Self.tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
         print("\(what): relative L2 error \(error)")
     }
@@ -30,17 +30,17 @@ final class AutoencoderKLTests: XCTestCase {
               let logVariance = golden.tensors["encoded_logvar"] else {
             return XCTFail("\(name): parity file lacks a tensor")
         }
-        let output = try model.decode(latents.floats(), backend: backend)
+        let output = try model.decode(backend.upload(latents))
         assertMatches(output, decoded, "\(name) \(layout) decode")
-        let encoded = try model.encode(image.floats(), backend: backend)
+        let encoded = try model.encode(backend.upload(image))
         assertMatches(encoded.mean, mean, "\(name) \(layout) encode mean")
         assertMatches(encoded.logVariance, logVariance, "\(name) \(layout) encode log-variance")
-        assertMatches(try model.encodeMean(image.floats(), backend: backend), mean, "\(name) \(layout) encodeMean")
+        assertMatches(try model.encodeMean(backend.upload(image)), mean, "\(name) \(layout) encodeMean")
     }
 
     func testDiffusersLayoutMatchesDiffusers() throws {
         for name in ["tiny", "tiny-bf16"] {
-            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/vae")
+            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/vae", backend: backend)
             XCTAssertEqual(model.config.latentChannels, 16)
             XCTAssertEqual(model.config.scalingFactor, 0.3611)
             try checkParity(name, model: model, layout: "diffusers")
@@ -49,7 +49,7 @@ final class AutoencoderKLTests: XCTestCase {
 
     /// A pipeline folder is accepted too: its `vae/` subfolder is used.
     func testPipelineFolderFindsItsVAE() throws {
-        let model = try AutoencoderKL.load(from: Self.fixture("tiny"))
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny"), backend: backend)
         XCTAssertEqual(model.config.blockOutChannels, [8, 16, 16, 16])
         try checkParity("tiny", model: model, layout: "pipeline folder")
     }
@@ -57,7 +57,7 @@ final class AutoencoderKLTests: XCTestCase {
     func testOriginalSingleFileMatchesDiffusers() throws {
         for name in ["tiny", "tiny-bf16"] {
             let config = try AutoencoderConfig(contentsOf: Self.fixture(name) + "/vae/config.json")
-            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/ae.safetensors", config: config)
+            let model = try AutoencoderKL.load(from: Self.fixture(name) + "/ae.safetensors", config: config, backend: backend)
             try checkParity(name, model: model, layout: "ae.safetensors")
         }
     }
@@ -77,7 +77,7 @@ final class AutoencoderKLTests: XCTestCase {
             XCTAssertEqual(tensors.count, 244, "FLUX.1's ae.safetensors holds 244 tensors")
             let file = folder.appendingPathComponent("\(layout).safetensors").path
             try writeSparseBFloat16File(tensors, to: file)
-            let model = try AutoencoderKL.load(from: file)
+            let model = try AutoencoderKL.load(from: file, backend: backend)
             XCTAssertEqual(model.config, .flux1)
             XCTAssertEqual(model.decoder.mid.attention?.qkv.outFeatures, 3 * 512)
             XCTAssertEqual(model.decoder.upBlocks[0].resnets.count, 3)
@@ -106,12 +106,13 @@ final class AutoencoderKLTests: XCTestCase {
     }
 
     func testLatentScalingRoundTrips() throws {
-        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae")
-        let latents = Tensor(shape: [16, 1, 2], values: (0..<32).map { Float($0) / 7 - 2 })
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae", backend: backend)
+        let values = (0..<32).map { Float($0) / 7 - 2 }
+        let latents = backend.upload(values, shape: [16, 1, 2])
         let unscaled = model.unscaledLatents(latents)
-        XCTAssertEqual(unscaled.values[5], latents.values[5] / 0.3611 + 0.1159, accuracy: 1e-5)
+        XCTAssertEqual(backend.download(unscaled)[5], values[5] / 0.3611 + 0.1159, accuracy: 1e-5)
         let back = model.scaledLatents(unscaled)
-        XCTAssertLessThan(relativeL2(back.values, latents.values), 1e-6)
+        XCTAssertLessThan(relativeL2(backend.download(back), values), 1e-6)
     }
 
     func testGroupsMustDivideEveryWidth() {
@@ -129,7 +130,7 @@ final class AutoencoderKLTests: XCTestCase {
 
         var wider = tiny
         wider.blockOutChannels = [8, 16, 16, 24]
-        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: wider)) { error in
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: wider, backend: backend)) { error in
             guard case let .wrongShape(name, file, _, _)? = error as? WeightsError else {
                 return XCTFail("expected wrongShape, got \(error)")
             }
@@ -139,14 +140,14 @@ final class AutoencoderKLTests: XCTestCase {
 
         var deeper = tiny
         deeper.layersPerBlock = 2
-        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: deeper)) { error in
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: deeper, backend: backend)) { error in
             XCTAssertEqual(error as? WeightsError,
                            .missingTensor(name: "encoder.down.0.block.1.norm1.weight", file: aeFile))
         }
 
         var withoutAttention = tiny
         withoutAttention.midBlockAttention = false
-        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: withoutAttention)) { error in
+        XCTAssertThrowsError(try AutoencoderKL.load(from: aeFile, config: withoutAttention, backend: backend)) { error in
             guard case let .unexpectedTensors(names, file)? = error as? WeightsError else {
                 return XCTFail("expected unexpectedTensors, got \(error)")
             }
@@ -155,7 +156,7 @@ final class AutoencoderKLTests: XCTestCase {
             XCTAssertEqual(file, aeFile)
         }
 
-        XCTAssertThrowsError(try AutoencoderKL.load(from: Self.fixture("tiny") + "/parity.safetensors")) { error in
+        XCTAssertThrowsError(try AutoencoderKL.load(from: Self.fixture("tiny") + "/parity.safetensors", backend: backend)) { error in
             guard case .unrecognisedModel? = error as? WeightsError else {
                 return XCTFail("expected unrecognisedModel, got \(error)")
             }
@@ -163,9 +164,9 @@ final class AutoencoderKLTests: XCTestCase {
     }
 
     func testInputShapesAreChecked() throws {
-        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae")
-        XCTAssertThrowsError(try model.decode(Tensor(zeros: [4, 6, 4]), backend: backend))
-        XCTAssertThrowsError(try model.encodeMean(Tensor(zeros: [3, 20, 16]), backend: backend))
+        let model = try AutoencoderKL.load(from: Self.fixture("tiny") + "/vae", backend: backend)
+        XCTAssertThrowsError(try model.decode(backend.upload([Float](repeating: 0, count: 96), shape: [4, 6, 4])))
+        XCTAssertThrowsError(try model.encodeMean(backend.upload([Float](repeating: 0, count: 960), shape: [3, 20, 16])))
     }
 }
 

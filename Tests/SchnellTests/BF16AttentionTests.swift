@@ -63,9 +63,8 @@ final class BF16AttentionTests: XCTestCase {
         }
     }
 
-    func testAttentionTakesBF16PathOnlyWhenSwitchedOn() throws {
+    func testAttentionTakesBF16PathOnlyAtTheBF16Precision() throws {
         guard schnell_cpu_level() >= 2 else { throw XCTSkip("no AVX512-BF16 on this CPU") }
-        defer { schnell_set_bf16_activations(0) }
         let c = makeCase(130, 200, 3, 64, bias: false, causal: false)
         let bf16Reference = run(c, schnell_attention_bf16_reference)
         let f32Reference = run(c, schnell_attention_reference)
@@ -74,10 +73,16 @@ final class BF16AttentionTests: XCTestCase {
         XCTAssertGreaterThan(maxError(bf16Reference, f32Reference), 1e-4)
         XCTAssertLessThan(maxError(bf16Reference, f32Reference), 5e-2)
 
-        schnell_set_bf16_activations(1)
-        XCTAssertLessThanOrEqual(maxError(run(c, schnell_attention), bf16Reference), tolerance, "bf16 activations on")
-        schnell_set_bf16_activations(0)
-        XCTAssertLessThanOrEqual(maxError(run(c, schnell_attention), f32Reference), 1e-5,
-                                 "bf16 activations off: float32 path")
+        XCTAssertLessThanOrEqual(maxError(run(c, attention(precision: SCHNELL_PRECISION_BF16)), bf16Reference),
+                                 tolerance, "bf16 precision")
+        XCTAssertLessThanOrEqual(maxError(run(c, attention(precision: SCHNELL_PRECISION_F32)), f32Reference), 1e-5,
+                                 "float32 precision: the float32 path")
+    }
+
+    /// schnell_attention at one precision, in the shape of the other attention kernels.
+    func attention(precision: schnell_precision) -> Attention {
+        { q, qs, k, ks, v, vs, out, os, lq, lk, heads, d, scale, bias, causal in
+            schnell_attention(q, qs, k, ks, v, vs, out, os, lq, lk, heads, d, scale, bias, causal, Int32(precision.rawValue))
+        }
     }
 }

@@ -63,9 +63,8 @@ final class BF16GEMMTests: XCTestCase {
         }
     }
 
-    func testLinearTakesBF16PathOnlyWhenSwitchedOn() throws {
+    func testLinearTakesBF16PathOnlyAtTheBF16Precision() throws {
         guard schnell_cpu_level() >= 2 else { throw XCTSkip("no AVX512-BF16 on this CPU") }
-        defer { schnell_set_bf16_activations(0) }
         let (rows, k, n) = (37, 515, 70)
         let c = makeCase(rows: rows, k: k, n: n)
         var bf16Reference = [Float](repeating: 0, count: rows * n)
@@ -76,21 +75,9 @@ final class BF16GEMMTests: XCTestCase {
         XCTAssertGreaterThan(maxError(bf16Reference, f32Reference), 1e-4)
 
         var y = [Float](repeating: 0, count: rows * n)
-        schnell_set_bf16_activations(1)
-        XCTAssertEqual(schnell_bf16_activations(), 1)
-        schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n)
-        XCTAssertLessThanOrEqual(maxError(y, bf16Reference), tolerance, "bf16 activations on")
-
-        schnell_set_bf16_activations(0)
-        schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n)
-        XCTAssertLessThanOrEqual(maxError(y, f32Reference), tolerance, "bf16 activations off: float32 path")
-    }
-
-    func testBackendSetsThePrecisionSwitch() {
-        defer { schnell_set_bf16_activations(0) }
-        _ = CPUBackend(threads: 0, bf16Activations: true)
-        XCTAssertEqual(schnell_bf16_activations(), 1)
-        _ = CPUBackend(threads: 0)
-        XCTAssertEqual(schnell_bf16_activations(), 0)
+        schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n, Int32(SCHNELL_PRECISION_BF16.rawValue))
+        XCTAssertLessThanOrEqual(maxError(y, bf16Reference), tolerance, "bf16 precision")
+        schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n, Int32(SCHNELL_PRECISION_F32.rawValue))
+        XCTAssertLessThanOrEqual(maxError(y, f32Reference), tolerance, "float32 precision: the float32 path")
     }
 }

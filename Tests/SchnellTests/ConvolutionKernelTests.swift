@@ -4,6 +4,9 @@ import XCTest
 /// The image kernels in Kernels/cpu/conv.c against their `_reference` loops, on sizes that are
 /// not multiples of the vector width. Tolerance: relative L2 error 1e-5 (float32 sums in a
 /// different order; the references accumulate in double).
+/// The kernels' precision argument, per call.
+private let precisionF32 = Int32(SCHNELL_PRECISION_F32.rawValue), precisionBF16 = Int32(SCHNELL_PRECISION_BF16.rawValue)
+
 final class ConvolutionKernelTests: XCTestCase {
     private var random = TestRandom(state: 7)
 
@@ -42,7 +45,8 @@ final class ConvolutionKernelTests: XCTestCase {
                 : convolution(x, weights, dtype, bias, f32, &output, &shape)
         }
         XCTAssertEqual(run(schnell_conv2d_reference, into: &reference), 0)
-        for (name, convolution) in paths ?? [("schnell_conv2d", schnell_conv2d), ("sgemm", schnell_conv2d_sgemm)] {
+        let implicitGEMM: Convolution = { schnell_conv2d($0, $1, $2, $3, $4, $5, $6, precisionF32) }
+        for (name, convolution) in paths ?? [("schnell_conv2d", implicitGEMM), ("sgemm", schnell_conv2d_sgemm)] {
             var fast = [Float](repeating: .nan, count: reference.count)
             XCTAssertEqual(run(convolution, into: &fast), 0, "\(name) \(what)")
             assertClose(fast, reference, "\(name) \(what)")
@@ -113,15 +117,13 @@ final class ConvolutionKernelTests: XCTestCase {
             let weights = randomFloats(outChannels * inChannels * 9), bias = randomFloats(outChannels)
             let what = "Winograd conv \(inChannels)x\(height)x\(width) -> \(outChannels)"
             var fast = [Float](repeating: .nan, count: outChannels * height * width), reference = fast
-            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
             XCTAssertEqual(schnell_conv2d_reference(x, weights, f32, bias, f32, &reference, &shape), 0)
             assertClose(fast, reference, "\(what), float32")
             guard schnell_cpu_level() >= 2, inChannels % 2 == 0 else { continue }
             var stored = [UInt16](repeating: 0, count: weights.count)
             schnell_f32_to_bf16(weights, &stored, weights.count)
-            schnell_set_bf16_activations(1)
-            defer { schnell_set_bf16_activations(0) }
-            XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
             XCTAssertEqual(schnell_conv2d_bf16_reference(x, stored, bias, f32, &reference, &shape), 0)
             assertClose(fast, reference, tolerance: 1e-2, "\(what), bf16")
         }
@@ -129,8 +131,6 @@ final class ConvolutionKernelTests: XCTestCase {
 
     func testBF16ActivationsMatchTheirReference() throws {
         try XCTSkipIf(schnell_cpu_level() < 2, "this CPU has no AVX512-BF16: the float32 path runs instead")
-        schnell_set_bf16_activations(1)
-        defer { schnell_set_bf16_activations(0) }
         for (inChannels, height, width, outChannels, kernel, padding) in
             [(16, 9, 70, 13, 3, 1), (130, 6, 66, 7, 3, 1), (24, 5, 19, 5, 1, 0), (3, 4, 5, 2, 3, 1)] {
             var shape = schnell_conv2d_shape(
@@ -145,7 +145,7 @@ final class ConvolutionKernelTests: XCTestCase {
             let bias = randomFloats(outChannels)
             let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
             var fast = [Float](repeating: .nan, count: count), reference = fast, exact = fast
-            XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape), 0)
+            XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
             XCTAssertEqual(schnell_conv2d_reference(x, stored, bf16, bias, f32, &exact, &shape), 0)
             let what = "bf16 conv \(inChannels)x\(height)x\(width) -> \(outChannels) k\(kernel)"
             let depth = inChannels * kernel * kernel
@@ -187,13 +187,11 @@ final class ConvolutionKernelTests: XCTestCase {
             var fast = [Float](repeating: .nan, count: outChannels * 4 * height * width), reference = fast
             let what = "upsampled \(kernel)x\(kernel) conv \(channels)x\(height)x\(width) -> \(outChannels), bf16 \(bf16Activations)"
             if bf16Activations {
-                schnell_set_bf16_activations(1)
-                defer { schnell_set_bf16_activations(0) }
-                XCTAssertEqual(schnell_conv2d_upsampled(x, stored, bf16, bias, f32, &fast, &shape), 0)
+                XCTAssertEqual(schnell_conv2d_upsampled(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
                 XCTAssertEqual(schnell_conv2d_bf16_reference(upsampled, stored, bias, f32, &reference, &shape), 0)
                 assertClose(fast, reference, tolerance: kernel == 3 ? 4e-3 : 1e-5, what)
             } else {
-                XCTAssertEqual(schnell_conv2d_upsampled(x, weights, f32, bias, f32, &fast, &shape), 0)
+                XCTAssertEqual(schnell_conv2d_upsampled(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
                 XCTAssertEqual(schnell_conv2d_reference(upsampled, weights, f32, bias, f32, &reference, &shape), 0)
                 assertClose(fast, reference, what)
             }
@@ -201,7 +199,7 @@ final class ConvolutionKernelTests: XCTestCase {
         var odd = schnell_conv2d_shape(in_channels: 1, height: 5, width: 4, out_channels: 1, kernel_h: 1,
                                        kernel_w: 1, stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0)
         var output = [Float](repeating: 0, count: 20)
-        XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd), -2,
+        XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd, precisionF32), -2,
                        "an odd upsampled height is refused")
     }
 

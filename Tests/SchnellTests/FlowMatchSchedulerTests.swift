@@ -57,11 +57,14 @@ private func scheduler(named name: String, in fixture: [String: Any]) throws -> 
         .schedule(steps: try #require(euler["steps"] as? Int), imageSequenceLength: try #require(euler["image_seq_len"] as? Int))
     let taken = try #require(euler["steps_taken"] as? [[String: Any]])
     #expect(taken.count == 4)
+    let backend = CPUBackend()
     for step in taken {
         let index = try #require(step["index"] as? Int)
-        var sample = floats(hex: try #require(step["sample"] as? String))
-        try schedule.eulerStep(index, sample: &sample, velocity: floats(hex: try #require(step["velocity"] as? String)))
-        #expect(sample == floats(hex: try #require(step["prev_sample"] as? String)), "Euler step \(index)")
+        let values = floats(hex: try #require(step["sample"] as? String))
+        let sample = backend.upload(values, shape: [values.count])
+        let velocity = floats(hex: try #require(step["velocity"] as? String))
+        try schedule.eulerStep(index, sample: sample, velocity: backend.upload(velocity, shape: [velocity.count]), backend: backend)
+        #expect(backend.download(sample) == floats(hex: try #require(step["prev_sample"] as? String)), "Euler step \(index)")
     }
 }
 
@@ -77,6 +80,9 @@ private func scheduler(named name: String, in fixture: [String: Any]) throws -> 
     let accepted = try FlowMatchScheduler(configJSON: Data(#"{"shift_terminal": null, "use_beta_sigmas": false, "shift": 2}"#.utf8))
     #expect(accepted.shift == 2 && !accepted.useDynamicShifting)
     #expect(throws: SchedulerError.self) { _ = try FlowMatchScheduler.schnellDefaults.schedule(steps: 0, imageSequenceLength: 256) }
-    var sample: [Float] = [1, 2]
-    #expect(throws: SchedulerError.self) { try FlowMatchSchedule.eulerStep(sample: &sample, velocity: [1], sigma: 1, sigmaNext: 0) }
+    let backend = CPUBackend()
+    let schedule = try FlowMatchScheduler.schnellDefaults.schedule(steps: 4, imageSequenceLength: 256)
+    let sample = backend.upload([1, 2], shape: [2]), velocity = backend.upload([1], shape: [1])
+    #expect(throws: SchedulerError.self) { try schedule.eulerStep(0, sample: sample, velocity: velocity, backend: backend) }
+    #expect(throws: SchedulerError.self) { try schedule.eulerStep(4, sample: sample, velocity: sample, backend: backend) }
 }

@@ -23,7 +23,7 @@ final class FluxImageToImageTests: XCTestCase {
 
     func floats(_ file: SafeTensorsFile, _ name: String) throws -> [Float] {
         guard let tensor = file.tensors[name] else { throw WeightsError.missingTensor(name: name, file: file.path) }
-        return tensor.floats().values
+        return tensor.floats()
     }
 
     func bytes(_ file: SafeTensorsFile, _ name: String) throws -> [UInt8] {
@@ -50,16 +50,18 @@ final class FluxImageToImageTests: XCTestCase {
     /// The init image's latent sample (first draw) noised (second draw) to the first sigma that runs.
     func checkStartLatents(_ testCase: Case, _ file: SafeTensorsFile, request: GenerationRequest) throws {
         let pipeline = try Self.pipeline.get()
+        let backend = pipeline.ops
         let edit = ImageToImage(request: request, initImage: try XCTUnwrap(request.initImage), steps: testCase.steps,
-                                latentChannels: pipeline.vae.config.latentChannels, downsampling: 8)
-        let encoded = try edit.encode(vae: pipeline.vae, backend: pipeline.ops)
+                                latentChannels: pipeline.vae.config.latentChannels, downsampling: 8, backend: backend)
+        let encoded = try edit.encode(vae: pipeline.vae)
         let schedule = try pipeline.scheduler.schedule(steps: testCase.steps, imageSequenceLength: (testCase.width / 16) * (testCase.height / 16))
         for (index, seed) in testCase.seeds.enumerated() {
             var generator = TorchGenerator(seed: seed)
-            let start = edit.start(encoded, generator: &generator, schedule: schedule, vae: pipeline.vae)
-            let expected = LatentPacking.pack(try floats(file, "start_latents_\(index)"), channels: edit.channels,
-                                              height: edit.latentHeight, width: edit.latentWidth)
-            XCTAssertLessThan(relativeL2(start.latents.values, expected.values), 1e-4, "\(testCase.name) seed \(seed): starting latents")
+            let start = edit.start(encoded, generator: &generator, schedule: schedule, vae: pipeline.vae, backend: backend)
+            let expected = backend.packLatents(backend.upload(try floats(file, "start_latents_\(index)"),
+                                                              shape: [edit.channels, edit.latentHeight, edit.latentWidth]))
+            XCTAssertLessThan(relativeL2(backend.download(start.latents), backend.download(expected)), 1e-4,
+                              "\(testCase.name) seed \(seed): starting latents")
         }
     }
 

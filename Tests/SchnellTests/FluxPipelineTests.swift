@@ -4,8 +4,8 @@ import XCTest
 
 /// End to end against diffusers' FluxPipeline (float32, CPU) on tiny random pipelines written
 /// by Tests/Fixtures/generate_pipeline.py: same prompt, seed, size and steps must give the same
-/// image within 2/255 per pixel. Stages are checked on the way (relative L2 < 1e-4) so a
-/// failure names the stage.
+/// image within 2/255 per pixel. Stages are checked on the way (text encoders and final latents,
+/// relative L2 < 1e-4) so a failure names the stage.
 final class FluxPipelineTests: XCTestCase {
     static let bundled = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Weights/tiny-flux-schnell").path
@@ -28,19 +28,32 @@ final class FluxPipelineTests: XCTestCase {
         let (testCase, expected) = try loadCase(caseName)
         func golden(_ name: String) throws -> [Float] {
             guard let tensor = expected.tensors[name] else { throw WeightsError.missingTensor(name: name, file: expected.path) }
-            return tensor.floats().values
+            return tensor.floats()
         }
+        let backend = pipeline.ops
         let pooled = try pipeline.clip.encode(ids: pipeline.clipTokenizer.encode(testCase.prompt)).pooled
-        XCTAssertLessThan(relativeL2(pooled.values, try golden("pooled")), 1e-4, "\(caseName): CLIP pooled", file: file, line: line)
+        XCTAssertLessThan(relativeL2(backend.download(pooled), try golden("pooled")), 1e-4, "\(caseName): CLIP pooled",
+                          file: file, line: line)
         let text = try pipeline.t5.encode(ids: pipeline.t5Tokenizer.encode(testCase.prompt, maxLength: testCase.max_sequence_length))
-        XCTAssertLessThan(relativeL2(text.values, try golden("prompt_embeds")), 1e-4, "\(caseName): T5 states", file: file, line: line)
+        XCTAssertLessThan(relativeL2(backend.download(text), try golden("prompt_embeds")), 1e-4, "\(caseName): T5 states",
+                          file: file, line: line)
 
         let request = GenerationRequest(prompt: testCase.prompt, width: testCase.width, height: testCase.height,
                                         steps: testCase.steps, guidance: pipeline.hasGuidance ? testCase.guidance : nil,
                                         seed: testCase.seeds[0],
                                         count: testCase.seeds.count, maxSequenceLength: testCase.max_sequence_length)
-        let result = try pipeline.generate(request)
+        var latents: [[Float]] = []
+        let result = try pipeline.generate(request, observe: IntermediateObserver { name, value in
+            if name == "latents" { latents.append(backend.download(value)) }
+        })
         XCTAssertEqual(result.images.map(\.seed), testCase.seeds, file: file, line: line)
+        // The packed latents after the last step (diffusers' output_type="latent"), per image.
+        let expectedLatents = try golden("latents"), perImage = expectedLatents.count / testCase.seeds.count
+        XCTAssertEqual(latents.count, testCase.seeds.count, "\(caseName): one latents stage per image", file: file, line: line)
+        for (index, values) in latents.enumerated() {
+            let error = relativeL2(values, Array(expectedLatents[(index * perImage)..<((index + 1) * perImage)]))
+            XCTAssertLessThan(error, 1e-4, "\(caseName) image \(index): final latents, relative L2 \(error)", file: file, line: line)
+        }
         let reference = try golden("image_u8")
         let pixels = testCase.width * testCase.height * 3
         for (index, image) in result.images.enumerated() {
@@ -78,7 +91,7 @@ final class FluxPipelineTests: XCTestCase {
         for (index, seed) in testCase.seeds.enumerated() {
             guard let noise = expected.tensors["noise_\(index)"] else { throw WeightsError.missingTensor(name: "noise_\(index)", file: expected.path) }
             var generator = TorchGenerator(seed: seed)
-            XCTAssertEqual(generator.randn(count: noise.count), noise.floats().values, "seed \(seed)")
+            XCTAssertEqual(generator.randn(count: noise.count), noise.floats(), "seed \(seed)")
         }
     }
 

@@ -28,7 +28,7 @@ final class KernelTests: XCTestCase {
                 var fast = [Float](repeating: 0, count: rows * (n + 3))
                 var reference = fast
                 // Output rows wider than n (stride n + 3) as when blocks fill one fused output.
-                schnell_linear(x, rows, k, bytes, dtype, bias, 0, n, &fast, n + 3)
+                schnell_linear(x, rows, k, bytes, dtype, bias, 0, n, &fast, n + 3, Int32(SCHNELL_PRECISION_F32.rawValue))
                 schnell_linear_reference(x, rows, k, bytes, dtype, bias, 0, n, &reference, n + 3)
                 assertClose(fast, reference, tolerance: 1e-5, "linear \(name) \(rows)x\(k)x\(n)")
             }
@@ -100,7 +100,7 @@ final class KernelTests: XCTestCase {
             var fast = [Float](repeating: 0, count: lq * heads * d), reference = fast
             let kPointer = Array(qkv[(heads * d)...]), vPointer = Array(qkv[(2 * heads * d)...])
             schnell_attention(qkv, stride, kPointer, stride, vPointer, stride, &fast, heads * d,
-                              lq, lk, heads, d, 0.3, bias, causal ? 1 : 0)
+                              lq, lk, heads, d, 0.3, bias, causal ? 1 : 0, Int32(SCHNELL_PRECISION_F32.rawValue))
             schnell_attention_reference(qkv, stride, kPointer, stride, vPointer, stride, &reference, heads * d,
                                         lq, lk, heads, d, 0.3, bias, causal ? 1 : 0)
             assertClose(fast, reference, tolerance: 1e-5, "attention \(lq)x\(lk)x\(heads)x\(d)")

@@ -44,11 +44,11 @@ final class SafeTensorsTests: XCTestCase {
         let data = floats([1, 2, 3, 4]) + [0x80, 0x3f, 0x00, 0xc0] + [0x00, 0x3c] + [0x38, 0x7e]
         let file = try SafeTensorsFile(path: try write("good.safetensors", header: header, data: data))
         XCTAssertEqual(file.metadata["format"], "pt")
-        XCTAssertEqual(file.tensors["a"]?.floats().values, [1, 2, 3, 4])
-        XCTAssertEqual(file.tensors["b"]?.floats().values, [1, -2])
-        XCTAssertEqual(file.tensors["c"]?.floats().values, [1])
-        XCTAssertEqual(file.tensors["d"]?.floats().values, [1, 448])
-        XCTAssertEqual(file.tensors["a"]?.rows(1..<2).floats().values, [3, 4])
+        XCTAssertEqual(file.tensors["a"]?.floats(), [1, 2, 3, 4])
+        XCTAssertEqual(file.tensors["b"]?.floats(), [1, -2])
+        XCTAssertEqual(file.tensors["c"]?.floats(), [1])
+        XCTAssertEqual(file.tensors["d"]?.floats(), [1, 448])
+        XCTAssertEqual(file.tensors["a"]?.rows(1..<2).floats(), [3, 4])
     }
 
     func testHeaderLengthPastTheEnd() throws {

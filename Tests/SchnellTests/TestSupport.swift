@@ -1,4 +1,5 @@
 import Foundation
+import SchnellKernels
 import XCTest
 @testable import Schnell
 
@@ -32,4 +33,34 @@ struct TestRandom {
     }
 
     mutating func values(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
+}
+
+/// Small safetensors files written from values, for tests that need weights of their own.
+enum SafeTensorsFixture {
+    /// A temporary file holding `tensors` (name -> values, shape) in `dtype` (f32 or bf16, rounded
+    /// to nearest even), opened; the file is deleted at once (the memory map keeps its data).
+    static func write(_ tensors: [String: (values: [Float], shape: [Int])], dtype: DType = .f32) throws -> SafeTensorsFile {
+        var header: [String: Any] = [:]
+        var data: [UInt8] = []
+        for (name, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
+            let bytes: [UInt8]
+            switch dtype {
+            case .bf16:
+                var halves = [UInt16](repeating: 0, count: tensor.values.count)
+                schnell_f32_to_bf16(tensor.values, &halves, tensor.values.count)
+                bytes = halves.withUnsafeBytes { Array($0) }
+            default:
+                bytes = tensor.values.withUnsafeBytes { Array($0) }
+            }
+            header[name] = ["dtype": dtype.rawValue, "shape": tensor.shape, "data_offsets": [data.count, data.count + bytes.count]]
+            data += bytes
+        }
+        let json = try JSONSerialization.data(withJSONObject: header)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-test-\(UUID().uuidString).safetensors").path
+        var file = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) }
+        file += Array(json) + data
+        try Data(file).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try SafeTensorsFile(path: path)
+    }
 }

@@ -18,8 +18,8 @@ enum TextEncoderFixtures {
     }
 
     /// A float32 reference output of the fixture.
-    static func expected(_ fixture: String, _ name: String) throws -> Tensor {
-        try SafeTensorsFile(path: path(fixture, "expected.safetensors")).tensors[name].map { $0.floats() }
+    static func expected(_ fixture: String, _ name: String) throws -> WeightTensor {
+        try SafeTensorsFile(path: path(fixture, "expected.safetensors")).tensors[name]
             ?? { throw WeightsError.missingTensor(name: name, file: fixture) }()
     }
 
@@ -27,17 +27,6 @@ enum TextEncoderFixtures {
     static func manifest(_ file: String) throws -> [String: [Int]] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path(file)))
         return try JSONDecoder().decode([String: [Int]].self, from: data)
-    }
-
-    /// ||actual - expected|| / ||expected|| over all elements.
-    static func relativeError(_ actual: Tensor, _ expected: Tensor) -> Double {
-        let a = actual.values, e = expected.values
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, e) {
-            difference += Double(x - y) * Double(x - y)
-            norm += Double(y) * Double(y)
-        }
-        return (difference / norm).squareRoot()
     }
 }
 

@@ -27,20 +27,21 @@ size_t schnell_conv2d_out_width(const schnell_conv2d_shape *shape);
 
 // y[Cout, OH, OW] = weight * x[Cin, H, W] (+ bias[Cout]). Returns 0, or -1 when scratch cannot
 // be allocated. On AVX-512 it runs as an implicit GEMM (conv_gemm.c: the column matrix is
-// gathered block by block, never built); with bf16 activations on (schnell_set_bf16_activations),
-// a bf16 weight with an even Cin x kh x kw and AVX512-BF16, that GEMM is bf16(x) . weight with
-// fp32 accumulation, as schnell_linear does. 3x3 convolutions with padding 1, an even height and
+// gathered block by block, never built); with SCHNELL_PRECISION_BF16, a bf16 weight with an
+// even Cin x kh x kw and AVX512-BF16, that GEMM is bf16(x) . weight with fp32 accumulation, as
+// schnell_linear does. 3x3 convolutions with padding 1, an even height and
 // a width that is a multiple of 32 run as Winograd F(2x2, 3x3) instead (conv_winograd.c: 16
 // multiply-adds per 2x2 outputs instead of 36; on the bf16 path the transformed values are
 // rounded to bf16). Elsewhere it is schnell_conv2d_sgemm.
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
-                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *shape);
+                   const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *shape,
+                   int precision);
 // schnell_conv2d over the nearest x2 upsampling of x, without building it: x is
 // [Cin, H / 2, W / 2] where shape's height H and width W (the convolution's input) are even.
 // Returns 0, -1 when scratch cannot be allocated, -2 for an odd H or W.
 int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, float *y,
-                             const schnell_conv2d_shape *shape);
+                             const schnell_conv2d_shape *shape, int precision);
 // The same as im2col over bands of output rows (bounded scratch) and OpenBLAS sgemm.
 int schnell_conv2d_sgemm(const float *x, const void *weight, int weight_dtype,
                          const void *bias, int bias_dtype, float *y,

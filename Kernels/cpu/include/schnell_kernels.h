@@ -56,14 +56,23 @@ void schnell_convert_to_f32_reference(const void *source, int dtype, float *dest
 // Round-to-nearest-even float32 -> bfloat16, as torch's .to(torch.bfloat16).
 void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
 
+// ---- compute precision ----
+// How a kernel computes with bf16 weights, chosen per call by the backend that runs it (two
+// backends of different precisions can live in one process).
+typedef enum {
+    SCHNELL_PRECISION_F32 = 0,   // float32 math whatever the stored dtype, as PyTorch in float32
+    SCHNELL_PRECISION_BF16 = 1,  // bf16 weights meet bf16-rounded activations on AVX512-BF16
+} schnell_precision;
+
 // ---- GEMM (gemm.c) ----
 // y[m, 0:n] = x[m, 0:k] . weight[0:n, 0:k]^T (+ bias[0:n]) for m < rows.
 // weight and bias are in `weight_dtype` / `bias_dtype`; bias may be NULL.
 // y has row stride `y_stride` (>= n), so several weight blocks fill one wide output.
+// With SCHNELL_PRECISION_BF16 and AVX512-BF16, a bf16 weight runs on schnell_linear_bf16.
 void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *weight, int weight_dtype,
                     const void *bias, int bias_dtype,
-                    size_t n, float *y, size_t y_stride);
+                    size_t n, float *y, size_t y_stride, int precision);
 void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *weight, int weight_dtype,
                               const void *bias, int bias_dtype,
@@ -72,11 +81,6 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
 void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
 
 // ---- bf16 GEMM (gemm_bf16.c) ----
-// Process-wide compute precision for bf16 weights (default 0: exact float32 math). When 1 and
-// the CPU has AVX512-BF16, schnell_linear rounds activations to bf16 (RNE) for bf16 weights
-// and runs the native kernel below, with fp32 accumulation.
-void schnell_set_bf16_activations(int enabled);
-int schnell_bf16_activations(void);
 // schnell_linear's contract for a bf16 weight, computed as bf16(x) . weight^T in fp32.
 // Returns 0 when done, -1 (y untouched) when the CPU lacks AVX512-BF16 or memory is short.
 int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *weight,
@@ -124,7 +128,7 @@ void schnell_attention(const float *q, size_t q_stride,
                        const float *v, size_t v_stride,
                        float *out, size_t out_stride,
                        size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
-                       float scale, const float *bias, int causal);
+                       float scale, const float *bias, int causal, int precision);
 void schnell_attention_reference(const float *q, size_t q_stride,
                                  const float *k, size_t k_stride,
                                  const float *v, size_t v_stride,
@@ -132,7 +136,7 @@ void schnell_attention_reference(const float *q, size_t q_stride,
                                  size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
                                  float scale, const float *bias, int causal);
 // The same with Q, K, V and the softmax weights rounded to bf16 (float32 scores, sums and
-// outputs) on AVX512-BF16; schnell_attention takes this path when bf16 activations are on.
+// outputs) on AVX512-BF16; schnell_attention takes this path with SCHNELL_PRECISION_BF16.
 // Returns -1 (writing nothing) on CPUs without AVX512-BF16 or when scratch memory is short.
 int schnell_attention_bf16(const float *q, size_t q_stride,
                            const float *k, size_t k_stride,
@@ -172,6 +176,32 @@ void schnell_gated_activation(const float *a, size_t a_stride, const float *b, s
 void schnell_gated_activation_reference(const float *a, size_t a_stride, const float *b,
                                         size_t b_stride, float *out, size_t rows, size_t width,
                                         int kind);
+
+// ---- latent and pixel ops (latent.c) ----
+// Plain loops over packed float32 values. latent.c is built for baseline x86-64 (no FMA), so
+// each product is rounded before it is added, as PyTorch's float32 elementwise ops do.
+// y = x * scale + shift (y may be x).
+void schnell_affine(const float *x, float *y, size_t count, float scale, float shift);
+// x clamped to [low, high], in place.
+void schnell_clamp(float *x, size_t count, float low, float high);
+// FlowMatchEulerDiscreteScheduler.step: sample += delta * velocity, delta = sigma_next - sigma.
+void schnell_euler_step(float *sample, const float *velocity, size_t count, float delta);
+// The scheduler's scale_noise: y = sigma * noise + (1 - sigma) * x (y may be x).
+void schnell_noise_mix(const float *x, const float *noise, float *y, size_t count, float sigma);
+// Inpainting: x = (1 - mask) * kept + mask * x.
+void schnell_mask_blend(float *x, const float *kept, const float *mask, size_t count);
+// A draw from the VAE's latent distribution: y = mean + exp(0.5 * log_variance) * noise.
+void schnell_gaussian_sample(const float *mean, const float *log_variance, const float *noise,
+                             float *y, size_t count);
+// [C, H, W] -> [(H / 2) (W / 2), 4C], per token in the order (c, dy, dx), as diffusers'
+// _pack_latents; schnell_unpack_latents is its inverse.
+void schnell_pack_latents(const float *x, float *y, size_t channels, size_t height, size_t width);
+void schnell_unpack_latents(const float *x, float *y, size_t channels, size_t height, size_t width);
+// A decoded image [3, pixels] in [-1, 1] -> interleaved 8-bit RGB as diffusers' image processor:
+// (x * 0.5 + 0.5) clamped to [0, 1], times 255, rounded half to even.
+void schnell_rgb8_from_planes(const float *x, uint8_t *rgb, size_t pixels);
+// Interleaved 8-bit RGB -> [3, pixels]: 2 * (v / 255) - 1, as VaeImageProcessor normalises.
+void schnell_planes_from_rgb8(const uint8_t *rgb, float *x, size_t pixels);
 
 #ifdef __cplusplus
 }

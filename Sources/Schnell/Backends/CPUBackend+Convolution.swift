@@ -31,23 +31,21 @@ extension CPUBackend {
             out_channels: layer.outChannels, kernel_h: layer.kernelHeight, kernel_w: layer.kernelWidth,
             stride: layer.stride, pad_top: layer.padding.top, pad_bottom: layer.padding.bottom,
             pad_left: layer.padding.left, pad_right: layer.padding.right)
-        let output = Tensor(uninitialized: [layer.outChannels, schnell_conv2d_out_height(&shape),
-                                            schnell_conv2d_out_width(&shape)])
-        var status: Int32 = 0
-        packed(x) { input in
+        let result = output([layer.outChannels, schnell_conv2d_out_height(&shape), schnell_conv2d_out_width(&shape)])
+        let status = packed(x) { input in
             let run = upsampled ? schnell_conv2d_upsampled : schnell_conv2d
-            status = run(input, layer.weight.pointer, layer.weight.dtype.kernelCode, layer.bias?.pointer,
-                         layer.bias?.dtype.kernelCode ?? 0, output.pointer, &shape)
+            return run(input, layer.weight.pointer, layer.weight.dtype.kernelCode, layer.bias?.pointer,
+                       layer.bias?.dtype.kernelCode ?? 0, floats(result), &shape, kernelPrecision)
         }
         guard status == 0 else { throw BackendError.outOfMemory(op: "conv2d '\(layer.weight.name)'") }
-        return output
+        return result
     }
 
     public func groupNorm(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?,
                           silu: Bool) -> Tensor {
-        let output = Tensor(uninitialized: x.shape)
-        groupNorm(x, into: output, groups: groups, eps: eps, weight: weight, bias: bias, silu: silu)
-        return output
+        let result = output(x.shape)
+        groupNorm(x, into: result, groups: groups, eps: eps, weight: weight, bias: bias, silu: silu)
+        return result
     }
 
     public func groupNormInPlace(_ x: Tensor, groups: Int, eps: Float, weight: Tensor?, bias: Tensor?, silu: Bool) {
@@ -56,14 +54,14 @@ extension CPUBackend {
     }
 
     /// schnell_group_norm reads each group whole before writing it, so output may be x.
-    private func groupNorm(_ x: Tensor, into output: Tensor, groups: Int, eps: Float, weight: Tensor?,
+    private func groupNorm(_ x: Tensor, into result: Tensor, groups: Int, eps: Float, weight: Tensor?,
                            bias: Tensor?, silu: Bool) {
         let channels = x.shape[0]
         precondition(groups > 0 && channels % groups == 0, "groupNorm: \(channels) channels in \(groups) groups")
         packed(x) { input in
             packed(weight) { weight in
                 packed(bias) { bias in
-                    schnell_group_norm(input, output.pointer, channels, x.count / channels, groups, eps,
+                    schnell_group_norm(input, floats(result), channels, x.count / channels, groups, eps,
                                        weight, bias, silu ? 1 : 0)
                 }
             }
@@ -71,8 +69,8 @@ extension CPUBackend {
     }
 
     public func transposed(_ x: Tensor) -> Tensor {
-        let output = Tensor(uninitialized: [x.width, x.rows])
-        schnell_transpose(x.pointer, x.rowStride, output.pointer, x.rows, x.width)
-        return output
+        let result = output([x.width, x.rows])
+        schnell_transpose(floats(x), x.rowStride, floats(result), x.rows, x.width)
+        return result
     }
 }

@@ -15,12 +15,14 @@ public struct AutoencoderKL: Sendable {
     public let config: AutoencoderConfig
     let encoder: VAEEncoder
     let decoder: VAEDecoder
+    let backend: any Backend
 
     /// Loads from a diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors),
     /// a pipeline folder holding one, or a single safetensors file in either layout (FLUX's
     /// `ae.safetensors`). `config` overrides the folder's config.json; a single file without
-    /// one is read as FLUX.1's VAE (`AutoencoderConfig.flux1`).
-    public static func load(from path: String, config: AutoencoderConfig? = nil) throws -> AutoencoderKL {
+    /// one is read as FLUX.1's VAE (`AutoencoderConfig.flux1`). `backend` prepares the weights
+    /// and runs the model.
+    public static func load(from path: String, config: AutoencoderConfig? = nil, backend: any Backend) throws -> AutoencoderKL {
         var weightsPath = path
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
@@ -39,24 +41,25 @@ public struct AutoencoderKL: Sendable {
         } else {
             resolved = .flux1
         }
-        return try AutoencoderKL(store: WeightStore(path: weightsPath), config: resolved)
+        return try AutoencoderKL(store: WeightStore(path: weightsPath), config: resolved, backend: backend)
     }
 
     /// Builds the model from a store in either layout; every tensor must be present with the
     /// shape the config implies, and the store must hold nothing else.
-    public init(store: WeightStore, config: AutoencoderConfig) throws {
+    public init(store: WeightStore, config: AutoencoderConfig, backend: any Backend) throws {
         try config.validate(file: store.path)
         let names = VAEWeightNames(layout: try VAEWeightNames.layout(of: store),
                                    upBlockCount: config.blockOutChannels.count)
-        let reader = VAEWeightReader(store: store, names: names)
+        let reader = VAEWeightReader(store: store, names: names, backend: backend)
         encoder = try VAEEncoder(reader, config)
         decoder = try VAEDecoder(reader, config)
         try reader.refuseUnused()
         self.config = config
+        self.backend = backend
     }
 
     /// Unscaled latents [latentChannels, h, w] -> image [outChannels, h * f, w * f], f = 8 for FLUX.
-    public func decode(_ latents: Tensor, backend: some Backend) throws -> Tensor {
+    public func decode(_ latents: Tensor) throws -> Tensor {
         try checkShape(latents, channels: config.latentChannels, multiple: 1, what: "latents")
         return try decoder(latents, backend)
     }
@@ -64,40 +67,32 @@ public struct AutoencoderKL: Sendable {
     /// Image [inChannels, H, W] (H, W multiples of 8 for FLUX, values in [-1, 1]) -> the latent
     /// distribution's mean and log-variance (clamped to [-30, 20] as diffusers does), each
     /// [latentChannels, H / 8, W / 8], unscaled. A sample is mean + exp(logVariance / 2) * noise.
-    public func encode(_ image: Tensor, backend: some Backend) throws -> (mean: Tensor, logVariance: Tensor) {
+    public func encode(_ image: Tensor) throws -> (mean: Tensor, logVariance: Tensor) {
         try checkShape(image, channels: config.inChannels, multiple: config.downsamplingFactor, what: "image")
         let moments = try encoder(image, backend)  // [2 * latent, h, w]: mean then log-variance
         let latent = config.latentChannels, height = moments.shape[1], width = moments.shape[2]
         let planes = moments.reshaped([2 * latent, height * width])
-        let mean = planes.rows(0..<latent).copy().reshaped([latent, height, width])
-        let logVariance = planes.rows(latent..<2 * latent).copy().reshaped([latent, height, width])
-        let values = logVariance.pointer
-        for index in 0..<logVariance.count { values[index] = min(max(values[index], -30), 20) }
+        let mean = backend.copy(planes.rows(0..<latent)).reshaped([latent, height, width])
+        let logVariance = backend.copy(planes.rows(latent..<2 * latent)).reshaped([latent, height, width])
+        backend.clamp(logVariance, low: -30, high: 20)
         return (mean, logVariance)
     }
 
     /// The latent distribution's mean (its mode): the deterministic encoding. diffusers' FLUX
     /// image-to-image pipeline samples the distribution instead; use `encode` and add noise
     /// to match it draw for draw.
-    public func encodeMean(_ image: Tensor, backend: some Backend) throws -> Tensor {
-        try encode(image, backend: backend).mean
+    public func encodeMean(_ image: Tensor) throws -> Tensor {
+        try encode(image).mean
     }
 
     /// Transformer latents -> VAE latents: latents / scalingFactor + shiftFactor.
     public func unscaledLatents(_ latents: Tensor) -> Tensor {
-        affine(latents, scale: 1 / config.scalingFactor, shift: config.shiftFactor)
+        backend.affine(latents, scale: 1 / config.scalingFactor, shift: config.shiftFactor)
     }
 
     /// VAE latents -> transformer latents: (latents - shiftFactor) * scalingFactor.
     public func scaledLatents(_ latents: Tensor) -> Tensor {
-        affine(latents, scale: config.scalingFactor, shift: -config.shiftFactor * config.scalingFactor)
-    }
-
-    private func affine(_ x: Tensor, scale: Float, shift: Float) -> Tensor {
-        let result = x.copy()
-        let values = result.pointer
-        for index in 0..<result.count { values[index] = values[index] * scale + shift }
-        return result
+        backend.affine(latents, scale: config.scalingFactor, shift: -config.shiftFactor * config.scalingFactor)
     }
 
     private func checkShape(_ x: Tensor, channels: Int, multiple: Int, what: String) throws {

@@ -39,26 +39,27 @@ public final class CLIPTextModel: @unchecked Sendable {
             return found
         }
         func linear(_ name: String) throws -> Linear {
-            try Linear(weight: tensor(name + ".weight"), bias: tensor(name + ".bias"))
+            try backend.prepare(Linear(weight: tensor(name + ".weight"), bias: tensor(name + ".bias")))
         }
+        func vector(_ name: String) throws -> Tensor { backend.upload(try tensor(name)) }
         layers = try (0..<config.layerCount).map { index in
             let layer = "encoder.layers.\(index)."
             let attention = layer + "self_attn."
             let qkvBlocks = try ["q_proj", "k_proj", "v_proj"].map {
                 Linear.Block(weight: try tensor(attention + $0 + ".weight"), bias: try tensor(attention + $0 + ".bias"))
             }
-            return Layer(norm1Weight: try tensor(layer + "layer_norm1.weight").floats(),
-                         norm1Bias: try tensor(layer + "layer_norm1.bias").floats(),
-                         qkv: try Linear(blocks: qkvBlocks),
+            return Layer(norm1Weight: try vector(layer + "layer_norm1.weight"),
+                         norm1Bias: try vector(layer + "layer_norm1.bias"),
+                         qkv: try backend.prepare(Linear(blocks: qkvBlocks)),
                          outProjection: try linear(attention + "out_proj"),
-                         norm2Weight: try tensor(layer + "layer_norm2.weight").floats(),
-                         norm2Bias: try tensor(layer + "layer_norm2.bias").floats(),
+                         norm2Weight: try vector(layer + "layer_norm2.weight"),
+                         norm2Bias: try vector(layer + "layer_norm2.bias"),
                          fc1: try linear(layer + "mlp.fc1"), fc2: try linear(layer + "mlp.fc2"))
         }
         tokenEmbedding = try tensor("embeddings.token_embedding.weight")
         positionEmbedding = try tensor("embeddings.position_embedding.weight")
-        finalNormWeight = try tensor("final_layer_norm.weight").floats()
-        finalNormBias = try tensor("final_layer_norm.bias").floats()
+        finalNormWeight = try vector("final_layer_norm.weight")
+        finalNormBias = try vector("final_layer_norm.bias")
         activation = try config.activation(file: weights.path)
         self.config = config
         self.backend = backend
@@ -127,7 +128,7 @@ public final class CLIPTextModel: @unchecked Sendable {
         }
         let output = backend.layerNorm(x, eps: eps, weight: finalNormWeight, bias: finalNormBias)
         let pooledRow = pooledPosition(ids)
-        return (output, output.rows(pooledRow..<pooledRow + 1).copy().reshaped([hidden]))
+        return (output, backend.copy(output.rows(pooledRow..<pooledRow + 1)).reshaped([hidden]))
     }
 
     /// Where transformers takes the pooled output: the largest id for the legacy end id 2,

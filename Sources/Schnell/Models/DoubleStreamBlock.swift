@@ -11,7 +11,7 @@ struct DoubleStreamBlock: Sendable {
     let imgProj, txtProj: Linear
     let imgMLPIn, imgMLPOut, txtMLPIn, txtMLPOut: Linear
 
-    init(_ weights: MappedWeights, index: Int) throws {
+    init(_ weights: LayerWeights, index: Int) throws {
         let e = "double.\(index)"
         imgModulation = try weights.linear("\(e).img_mod")
         txtModulation = try weights.linear("\(e).txt_mod")
@@ -38,10 +38,13 @@ struct DoubleStreamBlock: Sendable {
         let txtMod = ops.linear(conditioning, txtModulation)
         func chunk(_ mod: Tensor, _ i: Int) -> Tensor { mod.columns((i * inner)..<((i + 1) * inner)) }
 
-        // [N, 3 * inner] per stream -> joint [Nt + Ni, 3 * inner] so attention sees one sequence.
+        // Each stream's q|k|v [N, 3 * inner] is written into its rows of one joint [Nt + Ni, 3 * inner]
+        // buffer, so attention sees one sequence.
         let txtNormed = ops.layerNormModulate(txt, scale: chunk(txtMod, 1), shift: chunk(txtMod, 0), eps: 1e-6)
         let imgNormed = ops.layerNormModulate(img, scale: chunk(imgMod, 1), shift: chunk(imgMod, 0), eps: 1e-6)
-        let qkv = Tensor.concatenateRows([ops.linear(txtNormed, txtQKV), ops.linear(imgNormed, imgQKV)])
+        let qkv = ops.allocate([textTokens + img.rows, 3 * inner], dtype: .f32)
+        ops.linear(txtNormed, txtQKV, into: qkv.rows(0..<textTokens))
+        ops.linear(imgNormed, imgQKV, into: qkv.rows(textTokens..<qkv.rows))
         let txtRows = qkv.rows(0..<textTokens), imgRows = qkv.rows(textTokens..<qkv.rows)
         let txtRotary = rotary.rows(0..<textTokens), imgRotary = rotary.rows(textTokens..<qkv.rows)
         ops.qkNormRope(txtRows.columns(0..<inner), heads: heads, weight: txtQNorm, eps: 1e-6, rotary: txtRotary)

@@ -1,10 +1,11 @@
 import Foundation
 
-/// The FLUX transformer's position and time inputs, computed on the host (they are tiny).
+/// The FLUX transformer's position and time inputs, computed on the host (they are tiny) and
+/// uploaded by the model.
 enum FluxEmbeddings {
     /// diffusers' `get_timestep_embedding(t, 256, flip_sin_to_cos=True, downscale_freq_shift=0)`
     /// in float32: [cos(t f_i) ..., sin(t f_i) ...] with f_i = exp(-ln(10000) i / 128).
-    static func timestepSinusoid(_ value: Float, channels: Int = TransformerConfig.timestepChannels) -> Tensor {
+    static func timestepSinusoid(_ value: Float, channels: Int = TransformerConfig.timestepChannels) -> [Float] {
         let half = channels / 2
         var result = [Float](repeating: 0, count: channels)
         for i in 0..<half {
@@ -13,13 +14,13 @@ enum FluxEmbeddings {
             result[i] = cos(angle)
             result[half + i] = sin(angle)
         }
-        return Tensor(shape: [1, channels], values: result)
+        return result
     }
 
     /// Rotary tables for position ids [tokens][3] (text index, row, column): per axis a of
     /// width d_a, angle = pos * theta^(-2j / d_a), computed in float64 as diffusers does and
     /// repeated for both members of each pair. -> cos, sin [tokens, sum d_a]
-    static func rotaryTable(ids: [[Float]], axesDims: [Int], theta: Double = 10000) -> RotaryTable {
+    static func rotaryTable(ids: [[Float]], axesDims: [Int], theta: Double = 10000, backend: any Backend) -> RotaryTable {
         let width = axesDims.reduce(0, +)
         var cosValues = [Float](repeating: 0, count: ids.count * width)
         var sinValues = cosValues
@@ -35,8 +36,8 @@ enum FluxEmbeddings {
                 }
             }
         }
-        return RotaryTable(cos: Tensor(shape: [ids.count, width], values: cosValues),
-                           sin: Tensor(shape: [ids.count, width], values: sinValues))
+        return RotaryTable(cos: backend.upload(cosValues, shape: [ids.count, width]),
+                           sin: backend.upload(sinValues, shape: [ids.count, width]))
     }
 
     /// FluxPipeline's position ids: text tokens all zero, then image tokens (0, row, column)
@@ -47,12 +48,5 @@ enum FluxEmbeddings {
             for column in 0..<gridWidth { ids.append([0, Float(row), Float(column)]) }
         }
         return ids
-    }
-}
-
-extension RotaryTable {
-    /// The table rows of tokens [start, end).
-    func rows(_ range: Range<Int>) -> RotaryTable {
-        RotaryTable(cos: cos.rows(range), sin: sin.rows(range))
     }
 }

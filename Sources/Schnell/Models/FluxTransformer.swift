@@ -17,13 +17,15 @@ public final class FluxTransformer: Sendable {
     let singleBlocks: [SingleStreamBlock]
     let finalModulation, finalLinear: Linear
 
-    /// Builds the model from resolved checkpoint tensors; see `load(path:)` for files.
+    /// Builds the model from resolved checkpoint tensors; see `load(path:)` for files. Every layer
+    /// is prepared by `backend` here, once.
     init(config: TransformerConfig, store: WeightStore, layout: CheckpointLayout, prefix: String,
          backend: any Backend) throws {
         guard config.axesDimsRope != nil else {
             throw WeightsError.invalidConfig(file: store.path, reason: "cannot infer the rotary axes for head width \(config.headDim); put a diffusers config.json beside the file or pass the axes explicitly")
         }
-        let weights = try FluxWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix)
+        let mapped = try FluxWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix)
+        let weights = LayerWeights(mapped: mapped, backend: backend)
         self.config = config
         self.layout = layout
         ops = backend
@@ -45,35 +47,41 @@ public final class FluxTransformer: Sendable {
     /// - latents: packed latent tokens [Ni, inChannels]; text: T5 states [Nt, jointAttentionDim];
     ///   pooled: CLIP pooled [pooledProjectionDim]
     /// - timestep: sigma in [0, 1] (the pipeline's t / 1000); guidance: dev's guidance scale
-    /// - ids: position ids for [text; image] tokens, [Nt + Ni][3]
+    /// - rotary: tables for [text; image] tokens (`rotaryTable`)
+    /// - observe: sees "temb" (before SiLU), "double.N.txt" and "double.N.img" after each
+    ///   double-stream block, "single.N" (the joint [text; image] tokens) after each single one
     /// -> velocity [Ni, outChannels]
     public func callAsFunction(latents: Tensor, text: Tensor, pooled: Tensor, timestep: Float,
-                               guidance: Float?, rotary: RotaryTable) -> Tensor {
-        var temb = timeEmbedding(timestep)
+                               guidance: Float?, rotary: RotaryTable,
+                               observe: IntermediateObserver? = nil) -> Tensor {
+        let temb = embed(timestep * 1000, timeIn, timeOut)  // [1, inner]
         if let guidanceIn, let guidanceOut {
-            let hidden = ops.linear(FluxEmbeddings.timestepSinusoid(Float(guidance ?? 3.5) * 1000), guidanceIn)
-            ops.activate(hidden, .silu)
-            ops.gatedAdd(temb, ops.linear(hidden, guidanceOut), gate: nil)
+            ops.gatedAdd(temb, embed((guidance ?? 3.5) * 1000, guidanceIn, guidanceOut), gate: nil)
         }
         let pooledHidden = ops.linear(pooled.reshaped([1, pooled.count]), vectorIn)
         ops.activate(pooledHidden, .silu)
         ops.gatedAdd(temb, ops.linear(pooledHidden, vectorOut), gate: nil)
-        temb = temb.copy()
+        observe?("temb", temb)
         ops.activate(temb, .silu)  // every modulation reads silu(temb)
 
-        let img = ops.linear(latents, imageIn)  // [Ni, inner]
-        let txt = ops.linear(text, textIn)      // [Nt, inner]
-        for block in doubleBlocks {
+        // Text and image tokens live in one buffer [Nt + Ni, inner], text first: the double blocks
+        // update each stream in place, and the single blocks run on the joint sequence as it is.
+        let textTokens = text.rows, inner = config.innerDim
+        let joint = ops.allocate([textTokens + latents.rows, inner], dtype: .f32)
+        let txt = joint.rows(0..<textTokens), img = joint.rows(textTokens..<joint.rows)
+        ops.linear(text, textIn, into: txt)
+        ops.linear(latents, imageIn, into: img)
+        for (index, block) in doubleBlocks.enumerated() {
             block(txt: txt, img: img, conditioning: temb, rotary: rotary, heads: config.heads, ops: ops)
+            observe?("double.\(index).txt", txt)
+            observe?("double.\(index).img", img)
         }
-        let joint = Tensor.concatenateRows([txt, img])
-        for block in singleBlocks {
+        for (index, block) in singleBlocks.enumerated() {
             block(joint, conditioning: temb, rotary: rotary, heads: config.heads, ops: ops)
+            observe?("single.\(index)", joint)
         }
-        let imageTokens = joint.rows(txt.rows..<joint.rows)
         let mod = ops.linear(temb, finalModulation)  // [1, 2 * inner]: scale, shift
-        let inner = config.innerDim
-        let normed = ops.layerNormModulate(imageTokens, scale: mod.columns(0..<inner),
+        let normed = ops.layerNormModulate(img, scale: mod.columns(0..<inner),
                                            shift: mod.columns(inner..<(2 * inner)), eps: 1e-6)
         return ops.linear(normed, finalLinear)
     }
@@ -82,13 +90,15 @@ public final class FluxTransformer: Sendable {
     public func rotaryTable(textTokens: Int, gridHeight: Int, gridWidth: Int) -> RotaryTable {
         FluxEmbeddings.rotaryTable(ids: FluxEmbeddings.positionIDs(textTokens: textTokens, gridHeight: gridHeight,
                                                                     gridWidth: gridWidth),
-                                   axesDims: config.axesDimsRope ?? [])
+                                   axesDims: config.axesDimsRope ?? [], backend: ops)
     }
 
-    private func timeEmbedding(_ timestep: Float) -> Tensor {
-        let hidden = ops.linear(FluxEmbeddings.timestepSinusoid(timestep * 1000), timeIn)
+    /// second(silu(first(sinusoid(value)))): the time (and guidance) embedding, [1, inner].
+    private func embed(_ value: Float, _ first: Linear, _ second: Linear) -> Tensor {
+        let sinusoid = ops.upload(FluxEmbeddings.timestepSinusoid(value), shape: [1, TransformerConfig.timestepChannels])
+        let hidden = ops.linear(sinusoid, first)
         ops.activate(hidden, .silu)
-        return ops.linear(hidden, timeOut)  // [1, inner]
+        return ops.linear(hidden, second)
     }
 
     /// Parameters in the loaded weights.
@@ -101,7 +111,7 @@ public final class FluxTransformer: Sendable {
             + [guidanceIn, guidanceOut].compactMap { $0 }
             + doubleBlocks.flatMap { [$0.imgModulation, $0.txtModulation, $0.imgQKV, $0.txtQKV, $0.imgProj, $0.txtProj,
                                       $0.imgMLPIn, $0.imgMLPOut, $0.txtMLPIn, $0.txtMLPOut] }
-            + singleBlocks.flatMap { [$0.modulation, $0.linear1, $0.linear2] }
+            + singleBlocks.flatMap { [$0.modulation, $0.qkv, $0.mlpIn, $0.linear2] }
     }
 
     private var vectorParameters: Int { config.headDim * (4 * config.numLayers + 2 * config.numSingleLayers) }

@@ -40,23 +40,24 @@ public final class T5Encoder: @unchecked Sendable {
             return found
         }
         func linear(_ names: [String]) throws -> Linear {
-            try Linear(blocks: names.map { Linear.Block(weight: try tensor($0 + ".weight"), bias: nil) })
+            try backend.prepare(Linear(blocks: names.map { Linear.Block(weight: try tensor($0 + ".weight"), bias: nil) }))
         }
+        func vector(_ name: String) throws -> Tensor { backend.upload(try tensor(name)) }
         let (gated, activation) = try config.feedForward(file: weights.path)
         blocks = try (0..<config.layerCount).map { index in
             let attention = "encoder.block.\(index).layer.0."
             let feedForward = "encoder.block.\(index).layer.1."
             let inputs = gated ? ["wi_0", "wi_1"] : ["wi"]
-            return Block(attentionNorm: try tensor(attention + "layer_norm.weight").floats(),
+            return Block(attentionNorm: try vector(attention + "layer_norm.weight"),
                          qkv: try linear(["q", "k", "v"].map { attention + "SelfAttention." + $0 }),
                          output: try linear([attention + "SelfAttention.o"]),
-                         feedForwardNorm: try tensor(feedForward + "layer_norm.weight").floats(),
+                         feedForwardNorm: try vector(feedForward + "layer_norm.weight"),
                          input: try linear(inputs.map { feedForward + "DenseReluDense." + $0 }),
                          feedForwardOutput: try linear([feedForward + "DenseReluDense.wo"]))
         }
         tokenEmbedding = try tensor(embeddingName)
         relativeAttentionBias = try tensor("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
-        finalNorm = try tensor("encoder.final_layer_norm.weight").floats()
+        finalNorm = try vector("encoder.final_layer_norm.weight")
         self.gated = gated
         self.activation = activation
         self.config = config

@@ -9,8 +9,8 @@ struct VAEGroupNorm {
     let groups: Int
 
     init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
-        weight = try reader.floats(prefix + ".weight", shape: [channels])
-        bias = try reader.floats(prefix + ".bias", shape: [channels])
+        weight = try reader.vector(prefix + ".weight", shape: [channels])
+        bias = try reader.vector(prefix + ".bias", shape: [channels])
         self.groups = groups
     }
 
@@ -67,10 +67,10 @@ struct VAEAttention {
 
     init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
         norm = try VAEGroupNorm(reader, prefix + ".group_norm", channels: channels, groups: groups)
-        qkv = try Linear(blocks: ["to_q", "to_k", "to_v"].map {
+        qkv = try reader.backend.prepare(Linear(blocks: ["to_q", "to_k", "to_v"].map {
             try reader.linearBlock(prefix + "." + $0, features: channels)
-        })
-        out = try Linear(blocks: [reader.linearBlock(prefix + ".to_out.0", features: channels)])
+        }))
+        out = try reader.backend.prepare(Linear(blocks: [reader.linearBlock(prefix + ".to_out.0", features: channels)]))
         self.channels = channels
     }
 

@@ -17,24 +17,24 @@ struct ImageToImage {
 
     /// [3, H, W] in [-1, 1].
     let image: Tensor
-    /// Packed like the latents, [tokens * 4C]: 1 regenerates, 0 keeps the init image.
-    let mask: [Float]?
+    /// Packed like the latents, [tokens, 4C]: 1 regenerates, 0 keeps the init image.
+    let mask: Tensor?
     let firstStep: Int
     let channels: Int
     let latentHeight: Int
     let latentWidth: Int
 
-    /// What the denoising loop needs per image.
+    /// What the denoising loop needs per image, packed [tokens, 4C].
     struct Start {
         let latents: Tensor
-        let noise: [Float]
-        let imageLatents: [Float]
+        let noise: Tensor
+        let imageLatents: Tensor
     }
 
-    /// The VAE's latent distribution of the init image, shared by all images of a request.
+    /// The VAE's latent distribution of the init image [C, h, w], shared by all images of a request.
     struct Encoded {
-        let mean: [Float]
-        let standardDeviation: [Float]
+        let mean: Tensor
+        let logVariance: Tensor
     }
 
     /// Checks the edit fields of a request; the messages name the parameter.
@@ -80,7 +80,8 @@ struct ImageToImage {
         return Int(max(Double(steps) - noisedSteps, 0))
     }
 
-    init(request: GenerationRequest, initImage: InputImage, steps: Int, latentChannels: Int, downsampling: Int) {
+    init(request: GenerationRequest, initImage: InputImage, steps: Int, latentChannels: Int, downsampling: Int,
+         backend: any Backend) {
         firstStep = Self.firstStep(steps: steps, strength: request.strength ?? Self.defaultStrength)
         channels = latentChannels
         let latentHeight = request.height / downsampling, latentWidth = request.width / downsampling
@@ -89,25 +90,19 @@ struct ImageToImage {
         let rgb = Self.resized(Self.rgb(initImage), width: initImage.width, height: initImage.height, channels: 3,
                                to: request.width, request.height)
         // VaeImageProcessor: [H, W, 3] bytes -> [3, H, W], float32 x / 255, then 2x - 1.
-        let plane = request.width * request.height
-        var values = [Float](repeating: 0, count: 3 * plane)
-        for pixel in 0..<plane {
-            for channel in 0..<3 {
-                values[channel * plane + pixel] = 2 * (Float(rgb[pixel * 3 + channel]) / 255) - 1
-            }
-        }
-        image = Tensor(shape: [3, request.height, request.width], values: values)
+        image = backend.uploadRGB8(rgb, width: request.width, height: request.height)
         mask = request.mask.map { mask in
             let regenerate = Self.resized(stride(from: 3, to: mask.pixels.count, by: 4).map { 255 - mask.pixels[$0] },
                                           width: mask.width, height: mask.height, channels: 1, to: request.width, request.height)
-            // Nearest downsampling to the latent grid reads pixel (8y, 8x); binarised at 0.5 of 255.
-            var grid = [Float](repeating: 0, count: latentChannels * latentHeight * latentWidth)
-            for y in 0..<latentHeight {
-                for x in 0..<latentWidth where Float(regenerate[y * downsampling * request.width + x * downsampling]) / 255 >= 0.5 {
-                    for c in 0..<latentChannels { grid[(c * latentHeight + y) * latentWidth + x] = 1 }
-                }
+            // Nearest downsampling to the latent grid reads pixel (8y, 8x); binarised at 0.5 of 255;
+            // the same for every latent channel.
+            let plane: [Float] = (0..<(latentHeight * latentWidth)).map { cell in
+                let (y, x) = cell.quotientAndRemainder(dividingBy: latentWidth)
+                return Float(regenerate[y * downsampling * request.width + x * downsampling]) / 255 >= 0.5 ? 1 : 0
             }
-            return LatentPacking.pack(grid, channels: latentChannels, height: latentHeight, width: latentWidth).values
+            let grid = backend.upload(Array(repeatElement(plane, count: latentChannels).joined()),
+                                      shape: [latentChannels, latentHeight, latentWidth])
+            return backend.packLatents(grid)
         }
     }
 
@@ -122,48 +117,29 @@ struct ImageToImage {
                                         toWidth: newWidth, toHeight: newHeight)
     }
 
-    func encode(vae: AutoencoderKL, backend: some Backend) throws -> Encoded {
-        let (mean, logVariance) = try vae.encode(image, backend: backend)
-        return Encoded(mean: mean.values, standardDeviation: logVariance.values.map { exp(0.5 * $0) })
+    func encode(vae: AutoencoderKL) throws -> Encoded {
+        let (mean, logVariance) = try vae.encode(image)
+        return Encoded(mean: mean, logVariance: logVariance)
     }
 
     /// The starting latents of one image: the init image's latent sample noised to `sigmas[firstStep]`.
-    func start(_ encoded: Encoded, generator: inout TorchGenerator, schedule: FlowMatchSchedule, vae: AutoencoderKL) -> Start {
-        let count = encoded.mean.count
-        let sampleNoise = generator.randn(count: count)
-        var sample = [Float](repeating: 0, count: count)
-        for index in 0..<count {
-            let spread = encoded.standardDeviation[index] * sampleNoise[index]
-            sample[index] = encoded.mean[index] + spread
-        }
-        let noise = generator.randn(count: count)
-        let scaled = vae.scaledLatents(Tensor(shape: [channels, latentHeight, latentWidth], values: sample))
-        let imageLatents = LatentPacking.pack(scaled.values, channels: channels, height: latentHeight, width: latentWidth).values
-        let packedNoise = LatentPacking.pack(noise, channels: channels, height: latentHeight, width: latentWidth).values
-        let latents = Self.noised(imageLatents, noise: packedNoise, sigma: schedule.sigmas[firstStep])
-        return Start(latents: Tensor(shape: [latents.count / (4 * channels), 4 * channels], values: latents),
-                     noise: packedNoise, imageLatents: imageLatents)
+    func start(_ encoded: Encoded, generator: inout TorchGenerator, schedule: FlowMatchSchedule, vae: AutoencoderKL,
+               backend: any Backend) -> Start {
+        let shape = [channels, latentHeight, latentWidth], count = encoded.mean.count
+        let sampleNoise = backend.upload(generator.randn(count: count), shape: shape)
+        let sample = backend.gaussianSample(mean: encoded.mean, logVariance: encoded.logVariance, noise: sampleNoise)
+        let noise = backend.packLatents(backend.upload(generator.randn(count: count), shape: shape))
+        let imageLatents = backend.packLatents(vae.scaledLatents(sample))
+        return Start(latents: backend.noiseMix(imageLatents, noise: noise, sigma: schedule.sigmas[firstStep]),
+                     noise: noise, imageLatents: imageLatents)
     }
 
     /// Inpainting, after step `step`: the kept region goes back onto the init image's path.
-    func blend(_ latents: inout [Float], after step: Int, schedule: FlowMatchSchedule, start: Start) {
+    func blend(_ latents: Tensor, after step: Int, schedule: FlowMatchSchedule, start: Start, backend: any Backend) {
         guard let mask else { return }
         let kept = step < schedule.steps - 1
-            ? Self.noised(start.imageLatents, noise: start.noise, sigma: schedule.sigmas[step + 1])
+            ? backend.noiseMix(start.imageLatents, noise: start.noise, sigma: schedule.sigmas[step + 1])
             : start.imageLatents
-        for index in latents.indices {
-            let keep = (1 - mask[index]) * kept[index]
-            let regenerate = mask[index] * latents[index]
-            latents[index] = keep + regenerate
-        }
-    }
-
-    /// `scale_noise`: sigma * noise + (1 - sigma) * latents, in float32.
-    private static func noised(_ latents: [Float], noise: [Float], sigma: Float) -> [Float] {
-        zip(latents, noise).map { latent, noise in
-            let noisePart = sigma * noise
-            let latentPart = (1 - sigma) * latent
-            return noisePart + latentPart
-        }
+        backend.maskBlend(latents, kept: kept, mask: mask)
     }
 }

@@ -35,7 +35,7 @@ public final class FluxPipeline: Sendable {
                                                    axesDimsRope: files.transformer == nil ? nil : axes)
         let vaePath = try files.path(files.vae, subfolder: "vae", flag: "--vae")
         let vaeConfig = try files.vae == nil ? nil : files.configFile("vae/config.json").map { try AutoencoderConfig(contentsOf: $0) }
-        let vae = try AutoencoderKL.load(from: vaePath, config: vaeConfig)
+        let vae = try AutoencoderKL.load(from: vaePath, config: vaeConfig, backend: backend)
         let clipPath = try files.path(files.clip, subfolder: "text_encoder", flag: "--clip")
         let clipConfig = try files.clip == nil ? nil : files.configFile("text_encoder/config.json").map { try CLIPTextConfig.read(path: $0) }
         let clip = try CLIPTextModel.load(path: clipPath, config: clipConfig, backend: backend)
@@ -111,15 +111,16 @@ public final class FluxPipeline: Sendable {
 
     /// Generates `request.count` images; `progress` returning false cancels (throws `.cancelled`).
     /// With an init image (and mask) it edits as diffusers' img2img (inpaint) pipeline: see `ImageToImage`.
-    public func generate(_ request: GenerationRequest,
-                         progress: (GenerationProgress) -> Bool = { _ in true }) throws -> GenerationResult {
+    /// `observe` sees each image's packed latents [tokens, 4C] after the last step, as "latents".
+    public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool = { _ in true },
+                         observe: IntermediateObserver? = nil) throws -> GenerationResult {
         try validate(request)
         let steps = request.steps ?? defaultSteps
         let guidance = request.guidance ?? defaultGuidance
         let firstSeed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         let edit = request.initImage.map {
             ImageToImage(request: request, initImage: $0, steps: steps, latentChannels: vae.config.latentChannels,
-                         downsampling: vae.config.downsamplingFactor)
+                         downsampling: vae.config.downsamplingFactor, backend: ops)
         }
         let firstStep = edit?.firstStep ?? 0
         var timings: [(stage: String, seconds: Double)] = []
@@ -145,33 +146,33 @@ public final class FluxPipeline: Sendable {
         let rotary = transformer.rotaryTable(textTokens: text.rows, gridHeight: gridHeight, gridWidth: gridWidth)
         let schedule = try scheduler.schedule(steps: steps, imageSequenceLength: gridHeight * gridWidth)
         let channels = vae.config.latentChannels
-        let encoded = try edit.map { edit in try timed("vae encode") { try edit.encode(vae: vae, backend: ops) } }
+        let encoded = try edit.map { edit in try timed("vae encode") { try edit.encode(vae: vae) } }
 
         var images: [GeneratedImage] = []
         for index in 0..<request.count {
             let seed = firstSeed &+ UInt64(index)
             var generator = TorchGenerator(seed: seed)
-            let start = edit.flatMap { edit in encoded.map { edit.start($0, generator: &generator, schedule: schedule, vae: vae) } }
-            var latents = start?.latents ?? LatentPacking.pack(generator.randn(count: channels * latentHeight * latentWidth),
-                                                               channels: channels, height: latentHeight, width: latentWidth)
+            let start = edit.flatMap { edit in
+                encoded.map { edit.start($0, generator: &generator, schedule: schedule, vae: vae, backend: ops) }
+            }
+            let latents = start?.latents ?? ops.packLatents(ops.upload(generator.randn(count: channels * latentHeight * latentWidth),
+                                                                       shape: [channels, latentHeight, latentWidth]))
             for step in firstStep..<steps {
                 let run = step - firstStep
                 try report(.denoising, image: index, step: run)
-                latents = try timed(request.count > 1 ? "image \(index + 1) step \(run + 1)" : "step \(run + 1)") {
+                try timed(request.count > 1 ? "image \(index + 1) step \(run + 1)" : "step \(run + 1)") {
                     let velocity = transformer(latents: latents, text: text, pooled: pooled,
                                                timestep: schedule.transformerTimestep(at: step),
                                                guidance: guidance, rotary: rotary)
-                    var values = latents.values
-                    try schedule.eulerStep(step, sample: &values, velocity: velocity.values)
-                    if let edit, let start { edit.blend(&values, after: step, schedule: schedule, start: start) }
-                    return Tensor(shape: latents.shape, values: values)
+                    try schedule.eulerStep(step, sample: latents, velocity: velocity, backend: ops)
+                    if let edit, let start { edit.blend(latents, after: step, schedule: schedule, start: start, backend: ops) }
                 }
             }
+            observe?("latents", latents)
             try report(.decoding, image: index, step: steps - firstStep)
             let rgb = try timed(request.count > 1 ? "image \(index + 1) vae decode" : "vae decode") {
-                let unpacked = LatentPacking.unpack(latents, channels: channels, height: latentHeight, width: latentWidth)
-                let decoded = try vae.decode(vae.unscaledLatents(unpacked), backend: ops)
-                return ImageQuantization.rgb8(decoded)
+                let unpacked = ops.unpackLatents(latents, height: latentHeight, width: latentWidth)
+                return ops.downloadRGB8(try vae.decode(vae.unscaledLatents(unpacked)))
             }
             images.append(GeneratedImage(width: request.width, height: request.height, rgb: rgb, seed: seed))
         }

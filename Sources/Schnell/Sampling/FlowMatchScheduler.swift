@@ -170,28 +170,16 @@ public struct FlowMatchSchedule: Sendable, Equatable {
         timesteps[step] / 1000
     }
 
-    /// One Euler step of the flow ODE, as `FlowMatchEulerDiscreteScheduler.step` in float32:
-    /// `sample += (sigmaNext - sigma) * velocity`, the product rounded before the sum (no fused multiply-add).
-    public static func eulerStep(sample: inout [Float], velocity: [Float], sigma: Float, sigmaNext: Float) throws {
-        guard sample.count == velocity.count else {
-            throw SchedulerError(description: "Euler step: sample has \(sample.count) values but velocity has \(velocity.count)")
-        }
-        let delta = sigmaNext - sigma
-        sample.withUnsafeMutableBufferPointer { sample in
-            velocity.withUnsafeBufferPointer { velocity in
-                for index in sample.indices {
-                    let change = delta * velocity[index]
-                    sample[index] += change
-                }
-            }
-        }
-    }
-
-    /// Step `step` of this schedule (from `sigmas[step]` to `sigmas[step + 1]`).
-    public func eulerStep(_ step: Int, sample: inout [Float], velocity: [Float]) throws {
+    /// Step `step` of this schedule, from `sigmas[step]` to `sigmas[step + 1]`: one Euler step of
+    /// the flow ODE on `backend`, as `FlowMatchEulerDiscreteScheduler.step` in float32:
+    /// `sample += (sigmaNext - sigma) * velocity`, the product rounded before the sum.
+    public func eulerStep(_ step: Int, sample: Tensor, velocity: Tensor, backend: any Backend) throws {
         guard (0..<steps).contains(step) else {
             throw SchedulerError(description: "step \(step) is outside 0..<\(steps)")
         }
-        try Self.eulerStep(sample: &sample, velocity: velocity, sigma: sigmas[step], sigmaNext: sigmas[step + 1])
+        guard sample.count == velocity.count else {
+            throw SchedulerError(description: "Euler step: sample has \(sample.count) values but velocity has \(velocity.count)")
+        }
+        backend.eulerStep(sample, velocity: velocity, delta: sigmas[step + 1] - sigmas[step])
     }
 }

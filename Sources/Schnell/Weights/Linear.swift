@@ -37,6 +37,24 @@ public struct Linear: Sendable {
         try self.init(blocks: [Block(weight: weight, bias: bias)])
     }
 
+    /// The layer that computes only output features [start, end): the blocks' rows in that range,
+    /// as views (a single-stream block's q|k|v|MLP projection splits into q|k|v and the MLP input,
+    /// whichever way the checkpoint fuses them).
+    public func outputs(_ range: Range<Int>) throws -> Linear {
+        var pieces: [Block] = []
+        var first = 0
+        for block in blocks {
+            let rows = block.weight.shape[0]
+            let start = max(range.lowerBound, first), end = min(range.upperBound, first + rows)
+            if start < end {
+                let local = (start - first)..<(end - first)
+                pieces.append(Block(weight: block.weight.rows(local), bias: block.bias?.rows(local)))
+            }
+            first += rows
+        }
+        return try Linear(blocks: pieces)
+    }
+
     /// Parameters in the weights and biases.
     public var parameterCount: Int {
         blocks.reduce(0) { $0 + $1.weight.count + ($1.bias?.count ?? 0) }

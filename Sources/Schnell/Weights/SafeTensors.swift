@@ -4,21 +4,6 @@ import SchnellKernels
 import Glibc
 #endif
 
-/// Storage dtypes of weight files.
-public enum DType: String, Sendable, CaseIterable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16", f8e4m3 = "F8_E4M3"
-
-    public var sizeBytes: Int { self == .f32 ? 4 : (self == .f8e4m3 ? 1 : 2) }
-    var kernelCode: Int32 {
-        switch self {
-        case .f32: return Int32(SCHNELL_F32.rawValue)
-        case .f16: return Int32(SCHNELL_F16.rawValue)
-        case .bf16: return Int32(SCHNELL_BF16.rawValue)
-        case .f8e4m3: return Int32(SCHNELL_F8_E4M3.rawValue)
-        }
-    }
-}
-
 /// A read-only memory map of a whole file; unmapped when the last tensor viewing it goes.
 final class MappedFile: @unchecked Sendable {
     let base: UnsafeRawPointer
@@ -71,11 +56,12 @@ public struct WeightTensor: @unchecked Sendable {
                             byteOffset: byteOffset + range.lowerBound * rowElements * dtype.sizeBytes)
     }
 
-    /// A float32 copy (for small tensors: norms, biases, embeddings tables, test data).
-    public func floats() -> Tensor {
-        let result = Tensor(zeros: shape.isEmpty ? [1] : shape)
-        schnell_convert_to_f32(pointer, dtype.kernelCode, result.pointer, count)
-        return result
+    /// The values as float32 on the host (small tensors: norms, biases, test data).
+    public func floats() -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            schnell_convert_to_f32(pointer, dtype.kernelCode, buffer.baseAddress, count)
+            initialized = count
+        }
     }
 }
 

@@ -76,11 +76,14 @@ public struct VAEWeightNames: Sendable {
 final class VAEWeightReader {
     let store: WeightStore
     let names: VAEWeightNames
+    /// Prepares each layer once, as it is read.
+    let backend: any Backend
     private(set) var used: Set<String> = []
 
-    init(store: WeightStore, names: VAEWeightNames) {
+    init(store: WeightStore, names: VAEWeightNames, backend: any Backend) {
         self.store = store
         self.names = names
+        self.backend = backend
     }
 
     func tensor(_ name: String, shape: [Int]) throws -> WeightTensor {
@@ -93,15 +96,15 @@ final class VAEWeightReader {
                             byteOffset: convolution.byteOffset)
     }
 
-    /// A float32 copy, for norm affines.
-    func floats(_ name: String, shape: [Int]) throws -> Tensor {
-        try tensor(name, shape: shape).floats()
+    /// A float32 tensor of the backend, for norm affines.
+    func vector(_ name: String, shape: [Int]) throws -> Tensor {
+        backend.upload(try tensor(name, shape: shape))
     }
 
     func conv(_ prefix: String, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
               padding: Conv2d.Padding) throws -> Conv2d {
-        try Conv2d(weight: tensor(prefix + ".weight", shape: [outChannels, inChannels, kernel, kernel]),
-                   bias: tensor(prefix + ".bias", shape: [outChannels]), stride: stride, padding: padding)
+        try backend.prepare(Conv2d(weight: tensor(prefix + ".weight", shape: [outChannels, inChannels, kernel, kernel]),
+                                   bias: tensor(prefix + ".bias", shape: [outChannels]), stride: stride, padding: padding))
     }
 
     func linearBlock(_ prefix: String, features: Int) throws -> Linear.Block {

@@ -109,14 +109,14 @@ enum FluxWeightNames {
 /// Tensors resolved from a checkpoint through a mapping table.
 struct MappedWeights: Sendable {
     var linears: [String: Linear] = [:]
-    var vectors: [String: Tensor] = [:]
+    var vectors: [String: WeightTensor] = [:]
 
     func linear(_ name: String) throws -> Linear {
         guard let layer = linears[name] else { throw WeightsError.missingTensor(name: name, file: "engine table") }
         return layer
     }
 
-    func vector(_ name: String) throws -> Tensor {
+    func vector(_ name: String) throws -> WeightTensor {
         guard let value = vectors[name] else { throw WeightsError.missingTensor(name: name, file: "engine table") }
         return value
     }
@@ -166,9 +166,10 @@ extension [TensorMapping] {
                 }
                 weights.linears[mapping.engineName] = try Linear(blocks: blocks)
             case .vector:
-                let parts = try sources.map { try store.tensor(prefix + $0.name).rows($0.rows).floats() }
-                weights.vectors[mapping.engineName] = parts.count == 1 ? parts[0]
-                    : Tensor(shape: [parts.reduce(0) { $0 + $1.count }], values: parts.flatMap(\.values))
+                guard let source = sources.first, sources.count == 1 else {
+                    throw WeightsError.invalidConfig(file: store.path, reason: "vector '\(mapping.engineName)' needs one source tensor")
+                }
+                weights.vectors[mapping.engineName] = try store.tensor(prefix + source.name).rows(source.rows)
             }
         }
         return weights
