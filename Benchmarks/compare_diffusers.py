@@ -3,14 +3,17 @@
 seed and sizes: per-stage medians, peak RSS, start-up time and image agreement.
 
     python3 Benchmarks/compare_diffusers.py [--sizes 512 1024] [--runs 3] [--config mid] [--write-results]
+                                            [--baseline OTHER/.build/release/schnell]
 
 It builds (once, cached under Benchmarks/work/models/) a random-weight pipeline with the real
 FLUX.1 architecture at a width this machine can run, in the diffusers folder layout with float32
 and with bf16 weights; any --hidden/--double/--single/--t5-*/--clip-*/--vae-* option changes
 that configuration. The torch side runs in diffusers_worker.py under --python (default: a venv
 in Benchmarks/work/venv with the pinned torch, diffusers and transformers, made when missing).
-Every generation runs in a fresh process, so each peak RSS is that system's alone. This script
-itself needs only the standard library. It is not run in CI.
+Every generation runs in a fresh process, so each peak RSS is that system's alone. --baseline runs
+a second Schnell binary (a release build of an earlier commit, say) on the same cases in the same
+sitting and adds a before/after table per size. This script itself needs only the standard library.
+It is not run in CI.
 """
 import argparse
 import datetime
@@ -71,6 +74,7 @@ def parse_arguments():
                         help="run Schnell with OPENBLAS_CORETYPE as set (by default it is removed)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the random model even if it is cached")
     parser.add_argument("--write-results", action="store_true", help="append the Markdown section to Benchmarks/RESULTS.md")
+    parser.add_argument("--baseline", help="another schnell binary to run on the same cases (before/after)")
     args = parser.parse_args()
 
     config = dict(PRESETS[args.config], seed=args.model_seed)
@@ -78,6 +82,8 @@ def parse_arguments():
         if getattr(args, key) is not None:
             config[key] = list(getattr(args, key)) if key == "vae_channels" else getattr(args, key)
     problems = []
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        problems.append(f"--baseline {args.baseline} is not an executable file")
     if any(size <= 0 or size % 16 for size in args.sizes):
         problems.append(f"--sizes must be positive multiples of 16, not {args.sizes}")
     if args.runs < 1 or args.steps < 1 or args.threads < 1:
@@ -175,10 +181,10 @@ def run_diffusers(python, model, dtype, size, runs, args, output):
     return report
 
 
-def run_schnell(model, size, runs, args, env, extra, output):
+def run_schnell(model, size, runs, args, env, extra, output, binary=SCHNELL):
     """Each run a fresh process; its wall time to exit is the start-up time to the first image."""
     timings_path = output + ".json"
-    command = [SCHNELL, "generate", args.prompt, "--size", f"{size}x{size}", "--seed", str(args.seed),
+    command = [binary, "generate", args.prompt, "--size", f"{size}x{size}", "--seed", str(args.seed),
                "--steps", str(args.steps), "--max-sequence-length", str(args.max_sequence_length),
                "--threads", str(args.threads), "-o", output, "--timings-json", timings_path, "--quiet", *extra]
     if model:
@@ -250,6 +256,29 @@ def size_table(size, runs, results, schnell_bf16_label):
     return lines
 
 
+def baseline_table(size, runs, results):
+    """Schnell against the --baseline binary: rows are stages, ratio = baseline / this build."""
+    stage_names = ["text encoders"] + [s for s in results["schnell f32"]["runs"][0] if s.startswith("step ")]
+    stage_names += ["vae decode", "image encode", "end to end"]
+    lines = [f"### {size}×{size}: this build against the baseline, median of {runs} run{'s' if runs > 1 else ''} (seconds)", "",
+             "| stage | baseline f32 | Schnell f32 | ratio | baseline bf16 | Schnell bf16 | ratio |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def row(name, pick, fmt=seconds):
+        cells = []
+        for dtype in ("f32", "bf16"):
+            reference, value = pick(results[f"baseline {dtype}"]), pick(results[f"schnell {dtype}"])
+            cells += [fmt(reference), fmt(value), ratio(reference, value)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    row("load (not in end to end)", lambda report: report["load"])
+    for stage in stage_names:
+        row(stage, lambda report, stage=stage: median_stage(report, stage))
+    row("start-up to first image", lambda report: report["start-up"])
+    row("peak RSS (MiB)", lambda report: report["peak rss bytes"] / 2**20, fmt=lambda v: f"{v:.0f}")
+    return lines
+
+
 def main():
     args, config = parse_arguments()
     env = schnell_environment(args.keep_env)
@@ -281,6 +310,10 @@ def main():
             load_average = os.getloadavg()[0]
             results[f"schnell {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, env, extra, output)
             results[f"schnell {dtype}"]["load average"] = load_average
+            if args.baseline:
+                print(f"{size}x{size} baseline {dtype}: {args.runs} runs", flush=True)
+                results[f"baseline {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, env, extra,
+                                                          os.path.join(outputs, f"baseline-{dtype}-{size}.png"), args.baseline)
         reference = os.path.join(outputs, f"diffusers-f32-{size}.png")
         f32 = compare_images(python, reference, os.path.join(outputs, f"schnell-f32-{size}.png"))
         bf16 = compare_images(python, reference, os.path.join(outputs, f"schnell-bf16-{size}.png"))
@@ -289,6 +322,8 @@ def main():
             f"| {size}×{size} | {f32['max abs']:.0f}/255 ({'pass' if f32['max abs'] <= 2 else 'FAIL'}, ≤ 2) "
             f"| {bf16['psnr']:.1f} dB ({'pass' if bf16['psnr'] >= 30 else 'below'} 30) | {torch_bf16['psnr']:.1f} dB |")
         sections += size_table(size, args.runs, results, bf16_label) + [""]
+        if args.baseline:
+            sections += baseline_table(size, args.runs, results) + [""]
 
     tiny_size = min(args.sizes)
     print(f"start-up with the bundled tiny model at {tiny_size}x{tiny_size}", flush=True)
