@@ -102,6 +102,9 @@ final class CUDALibraryTests: XCTestCase {
 
     // MARK: the real library
 
+    /// The built library must load, pass the version check and either report a usable device
+    /// or give one of the reasons schnell_cuda_query_device (arena.cu) writes; a missing driver
+    /// is cross-checked by loading libcuda.so.1 here.
     func testBuiltLibraryLoadsAndReports() throws {
         let path = Self.builtLibrary.path
         guard FileManager.default.fileExists(atPath: path) else {
@@ -110,10 +113,23 @@ final class CUDALibraryTests: XCTestCase {
         let library = try CUDALibrary.load(paths: [path]).get()
         switch library.queryDevice(index: 0) {
         case .available(let device):
+            XCTAssertEqual(device.libraryPath, path)
             XCTAssertGreaterThanOrEqual(device.computeCapability.major, 8)
             XCTAssertFalse(device.name.isEmpty)
+            XCTAssertGreaterThan(device.multiprocessorCount, 0)
+            XCTAssertGreaterThan(device.totalMemoryBytes, 0)
+            XCTAssertLessThanOrEqual(device.freeMemoryBytes, device.totalMemoryBytes)
         case .unavailable(let reason):
-            XCTAssertFalse(reason.isEmpty, "an unavailable device must say why")
+            let libraryReasons = ["no NVIDIA driver: libcuda.so.1 cannot be loaded", "cudaGetDeviceCount: ",
+                                  "no CUDA device 0 (the driver sees ", "cudaGetDeviceProperties: "]
+            let isCapabilityReason = reason.contains("bf16 kernels need 8.0 or newer")
+            XCTAssertTrue(libraryReasons.contains(where: reason.hasPrefix) || isCapabilityReason,
+                          "not a reason libschnell_cuda gives: \(reason)")
+            if reason.hasPrefix("no NVIDIA driver") {
+                let driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL)
+                defer { if let driver { dlclose(driver) } }
+                XCTAssertNil(driver, "libcuda.so.1 loads here, yet the library reported no driver")
+            }
         }
     }
 
