@@ -71,6 +71,12 @@ public struct WeightTensor: @unchecked Sendable {
                             byteOffset: byteOffset + range.lowerBound * rowElements * dtype.sizeBytes)
     }
 
+    /// The same elements viewed with `newShape`; nil when the element counts differ.
+    public func reshaped(_ newShape: [Int]) -> WeightTensor? {
+        guard newShape.reduce(1, *) == count else { return nil }
+        return WeightTensor(name: name, dtype: dtype, shape: newShape, file: file, mapping: mapping, byteOffset: byteOffset)
+    }
+
     /// A float32 copy (for small tensors: norms, biases, embeddings tables, test data).
     public func floats() -> Tensor {
         let result = Tensor(zeros: shape.isEmpty ? [1] : shape)
