@@ -26,7 +26,9 @@ let package = Package(
         .target(name: "SchnellKernels", dependencies: ["CBLAS"], path: "Kernels/cpu",
                 cSettings: kernelFlags,
                 linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m"), .linkedLibrary("pthread")]),
-        .target(name: "Schnell", dependencies: ["SchnellKernels"]),
+        // Declarations only (schnell_cuda.h); libschnell_cuda.so is loaded at run time.
+        .systemLibrary(name: "CSchnellCUDA", path: "Kernels/cuda"),
+        .target(name: "Schnell", dependencies: ["SchnellKernels", "CSchnellCUDA"]),
         .target(name: "SchnellImageIO", dependencies: ["CPNG", "CJPEG", "CWebP"]),
         .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD"]),
         .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),

@@ -89,9 +89,3 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
     }
     free(row);
 }
-
-void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n) {
-    if (m == 0 || n == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k,
-                1.0f, a, (blasint)k, b, (blasint)n, 0.0f, c, (blasint)n);
-}

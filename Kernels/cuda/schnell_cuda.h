@@ -3,6 +3,7 @@
 // The library is loaded at run time (dlopen) and exports exactly one symbol,
 // schnell_cuda_get_api(), which returns a versioned table of function pointers. A caller checks
 // api_version before touching anything else, so an old library is refused, not misused.
+// Swift reads this header as the module CSchnellCUDA (module.modulemap beside it).
 //
 // Conventions:
 //   - activations and weights are bfloat16 in device memory (schnell_bf16 = raw bits), with
@@ -26,8 +27,7 @@ extern "C" {
 
 typedef uint16_t schnell_bf16;
 
-// What query_device() reports. The layout is fixed (checked below) because the Swift loader
-// reads it by offset without a C module.
+// What query_device() reports.
 typedef struct {
     int32_t device_count;         // devices the driver sees (0 when none)
     int32_t compute_major;        // compute capability of the queried device, e.g. 9 . 0
@@ -38,12 +38,6 @@ typedef struct {
     char name[256];               // e.g. "NVIDIA H100 80GB HBM3"
     char error[256];              // empty when the device is usable, else why not
 } schnell_cuda_device_info;
-
-#ifdef __cplusplus
-static_assert(sizeof(schnell_cuda_device_info) == 544, "layout read by the Swift loader");
-#else
-_Static_assert(sizeof(schnell_cuda_device_info) == 544, "layout read by the Swift loader");
-#endif
 
 typedef enum {
     SCHNELL_CUDA_GELU_TANH = 0,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))

@@ -21,15 +21,21 @@ enum InspectCommand {
     }
 
     static func format(_ report: ModelReport, indent: String) -> String {
-        var lines = ["\(indent)\(report.path)", "\(indent)  kind: \(report.kind.rawValue)"]
+        var lines = ["\(indent)\(report.path)", "\(indent)  kind: \(report.kind.name)"]
         lines += report.details.map { "\(indent)  \($0.0): \($0.1)" }
         let dtypes = report.dtypeCounts.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", ")
         lines.append("\(indent)  parameters: \(formatCount(report.parameterCount)) (\(dtypes))")
-        if !report.missing.isEmpty { lines.append("\(indent)  MISSING: \(report.missing.joined(separator: ", "))") }
-        if !report.unexpected.isEmpty { lines.append("\(indent)  UNEXPECTED: \(report.unexpected.joined(separator: ", "))") }
+        if !report.missing.isEmpty { lines.append("\(indent)  MISSING: \(listed(report.missing))") }
+        if !report.unexpected.isEmpty { lines.append("\(indent)  UNEXPECTED: \(listed(report.unexpected))") }
         var text = lines.joined(separator: "\n") + "\n"
         for component in report.components { text += format(component, indent: indent + "  ") }
         return text
+    }
+
+    /// The first ten names, then how many more (a config that does not fit lists every tensor).
+    static func listed(_ names: [String]) -> String {
+        let shown = names.prefix(10).joined(separator: ", ")
+        return names.count > 10 ? "\(shown) and \(names.count - 10) more" : shown
     }
 
     static func formatCount(_ count: Int) -> String {

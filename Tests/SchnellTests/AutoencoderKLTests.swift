@@ -75,6 +75,8 @@ final class AutoencoderKLTests: XCTestCase {
         for layout in ["diffusers", "original"] {
             let tensors = try XCTUnwrap(manifest[layout])
             XCTAssertEqual(tensors.count, 244, "FLUX.1's ae.safetensors holds 244 tensors")
+            let table = VAEWeightNames.table(.flux1).expectedTensors(try XCTUnwrap(CheckpointLayout(rawValue: layout)))
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: table.map { ($0.name, $0.shape) }), tensors, "\(layout) names")
             let file = folder.appendingPathComponent("\(layout).safetensors").path
             try writeSparseBFloat16File(tensors, to: file)
             let model = try AutoencoderKL.load(from: file, backend: backend)
@@ -87,22 +89,30 @@ final class AutoencoderKLTests: XCTestCase {
     }
 
     func testOriginalNamesFollowTheReversedUpBlocks() {
-        let names = VAEWeightNames(layout: .original, upBlockCount: 4)
-        XCTAssertEqual(names.checkpointName("decoder.up_blocks.0.resnets.2.conv1.weight"),
-                       "decoder.up.3.block.2.conv1.weight")
-        XCTAssertEqual(names.checkpointName("decoder.up_blocks.2.upsamplers.0.conv.bias"),
-                       "decoder.up.1.upsample.conv.bias")
-        XCTAssertEqual(names.checkpointName("encoder.down_blocks.1.resnets.0.conv_shortcut.weight"),
-                       "encoder.down.1.block.0.nin_shortcut.weight")
-        XCTAssertEqual(names.checkpointName("encoder.down_blocks.0.downsamplers.0.conv.weight"),
-                       "encoder.down.0.downsample.conv.weight")
-        XCTAssertEqual(names.checkpointName("decoder.mid_block.attentions.0.to_out.0.weight"),
-                       "decoder.mid.attn_1.proj_out.weight")
-        XCTAssertEqual(names.checkpointName("decoder.mid_block.resnets.1.norm2.bias"),
-                       "decoder.mid.block_2.norm2.bias")
-        XCTAssertEqual(names.checkpointName("encoder.conv_norm_out.weight"), "encoder.norm_out.weight")
-        XCTAssertTrue(names.storesAsConvolution("decoder.mid_block.attentions.0.to_q.weight"))
-        XCTAssertFalse(names.storesAsConvolution("decoder.mid_block.attentions.0.to_q.bias"))
+        let table = VAEWeightNames.table(.flux1)
+        let pairs = [("decoder.up.0.resnet.2.conv1.weight", "decoder.up_blocks.0.resnets.2.conv1.weight",
+                      "decoder.up.3.block.2.conv1.weight"),
+                     ("decoder.up.2.upsample.bias", "decoder.up_blocks.2.upsamplers.0.conv.bias",
+                      "decoder.up.1.upsample.conv.bias"),
+                     ("encoder.down.1.resnet.0.shortcut.weight", "encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
+                      "encoder.down.1.block.0.nin_shortcut.weight"),
+                     ("encoder.down.0.downsample.weight", "encoder.down_blocks.0.downsamplers.0.conv.weight",
+                      "encoder.down.0.downsample.conv.weight"),
+                     ("decoder.mid.attention.out.weight", "decoder.mid_block.attentions.0.to_out.0.weight",
+                      "decoder.mid.attn_1.proj_out.weight"),
+                     ("decoder.mid.second.norm2.bias", "decoder.mid_block.resnets.1.norm2.bias",
+                      "decoder.mid.block_2.norm2.bias"),
+                     ("encoder.norm_out.weight", "encoder.conv_norm_out.weight", "encoder.norm_out.weight")]
+        for (engine, diffusers, original) in pairs {
+            XCTAssertEqual(table.checkpointName(of: engine, layout: .diffusers), diffusers)
+            XCTAssertEqual(table.checkpointName(of: engine, layout: .original), original)
+        }
+        // The original file stores the attention projections as 1x1 convolutions.
+        let original = Dictionary(uniqueKeysWithValues: table.expectedTensors(.original).map { ($0.name, $0.shape) })
+        XCTAssertEqual(original["decoder.mid.attn_1.q.weight"], [512, 512, 1, 1])
+        XCTAssertEqual(original["decoder.mid.attn_1.q.bias"], [512])
+        let diffusers = Dictionary(uniqueKeysWithValues: table.expectedTensors(.diffusers).map { ($0.name, $0.shape) })
+        XCTAssertEqual(diffusers["decoder.mid_block.attentions.0.to_q.weight"], [512, 512])
     }
 
     func testLatentScalingRoundTrips() throws {

@@ -41,12 +41,12 @@ final class BF16AttentionTests: XCTestCase {
     }
 
     func testNativeKernelMatchesReference() throws {
-        guard schnell_cpu_level() >= 2 else {
+        if schnell_cpu_level() < 2 {
             var out: [Float] = [7]
             XCTAssertEqual(schnell_attention_bf16([1], 1, [1], 1, [1], 1, &out, 1, 1, 1, 1, 1, 1, nil, 0), -1)
             XCTAssertEqual(out, [7], "an unsupported CPU leaves the output untouched")
-            throw XCTSkip("no AVX512-BF16 on this CPU")
         }
+        try requireAVX512BF16(for: "the native bf16 attention")
         let cases = [makeCase(1, 1, 1, 4, bias: false, causal: false),
                      makeCase(17, 23, 3, 8, bias: true, causal: false),
                      makeCase(300, 300, 2, 16, bias: false, causal: true),
@@ -64,7 +64,7 @@ final class BF16AttentionTests: XCTestCase {
     }
 
     func testAttentionTakesBF16PathOnlyAtTheBF16Precision() throws {
-        guard schnell_cpu_level() >= 2 else { throw XCTSkip("no AVX512-BF16 on this CPU") }
+        try requireAVX512BF16(for: "the bf16 precision of schnell_attention")
         let c = makeCase(130, 200, 3, 64, bias: false, causal: false)
         let bf16Reference = run(c, schnell_attention_bf16_reference)
         let f32Reference = run(c, schnell_attention_reference)

@@ -30,12 +30,12 @@ final class BF16GEMMTests: XCTestCase {
     }
 
     func testNativeKernelMatchesReference() throws {
-        guard schnell_cpu_level() >= 2 else {
+        if schnell_cpu_level() < 2 {
             var y = [Float](repeating: 3, count: 4)
             XCTAssertEqual(schnell_linear_bf16([1, 2], 1, 2, [0, 0, 0, 0], nil, 0, 2, &y, 2), -1)
             XCTAssertEqual(y, [3, 3, 3, 3], "an unsupported CPU leaves y untouched")
-            throw XCTSkip("no AVX512-BF16 on this CPU")
         }
+        try requireAVX512BF16(for: "the native bf16 linear")
         // Rows below 6 take the unpacked few-rows path; 6 and more the packed micro-kernel.
         let sizes = [(1, 7, 5), (1, 3, 300), (2, 1, 17), (3, 1031, 70), (5, 33, 65), (6, 64, 64), (7, 128, 129),
                      (13, 511, 256), (67, 301, 133), (97, 1031, 300), (40, 1024, 513), (12, 2049, 64)]
@@ -64,7 +64,7 @@ final class BF16GEMMTests: XCTestCase {
     }
 
     func testLinearTakesBF16PathOnlyAtTheBF16Precision() throws {
-        guard schnell_cpu_level() >= 2 else { throw XCTSkip("no AVX512-BF16 on this CPU") }
+        try requireAVX512BF16(for: "the bf16 precision of schnell_linear")
         let (rows, k, n) = (37, 515, 70)
         let c = makeCase(rows: rows, k: k, n: n)
         var bf16Reference = [Float](repeating: 0, count: rows * n)

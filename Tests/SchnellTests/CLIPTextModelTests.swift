@@ -55,14 +55,15 @@ final class CLIPTextModelTests: XCTestCase {
                                     layerNormEpsilon: 1e-5, endTokenId: 2)
         let extras = [TensorSpec("text_model.embeddings.position_ids", [1, 40]), TensorSpec("logit_scale", []),
                       TensorSpec("text_projection.weight", [128, 128])]
-        let path = try TextEncoderFixtures.zeroCheckpoint(CLIPTextModel.expectedTensors(config: config) + extras)
+        let path = try TextEncoderFixtures.zeroCheckpoint(
+            CLIPWeightNames.table(config).expectedTensors(.diffusers, prefix: "text_model.") + extras)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let model = try CLIPTextModel.load(path: path, backend: backend)
         XCTAssertEqual(model.config, config)
         XCTAssertEqual(try model.encode(ids: [1, 2, 299]).hidden.shape, [3, 128])
 
         let stray = try TextEncoderFixtures.zeroCheckpoint(
-            CLIPTextModel.expectedTensors(config: config, prefix: "") + [TensorSpec("vision_model.post_layernorm.weight", [8])])
+            CLIPWeightNames.table(config).expectedTensors(.diffusers) + [TensorSpec("vision_model.post_layernorm.weight", [8])])
         defer { try? FileManager.default.removeItem(atPath: stray) }
         XCTAssertThrowsError(try CLIPTextModel.load(path: stray, backend: backend)) { error in
             XCTAssertEqual(error as? WeightsError, .unexpectedTensors(names: ["vision_model.post_layernorm.weight"], file: stray))
@@ -71,7 +72,7 @@ final class CLIPTextModelTests: XCTestCase {
 
     func testManifestOfCLIPL() throws {
         let manifest = try TextEncoderFixtures.manifest("clip_l_manifest.json")
-        let specs = CLIPTextModel.expectedTensors(config: .clipL)
+        let specs = CLIPWeightNames.table(.clipL).expectedTensors(.diffusers, prefix: "text_model.")
         XCTAssertEqual(specs.count, manifest.count)
         XCTAssertEqual(Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) }), manifest)
     }

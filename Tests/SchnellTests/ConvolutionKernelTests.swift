@@ -97,40 +97,57 @@ final class ConvolutionKernelTests: XCTestCase {
                   padding: (1, 1, 1, 1), paths: [("sgemm", schnell_conv2d_sgemm)])
     }
 
-    /// With bf16 activations on, a bf16 weight runs the AVX512-BF16 implicit GEMM; it must match
-    /// the reference that rounds x to bf16 first (relative L2 1e-5, fp32 vs double sums), and
-    /// differ from the float32 result by about bf16's rounding (2^-9 relative), not more.
     /// 3x3 convolutions whose width is a multiple of 32 take Winograd F(2x2, 3x3)
     /// (Kernels/cpu/conv_winograd.c). In float32 it matches the reference as tightly as the
     /// direct convolution (1e-5 relative L2). On the bf16 path its transformed inputs and filters
     /// are rounded to bf16, so it sits further from the bf16 reference: bound 1e-2, against
     /// measured errors of 3.9e-3 to 4.3e-3, the same order as rounding the input to bf16 at all.
-    /// Sizes: partial 64-tile items, items spanning tile rows, two 256-channel chunks, odd Cin.
-    func testWinogradMatchesReference() throws {
+    /// Sizes: partial 64-tile items, items spanning tile rows, two 256-channel chunks, odd Cin
+    /// (float32 only: an odd depth keeps the bf16 path off).
+    private static let winogradSizes = [(2, 2, 32, 5), (6, 6, 64, 13), (260, 4, 32, 7), (8, 10, 96, 6), (3, 4, 32, 4)]
+
+    private func checkWinograd(inChannels: Int, height: Int, width: Int, outChannels: Int, bf16Activations: Bool) {
         let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
-        for (inChannels, height, width, outChannels) in [(2, 2, 32, 5), (6, 6, 64, 13), (260, 4, 32, 7), (8, 10, 96, 6),
-                                                          (3, 4, 32, 4)] {
-            var shape = schnell_conv2d_shape(in_channels: inChannels, height: height, width: width,
-                                             out_channels: outChannels, kernel_h: 3, kernel_w: 3, stride: 1,
-                                             pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1)
-            let x = randomFloats(inChannels * height * width)
-            let weights = randomFloats(outChannels * inChannels * 9), bias = randomFloats(outChannels)
-            let what = "Winograd conv \(inChannels)x\(height)x\(width) -> \(outChannels)"
-            var fast = [Float](repeating: .nan, count: outChannels * height * width), reference = fast
-            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
-            XCTAssertEqual(schnell_conv2d_reference(x, weights, f32, bias, f32, &reference, &shape), 0)
-            assertClose(fast, reference, "\(what), float32")
-            guard schnell_cpu_level() >= 2, inChannels % 2 == 0 else { continue }
+        var shape = schnell_conv2d_shape(in_channels: inChannels, height: height, width: width,
+                                         out_channels: outChannels, kernel_h: 3, kernel_w: 3, stride: 1,
+                                         pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1)
+        let x = randomFloats(inChannels * height * width)
+        let weights = randomFloats(outChannels * inChannels * 9), bias = randomFloats(outChannels)
+        let what = "Winograd conv \(inChannels)x\(height)x\(width) -> \(outChannels)"
+        var fast = [Float](repeating: .nan, count: outChannels * height * width), reference = fast
+        if bf16Activations {
             var stored = [UInt16](repeating: 0, count: weights.count)
             schnell_f32_to_bf16(weights, &stored, weights.count)
             XCTAssertEqual(schnell_conv2d(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
             XCTAssertEqual(schnell_conv2d_bf16_reference(x, stored, bias, f32, &reference, &shape), 0)
             assertClose(fast, reference, tolerance: 1e-2, "\(what), bf16")
+        } else {
+            XCTAssertEqual(schnell_conv2d(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
+            XCTAssertEqual(schnell_conv2d_reference(x, weights, f32, bias, f32, &reference, &shape), 0)
+            assertClose(fast, reference, "\(what), float32")
         }
     }
 
+    func testWinogradMatchesReference() {
+        for (inChannels, height, width, outChannels) in Self.winogradSizes {
+            checkWinograd(inChannels: inChannels, height: height, width: width, outChannels: outChannels,
+                          bf16Activations: false)
+        }
+    }
+
+    func testWinogradBF16MatchesReference() throws {
+        try requireAVX512BF16(for: "the bf16 Winograd convolution")
+        for (inChannels, height, width, outChannels) in Self.winogradSizes where inChannels % 2 == 0 {
+            checkWinograd(inChannels: inChannels, height: height, width: width, outChannels: outChannels,
+                          bf16Activations: true)
+        }
+    }
+
+    /// At the bf16 precision, a bf16 weight runs the AVX512-BF16 implicit GEMM; it must match
+    /// the reference that rounds x to bf16 first (relative L2 1e-5, fp32 vs double sums), and
+    /// differ from the float32 result by about bf16's rounding (2^-9 relative), not more.
     func testBF16ActivationsMatchTheirReference() throws {
-        try XCTSkipIf(schnell_cpu_level() < 2, "this CPU has no AVX512-BF16: the float32 path runs instead")
+        try requireAVX512BF16(for: "the bf16 implicit-GEMM convolution")
         for (inChannels, height, width, outChannels, kernel, padding) in
             [(16, 9, 70, 13, 3, 1), (130, 6, 66, 7, 3, 1), (24, 5, 19, 5, 1, 0), (3, 4, 5, 2, 3, 1)] {
             var shape = schnell_conv2d_shape(
@@ -162,45 +179,58 @@ final class ConvolutionKernelTests: XCTestCase {
     }
 
     /// The decoder's upsampling convolution, reading its input at half size: against the
-    /// reference conv over the upsampled input built by the reference upsample, float32 and (when
-    /// the CPU has AVX512-BF16) bf16 activations, on source widths around the vector width.
-    /// 3x3 kernels run by output phase (four 2x2 convolutions of x with summed taps); other
-    /// kernels gather the upsampled input in place. On the bf16 path the phases' summed taps are
-    /// rounded to bf16 once more (2^-9 relative per weight), so there the bound is 4e-3 relative
-    /// L2 against the bf16 reference, whose taps are summed in the convolution instead.
-    func testUpsampledConvolutionMatchesUpsampleThenConvolution() throws {
+    /// reference conv over the upsampled input built by the reference upsample, float32 and bf16
+    /// activations, on source widths around the vector width. 3x3 kernels run by output phase
+    /// (four 2x2 convolutions of x with summed taps); other kernels gather the upsampled input in
+    /// place. On the bf16 path the phases' summed taps are rounded to bf16 once more (2^-9
+    /// relative per weight), so there the bound is 4e-3 relative L2 against the bf16 reference,
+    /// whose taps are summed in the convolution instead.
+    private func checkUpsampledConvolution(channels: Int, height: Int, width: Int, outChannels: Int, kernel: Int,
+                                           bf16Activations: Bool) {
         let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
-        for (channels, height, width, outChannels, kernel, bf16Activations) in
-            [(5, 4, 7, 3, 3, false), (6, 3, 40, 7, 3, false), (4, 5, 33, 13, 3, true), (2, 2, 1, 2, 3, false),
-             (3, 4, 36, 5, 5, false), (4, 3, 20, 6, 1, false), (6, 4, 34, 9, 5, true)] {
-            if bf16Activations && schnell_cpu_level() < 2 { continue }
-            let pad = kernel / 2
-            var shape = schnell_conv2d_shape(in_channels: channels, height: 2 * height, width: 2 * width,
-                                             out_channels: outChannels, kernel_h: kernel, kernel_w: kernel, stride: 1,
-                                             pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad)
-            let x = randomFloats(channels * height * width)
-            let weights = randomFloats(outChannels * channels * kernel * kernel), bias = randomFloats(outChannels)
+        let pad = kernel / 2
+        var shape = schnell_conv2d_shape(in_channels: channels, height: 2 * height, width: 2 * width,
+                                         out_channels: outChannels, kernel_h: kernel, kernel_w: kernel, stride: 1,
+                                         pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad)
+        let x = randomFloats(channels * height * width)
+        let weights = randomFloats(outChannels * channels * kernel * kernel), bias = randomFloats(outChannels)
+        var upsampled = [Float](repeating: .nan, count: x.count * 4)
+        schnell_upsample_nearest2x_reference(x, &upsampled, channels, height, width)
+        var fast = [Float](repeating: .nan, count: outChannels * 4 * height * width), reference = fast
+        let what = "upsampled \(kernel)x\(kernel) conv \(channels)x\(height)x\(width) -> \(outChannels), bf16 \(bf16Activations)"
+        if bf16Activations {
             var stored = [UInt16](repeating: 0, count: weights.count)
             schnell_f32_to_bf16(weights, &stored, weights.count)
-            var upsampled = [Float](repeating: .nan, count: x.count * 4)
-            schnell_upsample_nearest2x_reference(x, &upsampled, channels, height, width)
-            var fast = [Float](repeating: .nan, count: outChannels * 4 * height * width), reference = fast
-            let what = "upsampled \(kernel)x\(kernel) conv \(channels)x\(height)x\(width) -> \(outChannels), bf16 \(bf16Activations)"
-            if bf16Activations {
-                XCTAssertEqual(schnell_conv2d_upsampled(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
-                XCTAssertEqual(schnell_conv2d_bf16_reference(upsampled, stored, bias, f32, &reference, &shape), 0)
-                assertClose(fast, reference, tolerance: kernel == 3 ? 4e-3 : 1e-5, what)
-            } else {
-                XCTAssertEqual(schnell_conv2d_upsampled(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
-                XCTAssertEqual(schnell_conv2d_reference(upsampled, weights, f32, bias, f32, &reference, &shape), 0)
-                assertClose(fast, reference, what)
-            }
+            XCTAssertEqual(schnell_conv2d_upsampled(x, stored, bf16, bias, f32, &fast, &shape, precisionBF16), 0)
+            XCTAssertEqual(schnell_conv2d_bf16_reference(upsampled, stored, bias, f32, &reference, &shape), 0)
+            assertClose(fast, reference, tolerance: kernel == 3 ? 4e-3 : 1e-5, what)
+        } else {
+            XCTAssertEqual(schnell_conv2d_upsampled(x, weights, f32, bias, f32, &fast, &shape, precisionF32), 0)
+            XCTAssertEqual(schnell_conv2d_reference(upsampled, weights, f32, bias, f32, &reference, &shape), 0)
+            assertClose(fast, reference, what)
         }
+    }
+
+    func testUpsampledConvolutionMatchesUpsampleThenConvolution() {
+        for (channels, height, width, outChannels, kernel) in
+            [(5, 4, 7, 3, 3), (6, 3, 40, 7, 3), (2, 2, 1, 2, 3), (3, 4, 36, 5, 5), (4, 3, 20, 6, 1)] {
+            checkUpsampledConvolution(channels: channels, height: height, width: width, outChannels: outChannels,
+                                      kernel: kernel, bf16Activations: false)
+        }
+        let f32 = Int32(SCHNELL_F32.rawValue)
         var odd = schnell_conv2d_shape(in_channels: 1, height: 5, width: 4, out_channels: 1, kernel_h: 1,
                                        kernel_w: 1, stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0)
         var output = [Float](repeating: 0, count: 20)
         XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd, precisionF32), -2,
                        "an odd upsampled height is refused")
+    }
+
+    func testUpsampledConvolutionBF16MatchesUpsampleThenConvolution() throws {
+        try requireAVX512BF16(for: "the bf16 upsampling convolution")
+        for (channels, height, width, outChannels, kernel) in [(4, 5, 33, 13, 3), (6, 4, 34, 9, 5)] {
+            checkUpsampledConvolution(channels: channels, height: height, width: width, outChannels: outChannels,
+                                      kernel: kernel, bf16Activations: true)
+        }
     }
 
     func testGroupNormMatchesReference() {

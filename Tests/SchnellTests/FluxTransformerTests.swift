@@ -106,12 +106,15 @@ final class FluxTransformerTests: XCTestCase {
 
     func testConfigInferredFromSingleFileMatchesDiffusersConfig() throws {
         for testCase in Self.cases {
-            let folder = try FluxCheckpoint(path: Fixtures.path("transformer/\(testCase.name)"))
-            var inferred = try FluxCheckpoint(path: Fixtures.path("transformer/\(testCase.name)/\(testCase.name).safetensors")).config
+            let folder = try Checkpoint(path: Fixtures.path("transformer/\(testCase.name)"), family: .transformer)
+            let single = try Checkpoint(path: Fixtures.path("transformer/\(testCase.name)/\(testCase.name).safetensors"),
+                                        family: .transformer)
+            XCTAssertNil(single.folder.configPath)
+            var inferred = try TransformerConfig(checkpoint: single)
             XCTAssertNil(inferred.axesDimsRope, "rotary axes cannot be read from tensors of head width \(inferred.headDim)")
             inferred.axesDimsRope = testCase.axes
-            XCTAssertEqual(inferred, folder.config)
-            XCTAssertEqual(folder.configSource, "config.json")
+            XCTAssertEqual(inferred, try TransformerConfig(checkpoint: folder))
+            XCTAssertEqual(folder.folder.configPath.map { ($0 as NSString).lastPathComponent }, "config.json")
         }
     }
 

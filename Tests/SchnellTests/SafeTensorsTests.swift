@@ -102,9 +102,10 @@ final class SafeTensorsTests: XCTestCase {
     func testMissingAndUnexpectedTensorsAtModelLoad() throws {
         let folder = Fixtures.path("transformer/tiny-dev/tiny-dev.safetensors")
         let store = try WeightStore(path: folder)
-        let table = FluxWeightNames.table(try FluxCheckpoint(path: folder).config)
+        let config = try TransformerConfig(checkpoint: Checkpoint(path: folder, family: .transformer))
+        let table = FluxWeightNames.table(config)
         // A table for a deeper model misses tensors; a shallower one leaves tensors unused.
-        var deeper = try FluxCheckpoint(path: folder).config
+        var deeper = config
         deeper.numSingleLayers += 1
         XCTAssertThrowsError(try FluxWeightNames.table(deeper).resolve(from: store, layout: .original)) { error in
             XCTAssertEqual(error as? WeightsError, .missingTensor(name: "single_blocks.2.modulation.lin.weight", file: folder))
@@ -119,13 +120,29 @@ final class SafeTensorsTests: XCTestCase {
 
     func testWrongShapeIsNamed() throws {
         let path = Fixtures.path("transformer/tiny-dev/tiny-dev.safetensors")
-        var config = try FluxCheckpoint(path: path).config
+        var config = try TransformerConfig(checkpoint: Checkpoint(path: path, family: .transformer))
         config.axesDimsRope = [2, 2, 4]
         config.jointAttentionDim += 1
         XCTAssertThrowsError(try FluxTransformer(config: config, store: WeightStore(path: path), layout: .original,
                                                  prefix: "", backend: CPUBackend())) { error in
             XCTAssertEqual(error as? WeightsError, .wrongShape(name: "txt_in.weight", file: path, expected: [24, 17], actual: [24, 16]))
         }
+    }
+
+    /// The one layer-count parser: 1 + the largest decimal N of `<prefix>N.…`.
+    func testBlockCountReadsTheLargestIndex() throws {
+        let names = ["blocks.0.a", "blocks.2.b", "blocks.10.c", "blocks.x.d", "blocks.+40.e", "blocks.50",
+                     "blocks..f", "other.7.g", "single_blocks.3.h"]
+        let path = try TextEncoderFixtures.zeroCheckpoint(names.map { TensorSpec($0, [1]) })
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try WeightStore(path: path)
+        XCTAssertEqual(store.blockCount(prefix: "blocks."), 11, "a gap (1) still counts up to the largest index")
+        XCTAssertEqual(store.blockCount(prefix: "single_blocks."), 4)
+        XCTAssertEqual(store.blockCount(prefix: "other.7."), 0, "names with no index below the prefix")
+        XCTAssertEqual(store.blockCount(prefix: "absent."), 0)
+        let tiny = try WeightStore(path: Fixtures.path("transformer/tiny-dev/tiny-dev.safetensors"))
+        XCTAssertEqual(tiny.blockCount(prefix: "double_blocks."), 1)
+        XCTAssertEqual(tiny.blockCount(prefix: "single_blocks."), 2)
     }
 
     func testShardedFolderReadsEveryShard() throws {

@@ -45,14 +45,14 @@ final class T5EncoderTests: XCTestCase {
         let config = T5Config(vocabularySize: 200, modelSize: 48, headSize: 12, feedForwardSize: 40, layerCount: 3,
                               headCount: 6, relativeAttentionBuckets: 32, relativeAttentionMaxDistance: 128,
                               feedForwardProjection: "gated-gelu", layerNormEpsilon: 1e-6)
-        let path = try TextEncoderFixtures.zeroCheckpoint(T5Encoder.expectedTensors(config: config))
+        let path = try TextEncoderFixtures.zeroCheckpoint(T5WeightNames.table(config).expectedTensors(.diffusers))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let model = try T5Encoder.load(path: path, backend: backend)
         XCTAssertEqual(model.config, config)
         XCTAssertEqual(try model.encode(ids: [0, 1, 199]).shape, [3, 48])
 
         let mismatched = try TextEncoderFixtures.zeroCheckpoint(
-            T5Encoder.expectedTensors(config: config) + [TensorSpec("encoder.embed_tokens.weight", [201, 48])])
+            T5WeightNames.table(config).expectedTensors(.diffusers) + [TensorSpec("encoder.embed_tokens.weight", [201, 48])])
         defer { try? FileManager.default.removeItem(atPath: mismatched) }
         XCTAssertThrowsError(try T5Encoder.load(path: mismatched, backend: backend)) { error in
             XCTAssertEqual(error as? WeightsError, .wrongShape(name: "encoder.embed_tokens.weight", file: mismatched,
@@ -62,7 +62,7 @@ final class T5EncoderTests: XCTestCase {
 
     func testManifestOfT5XXL() throws {
         let manifest = try TextEncoderFixtures.manifest("t5_xxl_manifest.json")
-        let specs = T5Encoder.expectedTensors(config: .t5XXL)
+        let specs = T5WeightNames.table(.t5XXL).expectedTensors(.diffusers)
         XCTAssertEqual(specs.count, manifest.count)
         XCTAssertEqual(Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) }), manifest)
     }

@@ -77,8 +77,6 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *weight, int weight_dtype,
                               const void *bias, int bias_dtype,
                               size_t n, float *y, size_t y_stride);
-// c[m, n] = a[m, k] . b[k, n] (all float32, row-major, packed).
-void schnell_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
 
 // ---- bf16 GEMM (gemm_bf16.c) ----
 // schnell_linear's contract for a bf16 weight, computed as bf16(x) . weight^T in fp32.

@@ -1,3 +1,4 @@
+import CSchnellCUDA
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -68,39 +69,22 @@ public enum CUDALibraryError: Error, Equatable, Sendable, CustomStringConvertibl
 }
 
 /// libschnell_cuda.so, loaded at run time with dlopen so the package builds and runs with no
-/// CUDA anywhere. The library exports one versioned function table (Kernels/cuda/schnell_cuda.h);
-/// this type checks its version and reads it by byte offset, as no C module describes it here.
+/// CUDA anywhere. The library exports one versioned function table, declared in
+/// Kernels/cuda/schnell_cuda.h and read here through that header (module CSchnellCUDA), so the
+/// Swift side and the library cannot disagree on its layout.
 ///
 /// A loaded library stays loaded for the life of the process: the CUDA runtime inside it keeps
 /// state (contexts, registered kernels) that cannot be torn down safely by dlclose.
 public struct CUDALibrary: @unchecked Sendable {
-    /// SCHNELL_CUDA_API_VERSION of the header this code was written against.
-    public static let expectedAPIVersion: UInt32 = 1
+    /// SCHNELL_CUDA_API_VERSION of the header this build was compiled against.
+    public static let expectedAPIVersion: UInt32 = SCHNELL_CUDA_API_VERSION
     public static let fileName = "libschnell_cuda.so"
     public static let environmentVariable = "SCHNELL_CUDA_LIBRARY"
 
-    /// Byte offsets in schnell_cuda_api and schnell_cuda_device_info (schnell_cuda.h).
-    private enum Layout {
-        static let apiVersion = 0
-        static let tableSize = 4
-        static let queryDevice = 8
-        static let deviceInfoSize = 544
-        static let deviceCount = 0
-        static let computeMajor = 4
-        static let computeMinor = 8
-        static let multiprocessorCount = 12
-        static let freeBytes = 16
-        static let totalBytes = 24
-        static let name = 32
-        static let error = 288
-        static let textCapacity = 256
-    }
-
-    private typealias GetAPI = @convention(c) () -> UnsafeRawPointer?
-    private typealias QueryDevice = @convention(c) (Int32, UnsafeMutableRawPointer?) -> Int32
+    private typealias GetAPI = @convention(c) () -> UnsafePointer<schnell_cuda_api>?
 
     public let path: String
-    private let table: UnsafeRawPointer
+    private let table: UnsafePointer<schnell_cuda_api>
 
     /// Where to look, in order: $SCHNELL_CUDA_LIBRARY alone when it is set (an explicit choice is
     /// not second-guessed); else Kernels/cuda/build/ under the current directory and beside the
@@ -155,147 +139,59 @@ public struct CUDALibrary: @unchecked Sendable {
         guard let deviceIndex = Int32(exactly: index), deviceIndex >= 0 else {
             return .unavailable(reason: "CUDA device index \(index) is out of range")
         }
-        guard let function = table.load(fromByteOffset: Layout.queryDevice, as: UnsafeRawPointer?.self) else {
+        guard let query = table.pointee.query_device else {
             return .unavailable(reason: "\(path) has no query_device function")
         }
-        let query = unsafeBitCast(function, to: QueryDevice.self)
-        let info = UnsafeMutableRawPointer.allocate(byteCount: Layout.deviceInfoSize, alignment: 8)
-        defer { info.deallocate() }
-        info.initializeMemory(as: UInt8.self, repeating: 0, count: Layout.deviceInfoSize)
-        let status = query(deviceIndex, info)
-        let error = Self.text(at: info + Layout.error)
+        var info = schnell_cuda_device_info()
+        let status = query(deviceIndex, &info)
         if status != 0 {
+            let error = Self.text(info.error)
             return .unavailable(reason: error.isEmpty ? "query_device failed (status \(status))" : error)
         }
         let device = CUDADevice(
             index: index,
-            name: Self.text(at: info + Layout.name),
-            computeCapability: ComputeCapability(
-                major: Int(info.load(fromByteOffset: Layout.computeMajor, as: Int32.self)),
-                minor: Int(info.load(fromByteOffset: Layout.computeMinor, as: Int32.self))),
-            multiprocessorCount: Int(info.load(fromByteOffset: Layout.multiprocessorCount, as: Int32.self)),
-            freeMemoryBytes: info.load(fromByteOffset: Layout.freeBytes, as: UInt64.self),
-            totalMemoryBytes: info.load(fromByteOffset: Layout.totalBytes, as: UInt64.self),
+            name: Self.text(info.name),
+            computeCapability: ComputeCapability(major: Int(info.compute_major), minor: Int(info.compute_minor)),
+            multiprocessorCount: Int(info.multiprocessor_count),
+            freeMemoryBytes: info.free_bytes,
+            totalMemoryBytes: info.total_bytes,
             libraryPath: path)
         return .available(device)
     }
 
+    /// Checks the version first, reading nothing else until it matches: an older table may be
+    /// shorter. A table of the right version must then be the whole schnell_cuda_api.
     private static func validate(handle: UnsafeMutableRawPointer, path: String)
-        -> Result<UnsafeRawPointer, CUDALibraryError>
+        -> Result<UnsafePointer<schnell_cuda_api>, CUDALibraryError>
     {
         guard let symbol = dlsym(handle, "schnell_cuda_get_api") else {
             return .failure(.missingEntryPoint(path: path))
         }
         let getAPI = unsafeBitCast(symbol, to: GetAPI.self)
-        guard let table = getAPI() else { return .failure(.missingEntryPoint(path: path)) }
-        let version = table.load(fromByteOffset: Layout.apiVersion, as: UInt32.self)
+        guard let table = getAPI(),
+              let version = table.pointer(to: \.api_version)?.pointee,
+              let sizeBytes = table.pointer(to: \.table_size)?.pointee
+        else { return .failure(.missingEntryPoint(path: path)) }
         guard version == expectedAPIVersion else {
             return .failure(.apiVersionMismatch(path: path, found: version, expected: expectedAPIVersion))
         }
-        let sizeBytes = table.load(fromByteOffset: Layout.tableSize, as: UInt32.self)
-        guard Int(sizeBytes) >= Layout.queryDevice + MemoryLayout<UnsafeRawPointer>.size else {
+        guard Int(sizeBytes) >= MemoryLayout<schnell_cuda_api>.size else {
             return .failure(.truncatedTable(path: path, sizeBytes: sizeBytes))
         }
         return .success(table)
     }
 
-    /// A NUL-terminated string of at most textCapacity bytes (never reads past the field).
-    private static func text(at pointer: UnsafeMutableRawPointer) -> String {
-        let bytes = UnsafeRawBufferPointer(start: pointer, count: Layout.textCapacity)
-        let length = bytes.firstIndex(of: 0) ?? Layout.textCapacity
-        return String(decoding: bytes.prefix(length), as: UTF8.self)
+    /// A NUL-terminated string in a fixed char array of schnell_cuda_device_info (never reads
+    /// past the field).
+    private static func text<CharArray>(_ field: CharArray) -> String {
+        withUnsafeBytes(of: field) { bytes in
+            let length = bytes.firstIndex(of: 0) ?? bytes.count
+            return String(decoding: bytes.prefix(length), as: UTF8.self)
+        }
     }
 
     private static func lastDynamicLoaderError() -> String {
         guard let message = dlerror() else { return "dlopen failed" }
         return String(cString: message)
-    }
-}
-
-/// The `--device` option: `auto` (a GPU when one is usable, else the CPU), `cpu`, or
-/// `cuda[:N]` (GPU N, default 0; an error when it cannot be used, never a silent fallback).
-public enum DeviceChoice: Equatable, Sendable, CustomStringConvertible {
-    case auto
-    case cpu
-    case cuda(index: Int)
-
-    public static func parse(_ text: String) throws -> DeviceChoice {
-        let word = text.trimmingCharacters(in: .whitespaces).lowercased()
-        switch word {
-        case "auto": return .auto
-        case "cpu": return .cpu
-        case "cuda": return .cuda(index: 0)
-        default:
-            let prefix = "cuda:"
-            let digits = word.dropFirst(prefix.count)
-            guard word.hasPrefix(prefix), !digits.isEmpty, digits.allSatisfy(\.isASCII),
-                  digits.allSatisfy(\.isNumber), let index = Int(digits)
-            else { throw DeviceError.invalidChoice(text) }
-            return .cuda(index: index)
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .auto: return "auto"
-        case .cpu: return "cpu"
-        case .cuda(let index): return "cuda:\(index)"
-        }
-    }
-
-    /// Turns the choice into a device, with a message saying which and why. `probe` asks the
-    /// CUDA library about a device index (injectable for tests).
-    public func resolve(
-        probe: (Int) -> CUDAAvailability = { CUDALibrary.probe(deviceIndex: $0) }
-    ) throws -> DeviceSelection {
-        switch self {
-        case .cpu:
-            return DeviceSelection(device: .cpu, message: "using the CPU (--device cpu)")
-        case .auto:
-            switch probe(0) {
-            case .available(let device):
-                return DeviceSelection(
-                    device: .cuda(device),
-                    message: "using \(device) (--device auto found \(device.libraryPath) and a GPU)")
-            case .unavailable(let reason):
-                return DeviceSelection(
-                    device: .cpu,
-                    message: "using the CPU (--device auto found no usable GPU: \(reason))")
-            }
-        case .cuda(let index):
-            switch probe(index) {
-            case .available(let device):
-                return DeviceSelection(device: .cuda(device), message: "using \(device) (--device \(self))")
-            case .unavailable(let reason):
-                throw DeviceError.cudaUnavailable(choice: description, reason: reason)
-            }
-        }
-    }
-}
-
-/// A concrete device to run on.
-public enum ResolvedDevice: Equatable, Sendable {
-    case cpu
-    case cuda(CUDADevice)
-}
-
-/// The outcome of resolving a `DeviceChoice`, with the line to show the user.
-public struct DeviceSelection: Equatable, Sendable {
-    public let device: ResolvedDevice
-    public let message: String
-}
-
-public enum DeviceError: Error, Equatable, Sendable, CustomStringConvertible {
-    case invalidChoice(String)
-    case cudaUnavailable(choice: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case .invalidChoice(let text):
-            return "invalid --device '\(text)': expected auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
-        case .cudaUnavailable(let choice, let reason):
-            return "--device \(choice) was requested but CUDA is unavailable: \(reason) "
-                + "(use --device cpu, or --device auto to fall back to the CPU)"
-        }
     }
 }

@@ -89,6 +89,15 @@ public struct AutoencoderConfig: Sendable, Equatable {
         try validate(file: file)
     }
 
+    /// The checkpoint's config.json, else FLUX.1's VAE.
+    public init(checkpoint: Checkpoint) throws {
+        guard let path = checkpoint.folder.configPath else {
+            self = .flux1
+            return
+        }
+        try self.init(contentsOf: path)
+    }
+
     /// Refuses shapes the model cannot be built with; `file` names the source in the message.
     public func validate(file: String) throws {
         func require(_ condition: Bool, _ reason: String) throws {

@@ -23,37 +23,20 @@ public struct AutoencoderKL: Sendable {
     /// one is read as FLUX.1's VAE (`AutoencoderConfig.flux1`). `backend` prepares the weights
     /// and runs the model.
     public static func load(from path: String, config: AutoencoderConfig? = nil, backend: any Backend) throws -> AutoencoderKL {
-        var weightsPath = path
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-            let nested = (path as NSString).appendingPathComponent("vae")
-            if FileManager.default.fileExists(atPath: (nested as NSString).appendingPathComponent("config.json")) {
-                weightsPath = nested
-            }
-        }
-        let configFile = (weightsPath as NSString).appendingPathComponent("config.json")
-        let resolved: AutoencoderConfig
-        if let config {
-            try config.validate(file: path)
-            resolved = config
-        } else if isFolder.boolValue, FileManager.default.fileExists(atPath: configFile) {
-            resolved = try AutoencoderConfig(contentsOf: configFile)
-        } else {
-            resolved = .flux1
-        }
-        return try AutoencoderKL(store: WeightStore(path: weightsPath), config: resolved, backend: backend)
+        let checkpoint = try Checkpoint(path: path, family: .vae)
+        let resolved = try config ?? AutoencoderConfig(checkpoint: checkpoint)
+        return try AutoencoderKL(store: checkpoint.store, config: resolved, backend: backend)
     }
 
     /// Builds the model from a store in either layout; every tensor must be present with the
     /// shape the config implies, and the store must hold nothing else.
     public init(store: WeightStore, config: AutoencoderConfig, backend: any Backend) throws {
         try config.validate(file: store.path)
-        let names = VAEWeightNames(layout: try VAEWeightNames.layout(of: store),
-                                   upBlockCount: config.blockOutChannels.count)
-        let reader = VAEWeightReader(store: store, names: names, backend: backend)
-        encoder = try VAEEncoder(reader, config)
-        decoder = try VAEDecoder(reader, config)
-        try reader.refuseUnused()
+        let (layout, prefix) = try ModelFamily.vae.requireLayout(of: store)
+        let weights = LayerWeights(mapped: try VAEWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix),
+                                   backend: backend)
+        encoder = try VAEEncoder(weights, config)
+        decoder = try VAEDecoder(weights, config)
         self.config = config
         self.backend = backend
     }
@@ -131,32 +114,30 @@ struct VAEEncoder {
     let normOut: VAEGroupNorm
     let convOut: Conv2d
 
-    init(_ reader: VAEWeightReader, _ config: AutoencoderConfig) throws {
+    init(_ weights: LayerWeights, _ config: AutoencoderConfig) throws {
         let widths = config.blockOutChannels, groups = config.normGroups
-        convIn = try reader.conv("encoder.conv_in", in: config.inChannels, out: widths[0], kernel: 3,
-                                 padding: .uniform(1))
+        convIn = try weights.conv("encoder.conv_in", padding: .uniform(1))
         var blocks: [DownBlock] = []
         var channels = widths[0]
         for (index, width) in widths.enumerated() {
-            let prefix = "encoder.down_blocks.\(index)"
+            let prefix = "encoder.down.\(index)"
             var resnets: [VAEResnetBlock] = []
             for layer in 0..<config.layersPerBlock {
-                resnets.append(try VAEResnetBlock(reader, "\(prefix).resnets.\(layer)", in: channels,
-                                                  out: width, groups: groups))
+                resnets.append(try VAEResnetBlock(weights, "\(prefix).resnet.\(layer)", in: channels, out: width,
+                                                  groups: groups))
                 channels = width
             }
             // diffusers pads (left 0, right 1, top 0, bottom 1) before a stride-2 unpadded conv.
             let downsample = index == widths.count - 1 ? nil
-                : try reader.conv("\(prefix).downsamplers.0.conv", in: width, out: width, kernel: 3, stride: 2,
-                                  padding: Conv2d.Padding(top: 0, bottom: 1, left: 0, right: 1))
+                : try weights.conv("\(prefix).downsample", stride: 2,
+                                   padding: Conv2d.Padding(top: 0, bottom: 1, left: 0, right: 1))
             blocks.append(DownBlock(resnets: resnets, downsample: downsample))
         }
         downBlocks = blocks
-        mid = try VAEMidBlock(reader, "encoder.mid_block", channels: channels, groups: groups,
+        mid = try VAEMidBlock(weights, "encoder.mid", channels: channels, groups: groups,
                               attention: config.midBlockAttention)
-        normOut = try VAEGroupNorm(reader, "encoder.conv_norm_out", channels: channels, groups: groups)
-        convOut = try reader.conv("encoder.conv_out", in: channels, out: 2 * config.latentChannels, kernel: 3,
-                                  padding: .uniform(1))
+        normOut = try VAEGroupNorm(weights, "encoder.norm_out", groups: groups)
+        convOut = try weights.conv("encoder.conv_out", padding: .uniform(1))
     }
 
     /// [inChannels, H, W] -> [2 * latentChannels, H / f, W / f]
@@ -185,31 +166,28 @@ struct VAEDecoder {
     let normOut: VAEGroupNorm
     let convOut: Conv2d
 
-    init(_ reader: VAEWeightReader, _ config: AutoencoderConfig) throws {
+    init(_ weights: LayerWeights, _ config: AutoencoderConfig) throws {
         let widths = Array(config.blockOutChannels.reversed()), groups = config.normGroups
         var channels = widths[0]
-        convIn = try reader.conv("decoder.conv_in", in: config.latentChannels, out: channels, kernel: 3,
-                                 padding: .uniform(1))
-        mid = try VAEMidBlock(reader, "decoder.mid_block", channels: channels, groups: groups,
+        convIn = try weights.conv("decoder.conv_in", padding: .uniform(1))
+        mid = try VAEMidBlock(weights, "decoder.mid", channels: channels, groups: groups,
                               attention: config.midBlockAttention)
         var blocks: [UpBlock] = []
         for (index, width) in widths.enumerated() {
-            let prefix = "decoder.up_blocks.\(index)"
+            let prefix = "decoder.up.\(index)"
             var resnets: [VAEResnetBlock] = []
             for layer in 0...config.layersPerBlock {
-                resnets.append(try VAEResnetBlock(reader, "\(prefix).resnets.\(layer)", in: channels,
-                                                  out: width, groups: groups))
+                resnets.append(try VAEResnetBlock(weights, "\(prefix).resnet.\(layer)", in: channels, out: width,
+                                                  groups: groups))
                 channels = width
             }
             let upsample = index == widths.count - 1 ? nil
-                : try reader.conv("\(prefix).upsamplers.0.conv", in: width, out: width, kernel: 3,
-                                  padding: .uniform(1))
+                : try weights.conv("\(prefix).upsample", padding: .uniform(1))
             blocks.append(UpBlock(resnets: resnets, upsample: upsample))
         }
         upBlocks = blocks
-        normOut = try VAEGroupNorm(reader, "decoder.conv_norm_out", channels: channels, groups: groups)
-        convOut = try reader.conv("decoder.conv_out", in: channels, out: config.outChannels, kernel: 3,
-                                  padding: .uniform(1))
+        normOut = try VAEGroupNorm(weights, "decoder.norm_out", groups: groups)
+        convOut = try weights.conv("decoder.conv_out", padding: .uniform(1))
     }
 
     /// [latentChannels, h, w] -> [outChannels, h * f, w * f]

@@ -78,22 +78,26 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         return config
     }
 
+    /// The checkpoint's config.json, else the configuration its tensor shapes imply.
+    public init(checkpoint: Checkpoint) throws {
+        self = try checkpoint.folder.configPath.map { try Self.read(path: $0) }
+            ?? Self.inferred(from: checkpoint.store, prefix: checkpoint.prefix)
+    }
+
     /// The configuration a checkpoint's tensor shapes imply. Shapes give the sizes; the head
     /// count and the rest are CLIP-L's (12 heads at width 768, else CLIP's 64-wide heads).
     /// `prefix` is "text_model." or "".
     public static func inferred(from store: WeightStore, prefix: String) throws -> CLIPTextConfig {
-        let token = try store.tensor(prefix + "embeddings.token_embedding.weight")
-        let position = try store.tensor(prefix + "embeddings.position_embedding.weight")
-        let fc1 = try store.tensor(prefix + "encoder.layers.0.mlp.fc1.weight")
+        let names = ModelFamily.clip.referenceNames
+        func tensor(_ engineName: String) throws -> WeightTensor {
+            try names.storedTensor(engineName, in: store, layout: .diffusers, prefix: prefix)
+        }
+        let token = try tensor("token_embedding"), position = try tensor("position_embedding")
+        let fc1 = try tensor("layers.0.fc1.weight")
         guard token.shape.count == 2, position.shape.count == 2, fc1.shape.count == 2 else {
             throw WeightsError.unrecognisedModel(path: store.path, reason: "CLIP embedding or MLP tensors are not matrices")
         }
         let hidden = token.shape[1]
-        let layerPrefix = prefix + "encoder.layers."
-        let layerIndices = store.names.compactMap { name -> Int? in
-            guard name.hasPrefix(layerPrefix) else { return nil }
-            return Int(name.dropFirst(layerPrefix.count).prefix { $0 != "." })
-        }
         guard hidden % 64 == 0 else {
             throw WeightsError.unrecognisedModel(
                 path: store.path,
@@ -101,7 +105,8 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         }
         let config = CLIPTextConfig(
             vocabularySize: token.shape[0], hiddenSize: hidden, intermediateSize: fc1.shape[0],
-            layerCount: (layerIndices.max() ?? -1) + 1, headCount: hidden == 768 ? 12 : hidden / 64,
+            layerCount: store.blockCount(prefix: prefix + CLIPWeightNames.layers + "."),
+            headCount: hidden == 768 ? 12 : hidden / 64,
             maxPositions: position.shape[0], hiddenActivation: clipL.hiddenActivation,
             layerNormEpsilon: clipL.layerNormEpsilon, endTokenId: clipL.endTokenId)
         try config.validate(file: store.path)

@@ -21,46 +21,28 @@ public final class CLIPTextModel: @unchecked Sendable {
     let layers: [Layer]
     let finalNormWeight: Tensor, finalNormBias: Tensor
 
-    /// Checkpoint tensors that are not weights of the text encoder and are skipped: the
-    /// position-id buffer transformers 4 saved, and the CLIP model's projection and logit
-    /// scale (present when a text tower is cut out of a full CLIP checkpoint; FLUX uses the
-    /// unprojected pooled output).
-    static let ignoredNames: Set<String> = ["embeddings.position_ids", "logit_scale", "text_projection.weight"]
-
-    /// Accepts names with or without the `text_model.` prefix (transformers 4 checkpoints and
-    /// `clip_l.safetensors` have it; transformers 5 saves without it).
-    public init(weights: WeightStore, config: CLIPTextConfig, backend: any Backend) throws {
-        try config.validate(file: weights.path)
-        let prefix = Self.namePrefix(of: weights)
-        let ignored = Set(Self.ignoredNames.flatMap { [$0, prefix + $0] })
-        let tensors = try weights.tensors(matching: Self.expectedTensors(config: config, prefix: prefix), ignoring: ignored)
-        func tensor(_ name: String) throws -> WeightTensor {
-            guard let found = tensors[prefix + name] else { throw WeightsError.missingTensor(name: prefix + name, file: weights.path) }
-            return found
-        }
-        func linear(_ name: String) throws -> Linear {
-            try backend.prepare(Linear(weight: tensor(name + ".weight"), bias: tensor(name + ".bias")))
-        }
-        func vector(_ name: String) throws -> Tensor { backend.upload(try tensor(name)) }
+    /// Builds the model from a store holding exactly the tensors `CLIPWeightNames.table(config)`
+    /// lists, with or without the `text_model.` prefix.
+    public init(weights store: WeightStore, config: CLIPTextConfig, backend: any Backend) throws {
+        try config.validate(file: store.path)
+        let (layout, prefix) = try ModelFamily.clip.requireLayout(of: store)
+        let weights = LayerWeights(mapped: try CLIPWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix),
+                                   backend: backend)
         layers = try (0..<config.layerCount).map { index in
-            let layer = "encoder.layers.\(index)."
-            let attention = layer + "self_attn."
-            let qkvBlocks = try ["q_proj", "k_proj", "v_proj"].map {
-                Linear.Block(weight: try tensor(attention + $0 + ".weight"), bias: try tensor(attention + $0 + ".bias"))
-            }
-            return Layer(norm1Weight: try vector(layer + "layer_norm1.weight"),
-                         norm1Bias: try vector(layer + "layer_norm1.bias"),
-                         qkv: try backend.prepare(Linear(blocks: qkvBlocks)),
-                         outProjection: try linear(attention + "out_proj"),
-                         norm2Weight: try vector(layer + "layer_norm2.weight"),
-                         norm2Bias: try vector(layer + "layer_norm2.bias"),
-                         fc1: try linear(layer + "mlp.fc1"), fc2: try linear(layer + "mlp.fc2"))
+            let layer = "layers.\(index)"
+            return Layer(norm1Weight: try weights.vector(layer + ".norm1.weight"),
+                         norm1Bias: try weights.vector(layer + ".norm1.bias"),
+                         qkv: try weights.linear(layer + ".qkv"),
+                         outProjection: try weights.linear(layer + ".out"),
+                         norm2Weight: try weights.vector(layer + ".norm2.weight"),
+                         norm2Bias: try weights.vector(layer + ".norm2.bias"),
+                         fc1: try weights.linear(layer + ".fc1"), fc2: try weights.linear(layer + ".fc2"))
         }
-        tokenEmbedding = try tensor("embeddings.token_embedding.weight")
-        positionEmbedding = try tensor("embeddings.position_embedding.weight")
-        finalNormWeight = try vector("final_layer_norm.weight")
-        finalNormBias = try vector("final_layer_norm.bias")
-        activation = try config.activation(file: weights.path)
+        tokenEmbedding = try weights.tensor("token_embedding")
+        positionEmbedding = try weights.tensor("position_embedding")
+        finalNormWeight = try weights.vector("final_norm.weight")
+        finalNormBias = try weights.vector("final_norm.bias")
+        activation = try config.activation(file: store.path)
         self.config = config
         self.backend = backend
     }
@@ -69,41 +51,9 @@ public final class CLIPTextModel: @unchecked Sendable {
     /// safetensors file such as `clip_l.safetensors`. `config` overrides both the folder's
     /// config.json and the configuration inferred from a single file's shapes.
     public static func load(path: String, config: CLIPTextConfig? = nil, backend: any Backend) throws -> CLIPTextModel {
-        let folder = try ModelFolder.locate(path: path, component: "text_encoder")
-        let weights = try WeightStore(path: folder.weightsPath)
-        let resolved = try config
-            ?? folder.configPath.map { try CLIPTextConfig.read(path: $0) }
-            ?? CLIPTextConfig.inferred(from: weights, prefix: namePrefix(of: weights))
-        return try CLIPTextModel(weights: weights, config: resolved, backend: backend)
-    }
-
-    static func namePrefix(of weights: WeightStore) -> String {
-        weights.contains("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
-    }
-
-    /// Every tensor a checkpoint of this configuration holds, names with `prefix`.
-    public static func expectedTensors(config: CLIPTextConfig, prefix: String = "text_model.") -> [TensorSpec] {
-        let hidden = config.hiddenSize, intermediate = config.intermediateSize
-        var specs = [TensorSpec(prefix + "embeddings.token_embedding.weight", [config.vocabularySize, hidden]),
-                     TensorSpec(prefix + "embeddings.position_embedding.weight", [config.maxPositions, hidden])]
-        for index in 0..<config.layerCount {
-            let layer = prefix + "encoder.layers.\(index)."
-            for projection in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                specs.append(TensorSpec(layer + "self_attn.\(projection).weight", [hidden, hidden]))
-                specs.append(TensorSpec(layer + "self_attn.\(projection).bias", [hidden]))
-            }
-            for norm in ["layer_norm1", "layer_norm2"] {
-                specs.append(TensorSpec(layer + norm + ".weight", [hidden]))
-                specs.append(TensorSpec(layer + norm + ".bias", [hidden]))
-            }
-            specs += [TensorSpec(layer + "mlp.fc1.weight", [intermediate, hidden]),
-                      TensorSpec(layer + "mlp.fc1.bias", [intermediate]),
-                      TensorSpec(layer + "mlp.fc2.weight", [hidden, intermediate]),
-                      TensorSpec(layer + "mlp.fc2.bias", [hidden])]
-        }
-        specs += [TensorSpec(prefix + "final_layer_norm.weight", [hidden]),
-                  TensorSpec(prefix + "final_layer_norm.bias", [hidden])]
-        return specs
+        let checkpoint = try Checkpoint(path: path, family: .clip)
+        let resolved = try config ?? CLIPTextConfig(checkpoint: checkpoint)
+        return try CLIPTextModel(weights: checkpoint.store, config: resolved, backend: backend)
     }
 
     /// ids (77 for FLUX) -> last hidden states [tokens, hidden] and pooled [hidden].

@@ -1,15 +1,24 @@
-/// A model's weights as its backend holds them: each layer resolved through the name table
-/// (`MappedWeights`) and prepared by the backend once, at load.
+/// A model's weights as its backend holds them: each tensor resolved through the family's name
+/// table (`MappedWeights`) and each layer prepared by the backend once, at load.
 struct LayerWeights {
     let mapped: MappedWeights
     let backend: any Backend
+
+    /// A checkpoint tensor as stored (embedding tables, read by row).
+    func tensor(_ name: String) throws -> WeightTensor {
+        try mapped.tensor(name)
+    }
+
+    /// A norm's weight or bias as a float32 tensor of the backend.
+    func vector(_ name: String) throws -> Tensor {
+        backend.upload(try mapped.tensor(name))
+    }
 
     func linear(_ name: String) throws -> Linear {
         try backend.prepare(mapped.linear(name))
     }
 
-    /// A norm scale as a float32 tensor of the backend.
-    func vector(_ name: String) throws -> Tensor {
-        backend.upload(try mapped.vector(name))
+    func conv(_ name: String, stride: Int = 1, padding: Conv2d.Padding) throws -> Conv2d {
+        try backend.prepare(mapped.conv(name, stride: stride, padding: padding))
     }
 }

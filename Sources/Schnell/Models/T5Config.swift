@@ -75,32 +75,36 @@ public struct T5Config: Codable, Equatable, Sendable {
         return config
     }
 
+    /// The checkpoint's config.json, else the configuration its tensor shapes imply.
+    public init(checkpoint: Checkpoint) throws {
+        self = try checkpoint.folder.configPath.map { try Self.read(path: $0) } ?? Self.inferred(from: checkpoint.store)
+    }
+
     /// The configuration a checkpoint's tensor shapes imply. The relative attention table
     /// [buckets, heads] gives the head count; the maximum distance, the norm epsilon and the
     /// activation cannot be seen in shapes and are T5-XXL's (GELU when the feed-forward is
     /// gated, ReLU otherwise).
     public static func inferred(from store: WeightStore) throws -> T5Config {
-        let embedding = try store.tensor(store.contains("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight")
-        let attention = "encoder.block.0.layer.0.SelfAttention."
-        let positionTable = try store.tensor(attention + "relative_attention_bias.weight")
-        let query = try store.tensor(attention + "q.weight")
-        let gated = store.contains("encoder.block.0.layer.1.DenseReluDense.wi_0.weight")
-        let inner = try store.tensor("encoder.block.0.layer.1.DenseReluDense." + (gated ? "wi_0" : "wi") + ".weight")
+        var relu = t5XXL
+        relu.feedForwardProjection = "relu"
+        let gatedNames = ModelFamily.t5.referenceNames
+        let gated = gatedNames.isStored("blocks.0.input.weight", in: store, layout: .diffusers, prefix: "")
+        let names = gated ? gatedNames : T5WeightNames.table(relu)
+        func tensor(_ engineName: String) throws -> WeightTensor {
+            try names.storedTensor(engineName, in: store, layout: .diffusers, prefix: "")
+        }
+        let embedding = try tensor("token_embedding"), positionTable = try tensor("relative_attention_bias")
+        let query = try tensor("blocks.0.qkv.weight"), inner = try tensor("blocks.0.input.weight")
         guard embedding.shape.count == 2, positionTable.shape.count == 2, query.shape.count == 2, inner.shape.count == 2,
               positionTable.shape[1] > 0, query.shape[0] % positionTable.shape[1] == 0 else {
             throw WeightsError.unrecognisedModel(
                 path: store.path, reason: "T5 embedding, attention or feed-forward tensors do not have T5's shapes")
         }
-        let blockPrefix = "encoder.block."
-        let blockIndices = store.names.compactMap { name -> Int? in
-            guard name.hasPrefix(blockPrefix) else { return nil }
-            return Int(name.dropFirst(blockPrefix.count).prefix { $0 != "." })
-        }
         let heads = positionTable.shape[1]
         let config = T5Config(
             vocabularySize: embedding.shape[0], modelSize: embedding.shape[1], headSize: query.shape[0] / heads,
-            feedForwardSize: inner.shape[0], layerCount: (blockIndices.max() ?? -1) + 1, headCount: heads,
-            relativeAttentionBuckets: positionTable.shape[0],
+            feedForwardSize: inner.shape[0], layerCount: store.blockCount(prefix: T5WeightNames.blocks + "."),
+            headCount: heads, relativeAttentionBuckets: positionTable.shape[0],
             relativeAttentionMaxDistance: t5XXL.relativeAttentionMaxDistance,
             feedForwardProjection: gated ? t5XXL.feedForwardProjection : "relu",
             layerNormEpsilon: t5XXL.layerNormEpsilon)

@@ -23,41 +23,25 @@ public final class T5Encoder: @unchecked Sendable {
     let blocks: [Block]
     let finalNorm: Tensor
 
-    static let embeddingNames = ["shared.weight", "encoder.embed_tokens.weight"]
-
-    /// The token table may be stored as `shared.weight`, `encoder.embed_tokens.weight` (some
-    /// single files), or both (the same tied table saved twice).
-    public init(weights: WeightStore, config: T5Config, backend: any Backend) throws {
-        try config.validate(file: weights.path)
-        let embeddingName = weights.contains(Self.embeddingNames[0]) ? Self.embeddingNames[0] : Self.embeddingNames[1]
-        let tensors = try weights.tensors(matching: Self.expectedTensors(config: config, embeddingName: embeddingName),
-                                          ignoring: Set(Self.embeddingNames))
-        for name in Self.embeddingNames where name != embeddingName && weights.contains(name) {
-            _ = try weights.tensor(name, shape: [config.vocabularySize, config.modelSize])
-        }
-        func tensor(_ name: String) throws -> WeightTensor {
-            guard let found = tensors[name] else { throw WeightsError.missingTensor(name: name, file: weights.path) }
-            return found
-        }
-        func linear(_ names: [String]) throws -> Linear {
-            try backend.prepare(Linear(blocks: names.map { Linear.Block(weight: try tensor($0 + ".weight"), bias: nil) }))
-        }
-        func vector(_ name: String) throws -> Tensor { backend.upload(try tensor(name)) }
-        let (gated, activation) = try config.feedForward(file: weights.path)
+    /// Builds the encoder from a store holding exactly the tensors `T5WeightNames.table(config)` lists.
+    public init(weights store: WeightStore, config: T5Config, backend: any Backend) throws {
+        try config.validate(file: store.path)
+        let (layout, prefix) = try ModelFamily.t5.requireLayout(of: store)
+        let weights = LayerWeights(mapped: try T5WeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix),
+                                   backend: backend)
+        let (gated, activation) = try config.feedForward(file: store.path)
         blocks = try (0..<config.layerCount).map { index in
-            let attention = "encoder.block.\(index).layer.0."
-            let feedForward = "encoder.block.\(index).layer.1."
-            let inputs = gated ? ["wi_0", "wi_1"] : ["wi"]
-            return Block(attentionNorm: try vector(attention + "layer_norm.weight"),
-                         qkv: try linear(["q", "k", "v"].map { attention + "SelfAttention." + $0 }),
-                         output: try linear([attention + "SelfAttention.o"]),
-                         feedForwardNorm: try vector(feedForward + "layer_norm.weight"),
-                         input: try linear(inputs.map { feedForward + "DenseReluDense." + $0 }),
-                         feedForwardOutput: try linear([feedForward + "DenseReluDense.wo"]))
+            let block = "blocks.\(index)"
+            return Block(attentionNorm: try weights.vector(block + ".attention_norm"),
+                         qkv: try weights.linear(block + ".qkv"),
+                         output: try weights.linear(block + ".output"),
+                         feedForwardNorm: try weights.vector(block + ".feed_forward_norm"),
+                         input: try weights.linear(block + ".input"),
+                         feedForwardOutput: try weights.linear(block + ".feed_forward_output"))
         }
-        tokenEmbedding = try tensor(embeddingName)
-        relativeAttentionBias = try tensor("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
-        finalNorm = try vector("encoder.final_layer_norm.weight")
+        tokenEmbedding = try weights.tensor("token_embedding")
+        relativeAttentionBias = try weights.tensor("relative_attention_bias")
+        finalNorm = try weights.vector("final_norm")
         self.gated = gated
         self.activation = activation
         self.config = config
@@ -68,37 +52,9 @@ public final class T5Encoder: @unchecked Sendable {
     /// single safetensors file such as `t5xxl_fp16.safetensors`. `config` overrides both the
     /// folder's config.json and the configuration inferred from a single file's shapes.
     public static func load(path: String, config: T5Config? = nil, backend: any Backend) throws -> T5Encoder {
-        let folder = try ModelFolder.locate(path: path, component: "text_encoder_2")
-        let weights = try WeightStore(path: folder.weightsPath)
-        let resolved = try config
-            ?? folder.configPath.map { try T5Config.read(path: $0) }
-            ?? T5Config.inferred(from: weights)
-        return try T5Encoder(weights: weights, config: resolved, backend: backend)
-    }
-
-    /// Every tensor a checkpoint of this configuration holds, with the token table under
-    /// `embeddingName` (`shared.weight` as transformers saves it).
-    public static func expectedTensors(config: T5Config, embeddingName: String = "shared.weight") -> [TensorSpec] {
-        let model = config.modelSize, inner = config.headCount * config.headSize, feedForward = config.feedForwardSize
-        var specs = [TensorSpec(embeddingName, [config.vocabularySize, model])]
-        for index in 0..<config.layerCount {
-            let attention = "encoder.block.\(index).layer.0."
-            specs += ["q", "k", "v"].map { TensorSpec(attention + "SelfAttention.\($0).weight", [inner, model]) }
-            specs.append(TensorSpec(attention + "SelfAttention.o.weight", [model, inner]))
-            if index == 0 {
-                specs.append(TensorSpec(attention + "SelfAttention.relative_attention_bias.weight",
-                                        [config.relativeAttentionBuckets, config.headCount]))
-            }
-            specs.append(TensorSpec(attention + "layer_norm.weight", [model]))
-            let block = "encoder.block.\(index).layer.1."
-            specs += (config.isGated ? ["wi_0", "wi_1"] : ["wi"]).map {
-                TensorSpec(block + "DenseReluDense.\($0).weight", [feedForward, model])
-            }
-            specs += [TensorSpec(block + "DenseReluDense.wo.weight", [model, feedForward]),
-                      TensorSpec(block + "layer_norm.weight", [model])]
-        }
-        specs.append(TensorSpec("encoder.final_layer_norm.weight", [model]))
-        return specs
+        let checkpoint = try Checkpoint(path: path, family: .t5)
+        let resolved = try config ?? T5Config(checkpoint: checkpoint)
+        return try T5Encoder(weights: checkpoint.store, config: resolved, backend: backend)
     }
 
     /// ids (256 for FLUX.1-schnell, 512 for dev) -> last hidden states [tokens, modelSize].

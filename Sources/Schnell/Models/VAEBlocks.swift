@@ -8,9 +8,9 @@ struct VAEGroupNorm {
     let bias: Tensor
     let groups: Int
 
-    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
-        weight = try reader.vector(prefix + ".weight", shape: [channels])
-        bias = try reader.vector(prefix + ".bias", shape: [channels])
+    init(_ weights: LayerWeights, _ name: String, groups: Int) throws {
+        weight = try weights.vector(name + ".weight")
+        bias = try weights.vector(name + ".bias")
         self.groups = groups
     }
 
@@ -34,15 +34,13 @@ struct VAEResnetBlock {
     let conv2: Conv2d
     let shortcut: Conv2d?
 
-    init(_ reader: VAEWeightReader, _ prefix: String, in inChannels: Int, out outChannels: Int,
+    init(_ weights: LayerWeights, _ name: String, in inChannels: Int, out outChannels: Int,
          groups: Int) throws {
-        norm1 = try VAEGroupNorm(reader, prefix + ".norm1", channels: inChannels, groups: groups)
-        conv1 = try reader.conv(prefix + ".conv1", in: inChannels, out: outChannels, kernel: 3, padding: .uniform(1))
-        norm2 = try VAEGroupNorm(reader, prefix + ".norm2", channels: outChannels, groups: groups)
-        conv2 = try reader.conv(prefix + ".conv2", in: outChannels, out: outChannels, kernel: 3, padding: .uniform(1))
-        shortcut = inChannels == outChannels ? nil
-            : try reader.conv(prefix + ".conv_shortcut", in: inChannels, out: outChannels, kernel: 1,
-                              padding: .uniform(0))
+        norm1 = try VAEGroupNorm(weights, name + ".norm1", groups: groups)
+        conv1 = try weights.conv(name + ".conv1", padding: .uniform(1))
+        norm2 = try VAEGroupNorm(weights, name + ".norm2", groups: groups)
+        conv2 = try weights.conv(name + ".conv2", padding: .uniform(1))
+        shortcut = inChannels == outChannels ? nil : try weights.conv(name + ".shortcut", padding: .uniform(0))
     }
 
     /// x is consumed: with a 1x1 shortcut, norm1 overwrites x once the shortcut has read it
@@ -65,12 +63,10 @@ struct VAEAttention {
     let out: Linear
     let channels: Int
 
-    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int) throws {
-        norm = try VAEGroupNorm(reader, prefix + ".group_norm", channels: channels, groups: groups)
-        qkv = try reader.backend.prepare(Linear(blocks: ["to_q", "to_k", "to_v"].map {
-            try reader.linearBlock(prefix + "." + $0, features: channels)
-        }))
-        out = try reader.backend.prepare(Linear(blocks: [reader.linearBlock(prefix + ".to_out.0", features: channels)]))
+    init(_ weights: LayerWeights, _ name: String, channels: Int, groups: Int) throws {
+        norm = try VAEGroupNorm(weights, name + ".norm", groups: groups)
+        qkv = try weights.linear(name + ".qkv")
+        out = try weights.linear(name + ".out")
         self.channels = channels
     }
 
@@ -93,11 +89,11 @@ struct VAEMidBlock {
     let attention: VAEAttention?
     let second: VAEResnetBlock
 
-    init(_ reader: VAEWeightReader, _ prefix: String, channels: Int, groups: Int, attention: Bool) throws {
-        first = try VAEResnetBlock(reader, prefix + ".resnets.0", in: channels, out: channels, groups: groups)
+    init(_ weights: LayerWeights, _ name: String, channels: Int, groups: Int, attention: Bool) throws {
+        first = try VAEResnetBlock(weights, name + ".first", in: channels, out: channels, groups: groups)
         self.attention = attention
-            ? try VAEAttention(reader, prefix + ".attentions.0", channels: channels, groups: groups) : nil
-        second = try VAEResnetBlock(reader, prefix + ".resnets.1", in: channels, out: channels, groups: groups)
+            ? try VAEAttention(weights, name + ".attention", channels: channels, groups: groups) : nil
+        second = try VAEResnetBlock(weights, name + ".second", in: channels, out: channels, groups: groups)
     }
 
     func callAsFunction(_ x: Tensor, _ backend: some Backend) throws -> Tensor {

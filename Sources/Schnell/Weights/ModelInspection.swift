@@ -3,9 +3,16 @@ import Foundation
 /// What `schnell inspect` reports about a file or folder: the model kind found, its
 /// configuration, dtypes, parameter count and any missing or unexpected tensors.
 public struct ModelReport: Sendable {
-    public enum Kind: String, Sendable {
-        case pipeline = "full pipeline", transformer = "FLUX transformer", vae = "VAE (AutoencoderKL)"
-        case clip = "CLIP text encoder", t5 = "T5 encoder"
+    public enum Kind: Sendable {
+        case pipeline
+        case model(ModelFamily)
+
+        public var name: String {
+            switch self {
+            case .pipeline: return "full pipeline"
+            case .model(let family): return family.name
+            }
+        }
     }
 
     public let path: String
@@ -14,99 +21,84 @@ public struct ModelReport: Sendable {
     public let details: [(String, String)]
     public let parameterCount: Int
     public let dtypeCounts: [String: Int]
+    /// Tensors the loader would look for and not find, or find in another shape.
     public let missing: [String]
+    /// Tensors the loader would refuse as belonging to no layer.
     public let unexpected: [String]
     /// Reports for each component of a pipeline folder.
     public let components: [ModelReport]
 }
 
+/// Reads checkpoints exactly as the loaders do (`Checkpoint`, each family's configuration and
+/// name table), so a report lists what loading would refuse.
 public enum ModelInspector {
     /// Inspects a pipeline folder (model_index.json), a component folder or a single file.
     public static func inspect(path: String) throws -> ModelReport {
-        let fileManager = FileManager.default
-        var isFolder: ObjCBool = false
-        guard fileManager.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw WeightsError.cannotOpen(file: path, reason: "no such file or folder")
+        let isPipeline = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("model_index.json"))
+        guard isPipeline else { return try report(path: path, checkpoint: Checkpoint.recognise(path: path)) }
+        let present = ModelFamily.allCases.filter { ModelFolder.componentFolder(in: path, component: $0.component) != nil }
+        let components = try present.map { family in
+            let folder = (path as NSString).appendingPathComponent(family.component)
+            return try report(path: folder, checkpoint: Checkpoint(path: folder, family: family))
         }
-        if isFolder.boolValue, fileManager.fileExists(atPath: (path as NSString).appendingPathComponent("model_index.json")) {
-            let names = ["transformer", "vae", "text_encoder", "text_encoder_2"]
-            let components = try names.compactMap { name -> ModelReport? in
-                let folder = (path as NSString).appendingPathComponent(name)
-                return fileManager.fileExists(atPath: folder) ? try inspect(path: folder) : nil
+        return ModelReport(path: path, kind: .pipeline,
+                           details: [("components", present.map(\.component).joined(separator: ", "))],
+                           parameterCount: components.reduce(0) { $0 + $1.parameterCount },
+                           dtypeCounts: components.reduce(into: [:]) { $0.merge($1.dtypeCounts, uniquingKeysWith: +) },
+                           missing: [], unexpected: [], components: components)
+    }
+
+    static func report(path: String, checkpoint: Checkpoint) throws -> ModelReport {
+        let configSource = checkpoint.folder.configPath == nil ? "tensor shapes" : "config.json"
+        let layout = checkpoint.layout == .diffusers ? "diffusers" : "original single file"
+        let table: WeightTable
+        let details: [(String, String)]
+        switch checkpoint.family {
+        case .transformer:
+            let config = try TransformerConfig(checkpoint: checkpoint)
+            table = FluxWeightNames.table(config)
+            let axes = config.axesDimsRope.map { $0.map(String.init).joined(separator: "/") }
+                ?? "unknown (single files do not store them; 16/56/56 is assumed only for 128-wide heads)"
+            details = [("layout", layout), ("configuration from", configSource),
+                       ("variant", config.guidanceEmbeds ? "dev-like (guidance embedding)" : "schnell-like (no guidance embedding)"),
+                       ("hidden size", "\(config.innerDim) (\(config.heads) heads x \(config.headDim))"),
+                       ("blocks", "\(config.numLayers) double-stream + \(config.numSingleLayers) single-stream"),
+                       ("latent channels in/out", "\(config.inChannels)/\(config.outChannels)"),
+                       ("text width (T5)", "\(config.jointAttentionDim)"), ("pooled width (CLIP)", "\(config.pooledProjectionDim)"),
+                       ("rotary axes", axes), ("MLP ratio", "\(config.mlpRatio)")]
+        case .vae:
+            let config = try AutoencoderConfig(checkpoint: checkpoint)
+            table = VAEWeightNames.table(config)
+            details = [("layout", layout),
+                       ("configuration from", checkpoint.folder.configPath == nil ? "FLUX.1's VAE (assumed)" : "config.json"),
+                       ("latent channels", "\(config.latentChannels)"),
+                       ("block widths", config.blockOutChannels.map(String.init).joined(separator: "/")),
+                       ("layers per block", "\(config.layersPerBlock)")]
+        case .clip:
+            let config = try CLIPTextConfig(checkpoint: checkpoint)
+            table = CLIPWeightNames.table(config)
+            details = [("configuration from", configSource), ("vocabulary", "\(config.vocabularySize)"),
+                       ("hidden size", "\(config.hiddenSize) (\(config.headCount) heads)"),
+                       ("layers", "\(config.layerCount)"), ("positions", "\(config.maxPositions)")]
+        case .t5:
+            let config = try T5Config(checkpoint: checkpoint)
+            table = T5WeightNames.table(config)
+            details = [("configuration from", configSource), ("vocabulary", "\(config.vocabularySize)"),
+                       ("d_model", "\(config.modelSize) (\(config.headCount) heads x \(config.headSize))"),
+                       ("layers", "\(config.layerCount)"), ("feed-forward", config.feedForwardProjection),
+                       ("d_ff", "\(config.feedForwardSize)")]
+        }
+        var missing: [String] = [], unexpected: [String] = []
+        for problem in table.problems(in: checkpoint.store, layout: checkpoint.layout, prefix: checkpoint.prefix) {
+            switch problem {
+            case let .missingTensor(name, _): missing.append(name)
+            case let .wrongShape(name, _, expected, actual): missing.append("\(name) (shape \(actual), expected \(expected))")
+            case let .unexpectedTensors(names, _): unexpected += names
+            default: break
             }
-            return ModelReport(path: path, kind: .pipeline, details: [("components", names.filter {
-                fileManager.fileExists(atPath: (path as NSString).appendingPathComponent($0)) }.joined(separator: ", "))],
-                parameterCount: components.reduce(0) { $0 + $1.parameterCount },
-                dtypeCounts: components.reduce(into: [:]) { total, report in total.merge(report.dtypeCounts, uniquingKeysWith: +) },
-                missing: [], unexpected: [], components: components)
         }
-        if isFolder.boolValue, fileManager.fileExists(atPath: (path as NSString).appendingPathComponent("transformer")) {
-            return try transformerReport(path: path)
-        }
-        let store = try WeightStore(path: path)
-        if FluxCheckpoint.detect(store) != nil { return try transformerReport(path: path) }
-        return try otherReport(path: path, store: store)
-    }
-
-    static func transformerReport(path: String) throws -> ModelReport {
-        let checkpoint = try FluxCheckpoint(path: path)
-        let store = checkpoint.store
-        let config = checkpoint.config
-        let expected = FluxWeightNames.table(config).expectedTensors(checkpoint.layout)
-        let expectedNames = Set(expected.map { checkpoint.prefix + $0.name })
-        var missing: [String] = []
-        for (name, shape) in expected {
-            guard let tensor = try? store.tensor(checkpoint.prefix + name) else { missing.append(name); continue }
-            if tensor.shape != shape { missing.append("\(name) (shape \(tensor.shape), expected \(shape))") }
-        }
-        let unexpected = store.names.filter { $0.hasPrefix(checkpoint.prefix) && !expectedNames.contains($0) }.sorted()
-        let axes = config.axesDimsRope.map { $0.map(String.init).joined(separator: "/") } ?? "unknown (single files do not store them; 16/56/56 is assumed only for 128-wide heads)"
-        return ModelReport(
-            path: path, kind: .transformer,
-            details: [("layout", checkpoint.layout == .diffusers ? "diffusers" : "original single file"),
-                      ("configuration from", checkpoint.configSource),
-                      ("variant", config.guidanceEmbeds ? "dev-like (guidance embedding)" : "schnell-like (no guidance embedding)"),
-                      ("hidden size", "\(config.innerDim) (\(config.heads) heads x \(config.headDim))"),
-                      ("blocks", "\(config.numLayers) double-stream + \(config.numSingleLayers) single-stream"),
-                      ("latent channels in/out", "\(config.inChannels)/\(config.outChannels)"),
-                      ("text width (T5)", "\(config.jointAttentionDim)"), ("pooled width (CLIP)", "\(config.pooledProjectionDim)"),
-                      ("rotary axes", axes), ("MLP ratio", "\(config.mlpRatio)")],
-            parameterCount: store.parameterCount, dtypeCounts: store.dtypeCounts,
-            missing: missing, unexpected: unexpected, components: [])
-    }
-
-    /// VAE and text encoders, recognised by signature tensors; their configurations are read
-    /// from shapes.
-    static func otherReport(path: String, store: WeightStore) throws -> ModelReport {
-        func shape(_ name: String) -> [Int]? { try? store.tensor(name).shape }
-        func count(_ prefix: String) -> Int {
-            Set(store.names.compactMap { name -> Int? in
-                guard name.hasPrefix(prefix) else { return nil }
-                return Int(name.dropFirst(prefix.count).prefix { $0 != "." })
-            }).count
-        }
-        var details: [(String, String)] = []
-        let kind: ModelReport.Kind
-        if let conv = shape("decoder.conv_in.weight") {
-            kind = .vae
-            details = [("latent channels", "\(conv[1])"), ("decoder width", "\(conv[0])"),
-                       ("layout", store.contains("decoder.up_blocks.0.resnets.0.conv1.weight") ? "diffusers" : "original (ae.safetensors)")]
-        } else if let embedding = shape("text_model.embeddings.token_embedding.weight") ?? shape("embeddings.token_embedding.weight") {
-            kind = .clip
-            let prefix = store.contains("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
-            details = [("vocabulary", "\(embedding[0])"), ("hidden size", "\(embedding[1])"),
-                       ("layers", "\(count(prefix + "encoder.layers."))"),
-                       ("positions", "\(shape(prefix + "embeddings.position_embedding.weight")?.first ?? 0)")]
-        } else if let embedding = shape("shared.weight") ?? shape("encoder.embed_tokens.weight") {
-            kind = .t5
-            details = [("vocabulary", "\(embedding[0])"), ("d_model", "\(embedding[1])"),
-                       ("layers", "\(count("encoder.block."))"),
-                       ("feed-forward", store.contains("encoder.block.0.layer.1.DenseReluDense.wi_0.weight") ? "gated-gelu" : "relu"),
-                       ("d_ff", "\(shape("encoder.block.0.layer.1.DenseReluDense.wo.weight")?.last ?? 0)")]
-        } else {
-            throw WeightsError.unrecognisedModel(path: path, reason: "no FLUX transformer, VAE, CLIP or T5 tensors found")
-        }
-        return ModelReport(path: path, kind: kind, details: details, parameterCount: store.parameterCount,
-                           dtypeCounts: store.dtypeCounts, missing: [], unexpected: [], components: [])
+        return ModelReport(path: path, kind: .model(checkpoint.family), details: details,
+                           parameterCount: checkpoint.store.parameterCount, dtypeCounts: checkpoint.store.dtypeCounts,
+                           missing: missing, unexpected: unexpected, components: [])
     }
 }

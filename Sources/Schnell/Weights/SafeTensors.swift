@@ -56,6 +56,12 @@ public struct WeightTensor: @unchecked Sendable {
                             byteOffset: byteOffset + range.lowerBound * rowElements * dtype.sizeBytes)
     }
 
+    /// The same elements viewed with `newShape`; nil when the element counts differ.
+    public func reshaped(_ newShape: [Int]) -> WeightTensor? {
+        guard newShape.reduce(1, *) == count else { return nil }
+        return WeightTensor(name: name, dtype: dtype, shape: newShape, file: file, mapping: mapping, byteOffset: byteOffset)
+    }
+
     /// The values as float32 on the host (small tensors: norms, biases, test data).
     public func floats() -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { buffer, initialized in

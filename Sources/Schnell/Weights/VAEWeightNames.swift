@@ -1,120 +1,78 @@
-/// The two checkpoint layouts of FLUX's VAE.
-public enum VAELayout: Sendable {
-    /// diffusers' `vae/diffusion_pytorch_model.safetensors`: `decoder.up_blocks.0.resnets.0.conv1.weight`.
-    case diffusers
-    /// The original single file `ae.safetensors`: `decoder.up.3.block.0.conv1.weight`.
-    case original
-}
-
-/// The VAE's tensor names. The engine names tensors as diffusers does; the original layout
-/// differs by the renames below, by numbering up blocks from the output end (diffusers
-/// `up_blocks.i` is original `up.(count - 1 - i)`), and by storing the attention projections
-/// as 1x1 convolutions [C, C, 1, 1] instead of linear weights [C, C].
-public struct VAEWeightNames: Sendable {
-    /// (engine fragment, original fragment), applied in order after the block renumbering;
-    /// the mid-block entries come before the generic `.resnets.` one.
-    static let originalRenames: [(engine: String, original: String)] = [
-        ("mid_block.resnets.0.", "mid.block_1."),
-        ("mid_block.resnets.1.", "mid.block_2."),
-        ("mid_block.attentions.0.group_norm.", "mid.attn_1.norm."),
-        ("mid_block.attentions.0.to_q.", "mid.attn_1.q."),
-        ("mid_block.attentions.0.to_k.", "mid.attn_1.k."),
-        ("mid_block.attentions.0.to_v.", "mid.attn_1.v."),
-        ("mid_block.attentions.0.to_out.0.", "mid.attn_1.proj_out."),
-        (".resnets.", ".block."),
-        (".conv_shortcut.", ".nin_shortcut."),
-        (".downsamplers.0.", ".downsample."),
-        (".upsamplers.0.", ".upsample."),
-        (".conv_norm_out.", ".norm_out."),
-    ]
-
-    /// A tensor present in one layout and not the other tells them apart.
-    static let originalMarker = "decoder.mid.block_1.conv1.weight"
-    static let diffusersMarker = "decoder.mid_block.resnets.0.conv1.weight"
-
-    public let layout: VAELayout
-    public let upBlockCount: Int
-
-    public init(layout: VAELayout, upBlockCount: Int) {
-        self.layout = layout
-        self.upBlockCount = upBlockCount
-    }
-
-    /// The layout a weight store holds, from its names.
-    public static func layout(of store: WeightStore) throws -> VAELayout {
-        if store.contains(diffusersMarker) { return .diffusers }
-        if store.contains(originalMarker) { return .original }
-        throw WeightsError.unrecognisedModel(
-            path: store.path, reason: "no '\(diffusersMarker)' or '\(originalMarker)': not a FLUX VAE")
-    }
-
-    /// The checkpoint's name for an engine (diffusers) name.
-    public func checkpointName(_ name: String) -> String {
-        guard layout == .original else { return name }
-        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        if parts.count > 2, parts[1] == "up_blocks", let index = Int(parts[2]) {
-            parts[1] = "up"
-            parts[2] = String(upBlockCount - 1 - index)
-        } else if parts.count > 1, parts[1] == "down_blocks" {
-            parts[1] = "down"
+/// The VAE's checkpoint names (the mechanism is in WeightTable.swift): diffusers'
+/// `vae/diffusion_pytorch_model.safetensors` (`decoder.up_blocks.0.resnets.0.conv1.weight`) and
+/// the original `ae.safetensors` (`decoder.up.3.block.0.conv1.weight`). The original file numbers
+/// the decoder's up blocks from the output end and stores the attention projections as 1x1
+/// convolutions [C, C, 1, 1]. Engine names follow the model: up blocks in decoding order.
+public enum VAEWeightNames {
+    public static func table(_ config: AutoencoderConfig) -> WeightTable {
+        var entries: [WeightEntry] = []
+        func norm(_ engine: String, _ diffusers: String, _ original: String, channels: Int) {
+            for part in [".weight", ".bias"] {
+                entries.append(.tensor(engine + part, [channels], diffusers: diffusers + part, original: original + part))
+            }
         }
-        var renamed = parts.joined(separator: ".")
-        for (engine, original) in Self.originalRenames {
-            renamed = renamed.replacingOccurrences(of: engine, with: original)
+        func conv(_ engine: String, _ diffusers: String, _ original: String, in inChannels: Int, out outChannels: Int,
+                  kernel: Int) {
+            entries.append(.tensor(engine + ".weight", [outChannels, inChannels, kernel, kernel],
+                                   diffusers: diffusers + ".weight", original: original + ".weight"))
+            entries.append(.tensor(engine + ".bias", [outChannels], diffusers: diffusers + ".bias", original: original + ".bias"))
         }
-        return renamed
-    }
+        func resnet(_ engine: String, _ diffusers: String, _ original: String, in inChannels: Int, out outChannels: Int) {
+            norm(engine + ".norm1", diffusers + ".norm1", original + ".norm1", channels: inChannels)
+            conv(engine + ".conv1", diffusers + ".conv1", original + ".conv1", in: inChannels, out: outChannels, kernel: 3)
+            norm(engine + ".norm2", diffusers + ".norm2", original + ".norm2", channels: outChannels)
+            conv(engine + ".conv2", diffusers + ".conv2", original + ".conv2", in: outChannels, out: outChannels, kernel: 3)
+            if inChannels != outChannels {
+                conv(engine + ".shortcut", diffusers + ".conv_shortcut", original + ".nin_shortcut",
+                     in: inChannels, out: outChannels, kernel: 1)
+            }
+        }
+        func mid(_ engine: String, _ diffusers: String, _ original: String, channels c: Int) {
+            resnet(engine + ".first", diffusers + ".resnets.0", original + ".block_1", in: c, out: c)
+            if config.midBlockAttention {
+                let d = diffusers + ".attentions.0", o = original + ".attn_1", a = engine + ".attention"
+                norm(a + ".norm", d + ".group_norm", o + ".norm", channels: c)
+                entries += WeightEntry.linear(a + ".qkv", inFeatures: c, diffusers: ["to_q", "to_k", "to_v"].map { .whole("\(d).\($0)", c) },
+                                              original: ["q", "k", "v"].map { .whole("\(o).\($0)", c) }, originalAxes: [1, 1])
+                entries += WeightEntry.linear(a + ".out", inFeatures: c, diffusers: [.whole(d + ".to_out.0", c)],
+                                              original: [.whole(o + ".proj_out", c)], originalAxes: [1, 1])
+            }
+            resnet(engine + ".second", diffusers + ".resnets.1", original + ".block_2", in: c, out: c)
+        }
 
-    /// Whether the checkpoint stores this engine tensor as a 1x1 convolution of a linear weight.
-    public func storesAsConvolution(_ name: String) -> Bool {
-        layout == .original && name.contains(".attentions.0.to_") && name.hasSuffix(".weight")
-    }
-}
+        let widths = config.blockOutChannels
+        var channels = widths[0]
+        conv("encoder.conv_in", "encoder.conv_in", "encoder.conv_in", in: config.inChannels, out: channels, kernel: 3)
+        for (index, width) in widths.enumerated() {
+            let e = "encoder.down.\(index)", d = "encoder.down_blocks.\(index)", o = "encoder.down.\(index)"
+            for layer in 0..<config.layersPerBlock {
+                resnet("\(e).resnet.\(layer)", "\(d).resnets.\(layer)", "\(o).block.\(layer)", in: channels, out: width)
+                channels = width
+            }
+            if index < widths.count - 1 {
+                conv("\(e).downsample", "\(d).downsamplers.0.conv", "\(o).downsample.conv", in: width, out: width, kernel: 3)
+            }
+        }
+        mid("encoder.mid", "encoder.mid_block", "encoder.mid", channels: channels)
+        norm("encoder.norm_out", "encoder.conv_norm_out", "encoder.norm_out", channels: channels)
+        conv("encoder.conv_out", "encoder.conv_out", "encoder.conv_out", in: channels, out: 2 * config.latentChannels,
+             kernel: 3)
 
-/// Reads the VAE's tensors by engine name, checks their shapes, and remembers which it used
-/// so that tensors the model does not know are refused rather than ignored.
-final class VAEWeightReader {
-    let store: WeightStore
-    let names: VAEWeightNames
-    /// Prepares each layer once, as it is read.
-    let backend: any Backend
-    private(set) var used: Set<String> = []
-
-    init(store: WeightStore, names: VAEWeightNames, backend: any Backend) {
-        self.store = store
-        self.names = names
-        self.backend = backend
-    }
-
-    func tensor(_ name: String, shape: [Int]) throws -> WeightTensor {
-        let stored = names.checkpointName(name)
-        used.insert(stored)
-        guard names.storesAsConvolution(name) else { return try store.tensor(stored, shape: shape) }
-        let convolution = try store.tensor(stored, shape: shape + [1, 1])
-        return WeightTensor(name: convolution.name, dtype: convolution.dtype, shape: shape,
-                            file: convolution.file, mapping: convolution.mapping,
-                            byteOffset: convolution.byteOffset)
-    }
-
-    /// A float32 tensor of the backend, for norm affines.
-    func vector(_ name: String, shape: [Int]) throws -> Tensor {
-        backend.upload(try tensor(name, shape: shape))
-    }
-
-    func conv(_ prefix: String, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
-              padding: Conv2d.Padding) throws -> Conv2d {
-        try backend.prepare(Conv2d(weight: tensor(prefix + ".weight", shape: [outChannels, inChannels, kernel, kernel]),
-                                   bias: tensor(prefix + ".bias", shape: [outChannels]), stride: stride, padding: padding))
-    }
-
-    func linearBlock(_ prefix: String, features: Int) throws -> Linear.Block {
-        Linear.Block(weight: try tensor(prefix + ".weight", shape: [features, features]),
-                     bias: try tensor(prefix + ".bias", shape: [features]))
-    }
-
-    /// Throws when the store holds tensors that no layer asked for.
-    func refuseUnused() throws {
-        let unexpected = store.names.subtracting(used).sorted()
-        if !unexpected.isEmpty { throw WeightsError.unexpectedTensors(names: unexpected, file: store.path) }
+        channels = widths[widths.count - 1]
+        conv("decoder.conv_in", "decoder.conv_in", "decoder.conv_in", in: config.latentChannels, out: channels, kernel: 3)
+        mid("decoder.mid", "decoder.mid_block", "decoder.mid", channels: channels)
+        for (index, width) in widths.reversed().enumerated() {
+            let e = "decoder.up.\(index)", d = "decoder.up_blocks.\(index)", o = "decoder.up.\(widths.count - 1 - index)"
+            for layer in 0...config.layersPerBlock {
+                resnet("\(e).resnet.\(layer)", "\(d).resnets.\(layer)", "\(o).block.\(layer)", in: channels, out: width)
+                channels = width
+            }
+            if index < widths.count - 1 {
+                conv("\(e).upsample", "\(d).upsamplers.0.conv", "\(o).upsample.conv", in: width, out: width, kernel: 3)
+            }
+        }
+        norm("decoder.norm_out", "decoder.conv_norm_out", "decoder.norm_out", channels: channels)
+        conv("decoder.conv_out", "decoder.conv_out", "decoder.conv_out", in: channels, out: config.outChannels, kernel: 3)
+        return WeightTable(entries: entries)
     }
 }

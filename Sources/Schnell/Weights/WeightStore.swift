@@ -87,6 +87,20 @@ public final class WeightStore: @unchecked Sendable {
         return tensor
     }
 
+    /// How many numbered blocks the names below `prefix` hold: 1 + the largest N of
+    /// `<prefix>N.…` (N in decimal digits), 0 when there is none. A gap in the numbering is
+    /// left for the name table to report as missing tensors.
+    public func blockCount(prefix: String) -> Int {
+        let indices = byName.keys.compactMap { name -> Int? in
+            guard name.hasPrefix(prefix) else { return nil }
+            let rest = name.dropFirst(prefix.count)
+            guard let dot = rest.firstIndex(of: "."), dot > rest.startIndex,
+                  rest[..<dot].allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            return Int(rest[..<dot])
+        }
+        return (indices.max() ?? -1) + 1
+    }
+
     /// Parameters in all tensors.
     public var parameterCount: Int { byName.values.reduce(0) { $0 + $1.count } }
 
