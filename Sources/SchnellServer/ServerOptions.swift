@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 
 /// How `schnell serve` listens and what it allows. Defaults are safe for a single local user:
 /// loopback only, no keys, one day of image retention.
@@ -23,6 +24,11 @@ public struct ServerOptions: Sendable, Equatable {
     public var connectionTimeoutSeconds = 30
     /// Write one line per request to stderr.
     public var logRequests = true
+    /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
+    /// narrowed, never widened; sides also start at 64 pixels here rather than the pipeline's 16.
+    public var limits = GenerationLimits(minSide: 64, maxSide: 2048, maxSteps: 50, maxImages: 10,
+                                         maxSequenceLength: GenerationLimits.pipeline.maxSequenceLength,
+                                         maxGuidance: GenerationLimits.pipeline.maxGuidance)
 
     public init() {}
 
