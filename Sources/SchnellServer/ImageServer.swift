@@ -84,6 +84,8 @@ public final class ImageServer: @unchecked Sendable {
             log("warning: listening on \(options.host) without an API key; anyone who can reach this address can generate images (use --api-key)")
         }
         log("listening on http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(started.boundPort)")
+        let limits = options.limits
+        log("request limits: sides \(limits.minSide)...\(limits.maxSide) pixels (--max-side), steps 1...\(limits.maxSteps) (--max-steps), images 1...\(limits.maxImages) (--max-images)")
     }
 
     /// Stops accepting requests, fails waiting generations with 503 and waits for open

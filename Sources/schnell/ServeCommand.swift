@@ -9,7 +9,12 @@ enum ServeCommand {
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
                              [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
+                             [--max-side PIXELS] [--max-steps N] [--max-images N]
+          --max-side, --max-steps, --max-images
+                             narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
+                             the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
         """
+    private static let server = ServerOptions().limits, pipeline = GenerationLimits.pipeline
 
     static func run(_ arguments: [String]) -> Int32 {
         do {
