@@ -1,3 +1,5 @@
+import Schnell
+
 /// An error answered in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 struct APIError: Error, Equatable {
     var status: Int
@@ -13,6 +15,20 @@ struct APIError: Error, Equatable {
 
     static func invalid(_ message: String, param: String?) -> APIError {
         APIError(status: 400, message: message, type: "invalid_request_error", param: param, code: "invalid_request")
+    }
+
+    /// A pipeline error as the client sees it: an invalid request is a 400 naming the field the
+    /// client used (`fieldNames` maps the pipeline's parameter names, e.g. `guidance` -> `guidance_scale`).
+    static func rejected(_ error: PipelineError, fieldNames: [String: String]) -> APIError {
+        switch error {
+        case let .invalidRequest(parameter, reason):
+            let field = fieldNames[parameter] ?? parameter
+            return .invalid(field == parameter ? "\(field): \(reason)" : "\(field): \(parameter) \(reason)", param: field)
+        case .cancelled:
+            return .server("The generation was cancelled", code: "generation_cancelled")
+        case .incompatibleComponents, .missingComponent:
+            return .server("Generation failed: \(error)")
+        }
     }
 
     static func wrongType(_ param: String, expected: String) -> APIError {

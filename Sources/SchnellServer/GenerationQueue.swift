@@ -1,10 +1,10 @@
 import Foundation
+import Schnell
 
 /// What a finished generation hands back to whoever waits for it.
 struct GenerationOutput: Sendable {
-    var images: [GeneratedImage]
-    /// The model's own per-stage seconds.
-    var timings: [String: Double]
+    /// The images, the settings used and the model's own per-stage seconds.
+    var result: GenerationResult
     /// Seconds between submission and the start of generation.
     var queueSeconds: Double
     /// Seconds inside `generate`.
@@ -17,7 +17,7 @@ final class GenerationTicket: @unchecked Sendable {
         case queued, running, finished(Result<GenerationOutput, APIError>)
     }
 
-    let job: GenerationJob
+    let request: GenerationRequest
     let generator: any ImageGenerating
     let submitted = Date()
     /// Called on the worker thread once the ticket has finished (async tasks persist here).
@@ -27,12 +27,13 @@ final class GenerationTicket: @unchecked Sendable {
     fileprivate(set) var totalSteps: Int
     fileprivate var cancelRequested = false
 
-    init(job: GenerationJob, generator: any ImageGenerating,
+    init(request: GenerationRequest, generator: any ImageGenerating,
          onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
-        self.job = job
+        self.request = request
         self.generator = generator
         self.onFinish = onFinish
-        self.totalSteps = job.steps
+        // Until the model reports its own count (edits run fewer steps).
+        self.totalSteps = (request.steps ?? 0) * request.count
     }
 }
 
@@ -85,7 +86,7 @@ final class GenerationQueue: @unchecked Sendable {
         for ticket in dropped { ticket.onFinish?(.failure(.shuttingDown)) }
     }
 
-    func submit(_ job: GenerationJob, generator: any ImageGenerating,
+    func submit(_ request: GenerationRequest, generator: any ImageGenerating,
                 onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil) throws -> GenerationTicket {
         condition.lock()
         defer { condition.unlock() }
@@ -93,7 +94,7 @@ final class GenerationQueue: @unchecked Sendable {
         // A free worker takes the job at once, so only jobs behind a busy one count as waiting.
         let busy = running != nil || !waiting.isEmpty
         if busy && waiting.count >= capacity { throw APIError.queueFull(waiting.count) }
-        let ticket = GenerationTicket(job: job, generator: generator, onFinish: onFinish)
+        let ticket = GenerationTicket(request: request, generator: generator, onFinish: onFinish)
         waiting.append(ticket)
         metrics.setQueueDepth(waiting.count)
         condition.broadcast()
@@ -148,30 +149,27 @@ final class GenerationQueue: @unchecked Sendable {
             let started = Date()
             let result: Result<GenerationOutput, APIError>
             do {
-                let output = try ticket.generator.generate(ticket.job) { [self] step, total in
+                let output = try ticket.generator.generate(ticket.request) { [self] progress in
                     condition.lock()
                     defer { condition.unlock() }
-                    ticket.step = step
-                    ticket.totalSteps = total
+                    ticket.step = progress.stepsDone
+                    ticket.totalSteps = progress.totalSteps
                     condition.broadcast()
                     return !ticket.cancelRequested
                 }
                 if output.images.isEmpty {
                     result = .failure(.server("The model returned no image", code: "no_image_generated"))
                 } else {
-                    result = .success(GenerationOutput(images: output.images, timings: output.timings,
-                                                       queueSeconds: started.timeIntervalSince(ticket.submitted),
+                    result = .success(GenerationOutput(result: output, queueSeconds: started.timeIntervalSince(ticket.submitted),
                                                        generationSeconds: Date().timeIntervalSince(started)))
                 }
-            } catch let rejection as GenerationRejected {
-                result = .failure(.invalid(rejection.message, param: rejection.param))
-            } catch is GenerationCancelled {
-                result = .failure(.server("The generation was cancelled", code: "generation_cancelled"))
+            } catch let error as PipelineError {
+                result = .failure(.rejected(error, fieldNames: ImageRequest.defaultFieldNames))
             } catch {
                 result = .failure(.server("Generation failed: \(error)"))
             }
             let seconds = Date().timeIntervalSince(started)
-            metrics.observeGeneration(seconds: seconds, images: (try? result.get().images.count) ?? 0)
+            metrics.observeGeneration(seconds: seconds, images: (try? result.get().result.images.count) ?? 0)
             condition.lock()
             ticket.state = .finished(result)
             running = nil

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellImageIO
 
 /// The fields of a generation or edit request, from a JSON object or from multipart form
@@ -53,38 +54,37 @@ struct RequestFields {
     }
 }
 
-/// A validated request for `/v1/images/generations` or `/v1/images/edits`.
+/// A validated request for `/v1/images/generations` or `/v1/images/edits`: the generation
+/// parameters as the pipeline takes them, and how the answer is to be formatted.
 ///
-/// Limits: `prompt` 1...32000 characters; `n` 1...10; `size` is `auto` or `WIDTHxHEIGHT`
-/// within the model's limits; `aspect_ratio` `W:H` (between 1:4 and 4:1) with `resolution`
-/// `1k` (about 1024x1024 pixels, the default) or `2k` (about 2048x2048) is used when `size`
-/// is absent or `auto`. `quality` picks steps when `steps` is absent: `low` half the model's
-/// default, `auto`/`standard`/`medium` the default, `high`/`hd` twice the default (clamped to
-/// the model's range).
+/// Limits: `prompt` 1...32000 characters; `n`, `steps` and the sides within the served model's
+/// `limits` (the server's, see `ServerOptions.limits`); `size` is `auto` or `WIDTHxHEIGHT`;
+/// `aspect_ratio` `W:H` (between 1:4 and 4:1) with `resolution` `1k` (about 1024x1024 pixels, the
+/// default) or `2k` (about 2048x2048) is used when `size` is absent or `auto`. `quality` picks steps
+/// when `steps` is absent: `low` half the model's default, `auto`/`standard`/`medium` the default,
+/// `high`/`hd` twice the default (clamped to the limits).
 struct ImageRequest {
     static let maxPromptCharacters = 32_000
-    static let maxImages = 10
     static let qualities = ["auto", "low", "medium", "high", "standard", "hd"]
 
     enum ResponseFormat: String { case b64Json = "b64_json", url }
 
-    var prompt: String
-    var count: Int
-    var width: Int
-    var height: Int
-    var steps: Int
-    var guidance: Float?
-    var seed: UInt64
+    /// Edits add the init image and mask after parsing.
+    var generation: GenerationRequest
     var quality: String
     var responseFormat: ResponseFormat
     var outputFormat: ImageFormat
     var compression: Int
-    var strength: Float?
     var isAsync: Bool
+    /// The request field each of the pipeline's parameter names came from, for error messages.
+    var fieldNames = ImageRequest.defaultFieldNames
 
-    var sizeText: String { "\(width)x\(height)" }
+    static let defaultFieldNames = ["width": "size", "height": "size", "guidance": "guidance_scale"]
 
-    /// `defaultSize` replaces the model's default size (edits default to the upload's size).
+    var sizeText: String { "\(generation.width)x\(generation.height)" }
+
+    /// `model` is the model as served: its limits are the server's. `defaultSize` replaces the
+    /// model's default size (edits default to the upload's size).
     init(_ fields: RequestFields, model: ModelDescription, defaultSize: (Int, Int)? = nil) throws {
         guard let prompt = try fields.string("prompt") else { throw APIError.invalid("'prompt' is required", param: "prompt") }
         guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
@@ -93,56 +93,45 @@ struct ImageRequest {
         guard prompt.count <= ImageRequest.maxPromptCharacters else {
             throw APIError.invalid("'prompt' is longer than \(ImageRequest.maxPromptCharacters) characters", param: "prompt")
         }
-        self.prompt = prompt
-
         let count = try fields.integer("n") ?? 1
-        guard (1...Int64(ImageRequest.maxImages)).contains(count) else {
-            throw APIError.invalid("'n' must be between 1 and \(ImageRequest.maxImages)", param: "n")
-        }
-        self.count = Int(count)
-
-        (width, height) = try ImageRequest.size(fields, model: model,
-                                                defaultSize: defaultSize ?? (model.defaultWidth, model.defaultHeight))
+        let (width, height, sizeField) = try ImageRequest.size(fields, model: model,
+                                                               defaultSize: defaultSize ?? (model.defaultWidth, model.defaultHeight))
+        generation = GenerationRequest(prompt: prompt, width: width, height: height, count: Int(count))
+        fieldNames["width"] = sizeField
+        fieldNames["height"] = sizeField
 
         let quality = try fields.string("quality") ?? "auto"
         guard ImageRequest.qualities.contains(quality) else {
             throw APIError.invalid("'quality' must be one of \(ImageRequest.qualities.joined(separator: ", "))", param: "quality")
         }
         self.quality = quality
-        let range = model.stepsRange
         if let steps = try fields.integer("steps") ?? fields.integer("num_inference_steps") {
-            guard steps >= Int64(range.lowerBound) && steps <= Int64(range.upperBound) else {
-                let param = fields.values["steps"] != nil ? "steps" : "num_inference_steps"
-                throw APIError.invalid("'\(param)' must be between \(range.lowerBound) and \(range.upperBound) for \(model.id)", param: param)
-            }
-            self.steps = Int(steps)
+            generation.steps = Int(steps)
+            fieldNames["steps"] = fields.values["steps"] != nil ? "steps" : "num_inference_steps"
         } else {
             let steps = switch quality {
             case "low": (model.defaultSteps + 1) / 2
             case "high", "hd": model.defaultSteps * 2
             default: model.defaultSteps
             }
-            self.steps = min(max(steps, range.lowerBound), range.upperBound)
+            generation.steps = min(max(steps, 1), model.limits.maxSteps)
         }
 
         if let guidance = try fields.number("guidance_scale") {
             guard model.supportsGuidance else {
                 throw APIError.invalid("\(model.id) does not use guidance; leave 'guidance_scale' out", param: "guidance_scale")
             }
-            guard (0...100).contains(guidance) else {
-                throw APIError.invalid("'guidance_scale' must be between 0 and 100", param: "guidance_scale")
-            }
-            self.guidance = Float(guidance)
+            generation.guidance = Float(guidance)
         } else {
-            guidance = model.supportsGuidance ? model.defaultGuidance : nil
+            generation.guidance = model.supportsGuidance ? model.defaultGuidance : nil
         }
 
         if let seed = try fields.integer("seed") {
             guard seed >= 0 else { throw APIError.invalid("'seed' must be a non-negative integer", param: "seed") }
-            self.seed = UInt64(seed)
+            generation.seed = UInt64(seed)
         } else {
             // Below 2^32 so the reported seed survives clients that parse JSON numbers as doubles.
-            self.seed = UInt64.random(in: 0...UInt64(UInt32.max))
+            generation.seed = UInt64.random(in: 0...UInt64(UInt32.max))
         }
 
         let responseFormat = try fields.string("response_format") ?? "b64_json"
@@ -173,34 +162,40 @@ struct ImageRequest {
             guard strength > 0 && strength <= 1 else {
                 throw APIError.invalid("'strength' must be greater than 0 and at most 1", param: "strength")
             }
-            self.strength = Float(strength)
+            generation.strength = strength
         }
         isAsync = try fields.bool("async") ?? false
         // Accepted for compatibility and ignored; only their type is checked.
         _ = try fields.string("user")
         _ = try fields.string("style")
         _ = try fields.string("model")
+        try check(model.limits, sizeMultiple: model.sizeMultiple)
     }
 
-    func job(initImage: Image8? = nil, mask: Image8? = nil) -> GenerationJob {
-        GenerationJob(prompt: prompt, width: width, height: height, steps: steps, guidance: guidance, seed: seed,
-                      count: count, initImage: initImage, mask: mask, strength: strength)
+    /// Checks the generation parameters against `limits`, naming the request's own field.
+    private func check(_ limits: GenerationLimits, sizeMultiple: Int) throws {
+        do {
+            try limits.check(generation, sizeMultiple: sizeMultiple)
+        } catch let error as PipelineError {
+            throw APIError.rejected(error, fieldNames: fieldNames)
+        }
     }
 
-    private static func size(_ fields: RequestFields, model: ModelDescription, defaultSize: (Int, Int)) throws -> (Int, Int) {
+    /// The requested size and the field it came from.
+    private static func size(_ fields: RequestFields, model: ModelDescription,
+                             defaultSize: (Int, Int)) throws -> (width: Int, height: Int, field: String) {
         if let size = try fields.string("size"), size != "auto" {
             let parts = size.split(separator: "x", omittingEmptySubsequences: false)
             guard size.count <= 16, parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
                   let width = Int(parts[0]), let height = Int(parts[1]) else {
                 throw APIError.invalid("'size' must be 'auto' or WIDTHxHEIGHT such as 1024x1024 (digits and a lowercase x)", param: "size")
             }
-            try check(width, height, model: model, param: "size")
-            return (width, height)
+            return (width, height, "size")
         }
         let resolution = try fields.string("resolution")
         guard let ratio = try fields.string("aspect_ratio") else {
             if resolution != nil { throw APIError.invalid("'resolution' needs 'aspect_ratio'", param: "resolution") }
-            return defaultSize
+            return (defaultSize.0, defaultSize.1, "size")
         }
         let parts = ratio.split(separator: ":", omittingEmptySubsequences: false)
         guard ratio.count <= 16, parts.count == 2, let across = Int(parts[0]), let down = Int(parts[1]), across > 0, down > 0,
@@ -217,23 +212,11 @@ struct ImageRequest {
         let multiple = Double(model.sizeMultiple)
         var width = (side * aspect.squareRoot() / multiple).rounded() * multiple
         var height = (side / aspect.squareRoot() / multiple).rounded() * multiple
-        let longest = max(width, height)
-        if longest > Double(model.maxSide) {
-            width = (width * Double(model.maxSide) / longest / multiple).rounded(.down) * multiple
-            height = (height * Double(model.maxSide) / longest / multiple).rounded(.down) * multiple
+        let longest = max(width, height), maxSide = Double(model.limits.maxSide)
+        if longest > maxSide {
+            width = (width * maxSide / longest / multiple).rounded(.down) * multiple
+            height = (height * maxSide / longest / multiple).rounded(.down) * multiple
         }
-        try check(Int(width), Int(height), model: model, param: resolution == nil ? "aspect_ratio" : "resolution")
-        return (Int(width), Int(height))
-    }
-
-    private static func check(_ width: Int, _ height: Int, model: ModelDescription, param: String) throws {
-        let sides = model.minSide...model.maxSide
-        guard width % model.sizeMultiple == 0, height % model.sizeMultiple == 0 else {
-            throw APIError.invalid("Width and height must be multiples of \(model.sizeMultiple), got \(width)x\(height)", param: param)
-        }
-        guard sides.contains(width), sides.contains(height), width * height <= model.maxPixels else {
-            throw APIError.invalid("\(width)x\(height) is outside \(model.id)'s limits: each side \(model.minSide)...\(model.maxSide), at most \(model.maxPixels) pixels",
-                                   param: param)
-        }
+        return (Int(width), Int(height), resolution == nil ? "aspect_ratio" : "resolution")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellImageIO
 
 /// `/v1/images/generations`, `/v1/images/edits` and `/v1/tasks/{id}`.
@@ -14,8 +15,8 @@ extension ImageServer {
         guard case .object(let members) = document else { throw APIError.invalid("The body must be a JSON object", param: nil) }
         let fields = RequestFields(values: members)
         let generator = try resolveModel(fields)
-        let imageRequest = try ImageRequest(fields, model: generator.model)
-        return try submit(imageRequest, job: imageRequest.job(), generator: generator, request: request)
+        let imageRequest = try ImageRequest(fields, model: served(generator.model))
+        return try submit(imageRequest, generator: generator, request: request)
     }
 
     func edit(_ request: HTTPRequest) throws -> HTTPResponse {
@@ -48,18 +49,16 @@ extension ImageServer {
             }
             mask = decoded
         }
-        let model = generator.model
+        let model = served(generator.model)
         let multiple = model.sizeMultiple
-        // Without `size`, the output keeps the upload's size, rounded to the model's grid and limits.
-        let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, model.minSide), model.maxSide) }
-        var defaultSize = (fitted(image.width), fitted(image.height))
-        let pixels = defaultSize.0 * defaultSize.1
-        if pixels > model.maxPixels {
-            let scale = (Double(model.maxPixels) / Double(pixels)).squareRoot()
-            defaultSize = (Int(Double(defaultSize.0) * scale) / multiple * multiple, Int(Double(defaultSize.1) * scale) / multiple * multiple)
-        }
-        let imageRequest = try ImageRequest(fields, model: model, defaultSize: defaultSize)
-        return try submit(imageRequest, job: imageRequest.job(initImage: image, mask: mask), generator: generator, request: request)
+        // Without `size`, the output keeps the upload's size, rounded to the model's grid within its limits.
+        let smallest = (model.limits.minSide + multiple - 1) / multiple * multiple
+        let largest = model.limits.maxSide / multiple * multiple
+        let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
+        var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        imageRequest.generation.initImage = InputImage(image)
+        imageRequest.generation.mask = mask.map(InputImage.init)
+        return try submit(imageRequest, generator: generator, request: request)
     }
 
     func task(id: String) throws -> HTTPResponse {
@@ -101,13 +100,17 @@ extension ImageServer {
         }
     }
 
-    private func submit(_ imageRequest: ImageRequest, job: GenerationJob, generator: any ImageGenerating,
-                        request: HTTPRequest) throws -> HTTPResponse {
+    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest) throws -> HTTPResponse {
+        do {
+            try generator.validate(imageRequest.generation)
+        } catch let error as PipelineError {
+            throw APIError.rejected(error, fieldNames: imageRequest.fieldNames)
+        }
         let baseURL = options.publicURL ?? "http://\(request.header("host") ?? "\(options.host):\(boundPort)")"
         let modelID = generator.model.id
         guard imageRequest.isAsync else {
             let submitted = Date()
-            let ticket = try queue.submit(job, generator: generator)
+            let ticket = try queue.submit(imageRequest.generation, generator: generator)
             guard let result = queue.wait(for: ticket, clientConnected: request.clientConnected) else {
                 return .error(APIError(status: 499, message: "The client closed the connection", type: "invalid_request_error",
                                        param: nil, code: "client_closed_request"))
@@ -119,7 +122,7 @@ extension ImageServer {
         let id = "task_\(randomHex(bytes: 16))"
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
-        let ticket = try queue.submit(job, generator: generator) { [weak self] result in
+        let ticket = try queue.submit(imageRequest.generation, generator: generator) { [weak self] result in
             self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                              baseURL: baseURL, submitted: submitted)
         }
@@ -141,9 +144,10 @@ extension ImageServer {
                             modelID: String, baseURL: String, submitted: Date) {
         var record = taskRecord(id: id, created: created, status: "completed")
         do {
-            let body = try responseBody(result.get(), request: request, modelID: modelID, baseURL: baseURL, submitted: submitted)
+            let output = try result.get()
+            let body = try responseBody(output, request: request, modelID: modelID, baseURL: baseURL, submitted: submitted)
             record.merge(body) { current, _ in current }
-            record["progress"] = ["step": .integer(Int64(request.steps)), "total": .integer(Int64(request.steps))]
+            record["progress"] = ["step": .integer(Int64(output.result.steps)), "total": .integer(Int64(output.result.steps))]
         } catch {
             record["status"] = "failed"
             record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
@@ -163,13 +167,14 @@ extension ImageServer {
                               submitted: Date) throws -> [String: JSONValue] {
         let encodeStart = Date()
         var data: [JSONValue] = []
-        for generated in output.images {
-            var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(request.steps), size: \(request.sizeText)"
-            if let guidance = request.guidance { parameters += ", guidance: \(guidance)" }
+        for generated in output.result.images {
+            var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(output.result.steps), size: \(request.sizeText)"
+            if let guidance = output.result.guidance { parameters += ", guidance: \(guidance)" }
             let bytes: [UInt8]
             do {
-                bytes = try ImageEncoder.encode(generated.image, as: request.outputFormat, quality: request.compression,
-                                                text: [(key: "prompt", value: request.prompt), (key: "parameters", value: parameters)])
+                let image = try Image8(width: generated.width, height: generated.height, channels: 3, pixels: generated.rgb)
+                bytes = try ImageEncoder.encode(image, as: request.outputFormat, quality: request.compression,
+                                                text: [(key: "prompt", value: request.generation.prompt), (key: "parameters", value: parameters)])
             } catch {
                 throw APIError.server("Encoding the image failed: \(error)")
             }
@@ -189,13 +194,15 @@ extension ImageServer {
             data.append(.object(item))
         }
         let finished = Date()
-        var timings = output.timings.mapValues { JSONValue.number($0) }
+        var stageSeconds: [String: Double] = [:]
+        for (stage, seconds) in output.result.timings { stageSeconds[stage, default: 0] += seconds }
+        var timings = stageSeconds.mapValues { JSONValue.number($0) }
         timings["queue"] = .number(output.queueSeconds)
         timings["generation"] = .number(output.generationSeconds)
         timings["encode"] = .number(finished.timeIntervalSince(encodeStart))
         timings["total"] = .number(finished.timeIntervalSince(submitted))
         // FLUX works on 2x2 patches of the 8x-downsampled latent: one image token per 16x16 pixels.
-        let imageTokens = Int64(request.width / 16 * (request.height / 16) * output.images.count)
+        let imageTokens = Int64(request.generation.width / 16 * (request.generation.height / 16) * output.result.images.count)
         return [
             "created": .integer(Int64(Date().timeIntervalSince1970)), "data": .array(data), "model": .string(modelID),
             "output_format": .string(request.outputFormat.rawValue), "size": .string(request.sizeText),
@@ -204,5 +211,12 @@ extension ImageServer {
                       "input_tokens_details": ["text_tokens": 0, "image_tokens": 0]],
             "timings": .object(timings),
         ]
+    }
+}
+
+extension InputImage {
+    /// An upload as the pipeline takes it.
+    init(_ image: Image8) {
+        self.init(width: image.width, height: image.height, channels: image.channels, pixels: image.pixels)
     }
 }

@@ -59,6 +59,13 @@ public final class ImageServer: @unchecked Sendable {
         lock.withLock { generatorStorage }
     }
 
+    /// A model as this server offers it: its limits narrowed by the server's (`ServerOptions.limits`).
+    func served(_ model: ModelDescription) -> ModelDescription {
+        var served = model
+        served.limits = model.limits.narrowed(to: options.limits)
+        return served
+    }
+
     public func start() throws {
         guard lock.withLock({ daemon == nil }) else { return }
         queue.start()
@@ -77,6 +84,8 @@ public final class ImageServer: @unchecked Sendable {
             log("warning: listening on \(options.host) without an API key; anyone who can reach this address can generate images (use --api-key)")
         }
         log("listening on http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(started.boundPort)")
+        let limits = options.limits
+        log("request limits: sides \(limits.minSide)...\(limits.maxSide) pixels (--max-side), steps 1...\(limits.maxSteps) (--max-steps), images 1...\(limits.maxImages) (--max-images)")
     }
 
     /// Stops accepting requests, fails waiting generations with 503 and waits for open
@@ -152,13 +161,13 @@ public final class ImageServer: @unchecked Sendable {
                                 body: Array(metrics.render(modelLoaded: generator != nil).utf8))
         case ["v1", "models"]:
             try only("GET")
-            return .json(["object": "list", "data": .array(generator.map { [modelObject($0.model)] } ?? [])])
+            return .json(["object": "list", "data": .array(generator.map { [modelObject(served($0.model))] } ?? [])])
         case let path where path.count >= 3 && path[0] == "v1" && path[1] == "models":
             try only("GET")
             // Ids may contain slashes (`black-forest-labs/FLUX.1-schnell`).
             let name = path[2...].joined(separator: "/")
             guard let model = generator?.model, model.answers(to: name) else { throw APIError.modelNotFound(name) }
-            return .json(modelObject(model))
+            return .json(modelObject(served(model)))
         case ["v1", "images", "generations"]:
             try only("POST")
             return try generate(request)
@@ -204,13 +213,14 @@ public final class ImageServer: @unchecked Sendable {
         return matched
     }
 
+    /// `model` as served (see `served(_:)`).
     private func modelObject(_ model: ModelDescription) -> JSONValue {
+        let limits = model.limits
         let sizes: [JSONValue] = ["256x256", "512x512", "768x768", "1024x1024", "1024x768", "768x1024", "1536x1024",
                                   "1024x1536", "1792x1024", "1024x1792", "2048x2048"]
             .filter { size in
                 let sides = size.split(separator: "x").compactMap { Int($0) }
-                return sides.count == 2 && sides.allSatisfy { (model.minSide...model.maxSide).contains($0) }
-                    && sides[0] * sides[1] <= model.maxPixels
+                return sides.count == 2 && sides.allSatisfy { $0 >= limits.minSide && $0 <= limits.maxSide && $0 % model.sizeMultiple == 0 }
             }
             .map { .string($0) }
         return [
@@ -219,15 +229,14 @@ public final class ImageServer: @unchecked Sendable {
             "allowed_params": [
                 "supported_sizes": .array(sizes),
                 "size_multiple": .integer(Int64(model.sizeMultiple)),
-                "min_side": .integer(Int64(model.minSide)), "max_side": .integer(Int64(model.maxSide)),
-                "max_pixels": .integer(Int64(model.maxPixels)),
+                "min_side": .integer(Int64(limits.minSide)), "max_side": .integer(Int64(limits.maxSide)),
                 "default_size": .string("\(model.defaultWidth)x\(model.defaultHeight)"),
-                "steps": ["default": .integer(Int64(model.defaultSteps)), "min": .integer(Int64(model.stepsRange.lowerBound)),
-                          "max": .integer(Int64(model.stepsRange.upperBound))],
+                "steps": ["default": .integer(Int64(model.defaultSteps)), "min": 1, "max": .integer(Int64(limits.maxSteps))],
                 "guidance": .bool(model.supportsGuidance),
                 "default_guidance": model.defaultGuidance.map { .number(Double($0)) } ?? .null,
+                "max_guidance": model.supportsGuidance ? .number(Double(limits.maxGuidance)) : .null,
                 "edits": .bool(model.supportsEdits),
-                "max_images": .integer(Int64(ImageRequest.maxImages)),
+                "max_images": .integer(Int64(limits.maxImages)),
                 "output_formats": ["png", "jpeg", "webp"],
                 "response_formats": ["b64_json", "url"],
             ],

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 
 /// How `schnell serve` listens and what it allows. Defaults are safe for a single local user:
 /// loopback only, no keys, one day of image retention.
@@ -23,6 +24,12 @@ public struct ServerOptions: Sendable, Equatable {
     public var connectionTimeoutSeconds = 30
     /// Write one line per request to stderr.
     public var logRequests = true
+    /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
+    /// narrowed by `--max-side`, `--max-steps` and `--max-images`, never widened; sides also start
+    /// at 64 pixels here rather than the pipeline's 16.
+    public var limits = GenerationLimits(minSide: 64, maxSide: 2048, maxSteps: 50, maxImages: 10,
+                                         maxSequenceLength: GenerationLimits.pipeline.maxSequenceLength,
+                                         maxGuidance: GenerationLimits.pipeline.maxGuidance)
 
     public init() {}
 
@@ -44,6 +51,16 @@ public struct ServerOptions: Sendable, Equatable {
         func integer(_ text: String, flag: String, range: ClosedRange<Int>) throws -> Int {
             guard let number = Int(text), range.contains(number) else {
                 throw ParseError(description: "\(flag) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+            }
+            return number
+        }
+        /// A flag that narrows one of the pipeline's limits; it cannot widen it.
+        func narrowing(_ text: String, flag: String, lowest: Int, pipelineLimit: Int) throws -> Int {
+            guard let number = Int(text), number >= lowest else {
+                throw ParseError(description: "\(flag) must be an integer of at least \(lowest), got '\(text)'")
+            }
+            guard number <= pipelineLimit else {
+                throw ParseError(description: "\(flag) \(number) is beyond the pipeline's limit of \(pipelineLimit); the server can only narrow it")
             }
             return number
         }
@@ -83,6 +100,15 @@ public struct ServerOptions: Sendable, Equatable {
                     throw ParseError(description: "--public-url must be an http(s) URL such as https://images.example.com, got '\(text)'")
                 }
                 options.publicURL = text.hasSuffix("/") ? String(text.dropLast()) : text
+            case "--max-side":
+                options.limits.maxSide = try narrowing(value(for: flag, inline: inline), flag: flag, lowest: options.limits.minSide,
+                                                       pipelineLimit: GenerationLimits.pipeline.maxSide)
+            case "--max-steps":
+                options.limits.maxSteps = try narrowing(value(for: flag, inline: inline), flag: flag, lowest: 1,
+                                                        pipelineLimit: GenerationLimits.pipeline.maxSteps)
+            case "--max-images":
+                options.limits.maxImages = try narrowing(value(for: flag, inline: inline), flag: flag, lowest: 1,
+                                                         pipelineLimit: GenerationLimits.pipeline.maxImages)
             case "--image-ttl":
                 options.imageTTLSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...(365 * 86_400))
             default:

@@ -54,10 +54,11 @@ enum GenerateCommand {
                 }
                 request.seed = value
             }
-            request.steps = try options.integer("--steps", in: 1...1000)
-            request.guidance = try options.number("--guidance", in: 0...100)
-            request.count = try options.integer("-n", in: 1...64) ?? 1
-            request.maxSequenceLength = try options.integer("--max-sequence-length", in: 1...512)
+            let limits = GenerationLimits.pipeline
+            request.steps = try options.integer("--steps", in: 1...limits.maxSteps)
+            request.guidance = try options.number("--guidance", in: 0...limits.maxGuidance)
+            request.count = try options.integer("-n", in: 1...limits.maxImages) ?? 1
+            request.maxSequenceLength = try options.integer("--max-sequence-length", in: 1...limits.maxSequenceLength)
             let output = options.string("-o") ?? options.string("--output") ?? "out.png"
             let format = try imageFormat(of: output)
             let threads = try options.integer("--threads", in: 1...1024) ?? 0

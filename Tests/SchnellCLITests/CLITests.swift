@@ -100,6 +100,12 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.png"))
     }
 
+    func testServeRefusesALimitBeyondThePipelines() throws {
+        let run = try schnell(["serve", "--port", "0", "--max-side", "8192"])
+        XCTAssertEqual(run.status, 2)
+        XCTAssertTrue(run.errors.contains("--max-side 8192 is beyond the pipeline's limit of 4096"), run.errors)
+    }
+
     func testGenerateWritesTimingsJSON() throws {
         let folder = try temporaryFolder()
         let timings = folder.appendingPathComponent("timings.json")

@@ -20,7 +20,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(answered.count, 40)
         XCTAssertTrue(answered.allSatisfy { $0 == 200 || $0 == 429 }, "\(answered)")
         XCTAssertGreaterThanOrEqual(answered.filter { $0 == 200 }.count, 1)
-        XCTAssertEqual(answered.filter { $0 == 200 }.count, generator.jobs.count)
+        XCTAssertEqual(answered.filter { $0 == 200 }.count, generator.requests.count)
         XCTAssertEqual(generator.maxConcurrent, 1)
         XCTAssertLessThan(Date().timeIntervalSince(started), 20)
         XCTAssertEqual(try client.get("/health").status, 200)
@@ -74,7 +74,7 @@ final class ConcurrencyTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.2)
         close(fd)
         XCTAssertEqual(try client.postJSON("/v1/images/generations", ["prompt": "last"]).status, 200)
-        XCTAssertEqual(generator.jobs.map(\.prompt), ["first", "last"])
+        XCTAssertEqual(generator.requests.map(\.prompt), ["first", "last"])
         XCTAssertEqual(try client.get("/metrics").status, 200)
     }
 

@@ -10,22 +10,6 @@ final class EditTests: XCTestCase {
         return try ImageEncoder.encode(image, as: .png)
     }
 
-    private func multipart(_ fields: [(String, String)], files: [(String, [UInt8])], boundary: String = "XyZ-boundary") -> [UInt8] {
-        var body: [UInt8] = []
-        for (name, value) in fields {
-            body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
-        }
-        for (name, bytes) in files {
-            body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(name).png\"\r\nContent-Type: image/png\r\n\r\n".utf8)
-            body += bytes + Array("\r\n".utf8)
-        }
-        return body + Array("--\(boundary)--\r\n".utf8)
-    }
-
-    private func postEdit(_ client: RawClient, _ body: [UInt8], boundary: String = "XyZ-boundary") throws -> RawResponse {
-        try client.request("POST", "/v1/images/edits", headers: ["Content-Type": "multipart/form-data; boundary=\(boundary)"], body: body)
-    }
-
     func testEditPassesImageAndMaskToTheModel() throws {
         let generator = FakeGenerator()
         let test = try TestServer(generator: generator)
@@ -35,18 +19,18 @@ final class EditTests: XCTestCase {
         XCTAssertEqual(response.status, 200, String(decoding: response.body, as: UTF8.self))
         XCTAssertEqual((response.json["data"] as? [[String: Any]])?.map { $0["seed"] as? Int }, [9, 10])
         XCTAssertEqual(response.json["size"] as? String, "96x64", "without size the upload's size is kept")
-        let job = try XCTUnwrap(generator.jobs.last)
-        XCTAssertEqual(job.prompt, "a starry sky")
-        XCTAssertEqual(job.count, 2)
-        XCTAssertEqual(job.strength, 0.7)
-        XCTAssertEqual(job.initImage?.width, 96)
-        XCTAssertEqual(job.initImage?.pixels.allSatisfy { $0 == 200 }, true, "the upload's pixels reach the model")
-        XCTAssertEqual(job.mask?.channels, 4)
+        let request = try XCTUnwrap(generator.requests.last)
+        XCTAssertEqual(request.prompt, "a starry sky")
+        XCTAssertEqual(request.count, 2)
+        XCTAssertEqual(request.strength, 0.7)
+        XCTAssertEqual(request.initImage?.width, 96)
+        XCTAssertEqual(request.initImage?.pixels.allSatisfy { $0 == 200 }, true, "the upload's pixels reach the model")
+        XCTAssertEqual(request.mask?.channels, 4)
 
         let sized = multipart([("prompt", "x"), ("size", "64x64")], files: [("image[]", try png(width: 100, height: 70, channels: 3))])
         XCTAssertEqual(try postEdit(test.client, sized).status, 200)
-        XCTAssertEqual(generator.jobs.last.map { [$0.width, $0.height] }, [64, 64])
-        XCTAssertNil(generator.jobs.last?.mask)
+        XCTAssertEqual(generator.requests.last.map { [$0.width, $0.height] }, [64, 64])
+        XCTAssertNil(generator.requests.last?.mask)
     }
 
     func testEditErrors() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellImageIO
 import SchnellServer
 import XCTest
@@ -40,12 +41,12 @@ final class GenerationTests: XCTestCase {
             XCTAssertTrue(String(decoding: bytes, as: UTF8.self).contains("seed: \(seed), steps: 4, size: 128x64"),
                           "generation parameters are in the PNG's text chunks")
         }
-        let job = try XCTUnwrap(generator.jobs.first)
-        XCTAssertEqual(generator.jobs.count, 1, "n > 1 is one job")
-        XCTAssertEqual([job.width, job.height, job.count, job.steps], [128, 64, 2, 4])
-        XCTAssertEqual(job.seed, 42)
-        XCTAssertEqual(job.prompt, "a watercolor fox")
-        XCTAssertNil(job.guidance)
+        let request = try XCTUnwrap(generator.requests.first)
+        XCTAssertEqual(generator.requests.count, 1, "n > 1 is one request")
+        XCTAssertEqual([request.width, request.height, request.count, request.steps], [128, 64, 2, 4])
+        XCTAssertEqual(request.seed, 42)
+        XCTAssertEqual(request.prompt, "a watercolor fox")
+        XCTAssertNil(request.guidance)
     }
 
     func testDefaultsSizesQualityAndRandomSeed() throws {
@@ -70,8 +71,8 @@ final class GenerationTests: XCTestCase {
             body.merge(extra) { $1 }
             let response = try test.client.postJSON("/v1/images/generations", body)
             XCTAssertEqual(response.status, 200, "\(extra): \(String(decoding: response.body, as: UTF8.self))")
-            let job = try XCTUnwrap(generator.jobs.last)
-            XCTAssertEqual([job.width, job.height, job.steps], expected, "\(extra)")
+            let request = try XCTUnwrap(generator.requests.last)
+            XCTAssertEqual([request.width, request.height, request.steps], expected, "\(extra)")
         }
     }
 
@@ -129,9 +130,9 @@ final class GenerationTests: XCTestCase {
         let generator = FakeGenerator(model: dev)
         let test = try TestServer(generator: generator)
         XCTAssertEqual(try test.client.postJSON("/v1/images/generations", ["prompt": "a"]).status, 200)
-        XCTAssertEqual(generator.jobs.last?.guidance, 3.5)
+        XCTAssertEqual(generator.requests.last?.guidance, 3.5)
         XCTAssertEqual(try test.client.postJSON("/v1/images/generations", ["prompt": "a", "guidance_scale": 5]).status, 200)
-        XCTAssertEqual(generator.jobs.last?.guidance, 5)
+        XCTAssertEqual(generator.requests.last?.guidance, 5)
         assertError(try test.client.postJSON("/v1/images/generations", ["prompt": "a", "guidance_scale": 500]),
                     status: 400, code: "invalid_request", param: "guidance_scale")
     }
@@ -140,9 +141,10 @@ final class GenerationTests: XCTestCase {
         struct Broken: ImageGenerating {
             let model = FakeGenerator.schnell
             let images: Bool
-            func generate(_ job: GenerationJob, progress: @Sendable (Int, Int) -> Bool) throws
-                -> (images: [GeneratedImage], timings: [String: Double]) {
-                if images { return ([], [:]) }
+            func validate(_ request: GenerationRequest) throws {}
+
+            func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+                if images { return GenerationResult(images: [], steps: 4, guidance: nil, timings: []) }
                 throw CocoaError(.fileReadCorruptFile)
             }
         }
@@ -153,13 +155,14 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(try empty.client.get("/health").status, 200)
     }
 
-    /// A model that refuses every job as the client's fault.
+    /// A model that accepts every request up front and then refuses it as the client's fault.
     struct RejectingGenerator: ImageGenerating {
         let model = FakeGenerator.schnell
 
-        func generate(_ job: GenerationJob, progress: @Sendable (Int, Int) -> Bool) throws
-            -> (images: [GeneratedImage], timings: [String: Double]) {
-            throw GenerationRejected(message: "strength: too small for any step to run", param: "strength")
+        func validate(_ request: GenerationRequest) throws {}
+
+        func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+            throw PipelineError.invalidRequest(parameter: "strength", reason: "too small for any step to run")
         }
     }
 

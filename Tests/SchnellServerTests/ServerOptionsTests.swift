@@ -1,3 +1,4 @@
+import Schnell
 import SchnellServer
 import XCTest
 
@@ -10,6 +11,29 @@ final class ServerOptionsTests: XCTestCase {
         XCTAssertEqual(options.imageTTLSeconds, 86_400)
         XCTAssertNil(options.publicURL)
         XCTAssertEqual(remaining, [])
+        XCTAssertEqual([options.limits.minSide, options.limits.maxSide, options.limits.maxSteps, options.limits.maxImages], [64, 2048, 50, 10])
+        XCTAssertEqual(options.limits.maxSequenceLength, GenerationLimits.pipeline.maxSequenceLength)
+    }
+
+    func testLimitFlagsNarrowThePipelinesLimitsOnly() throws {
+        let (options, _) = try ServerOptions.parse(["--max-side", "1024", "--max-steps=8", "--max-images", "64"])
+        XCTAssertEqual([options.limits.maxSide, options.limits.maxSteps, options.limits.maxImages], [1024, 8, 64])
+        let pipeline = GenerationLimits.pipeline
+        let (widest, _) = try ServerOptions.parse(["--max-side", "\(pipeline.maxSide)", "--max-steps", "\(pipeline.maxSteps)"])
+        XCTAssertEqual([widest.limits.maxSide, widest.limits.maxSteps], [pipeline.maxSide, pipeline.maxSteps])
+        let cases: [([String], String)] = [
+            (["--max-side", "\(pipeline.maxSide + 16)"], "--max-side \(pipeline.maxSide + 16) is beyond the pipeline's limit of \(pipeline.maxSide)"),
+            (["--max-steps", "1001"], "--max-steps 1001 is beyond the pipeline's limit of 1000"),
+            (["--max-images", "65"], "--max-images 65 is beyond the pipeline's limit of 64"),
+            (["--max-side", "32"], "--max-side must be an integer of at least 64"),
+            (["--max-steps", "0"], "--max-steps must be an integer of at least 1"),
+            (["--max-images", "many"], "--max-images must be an integer of at least 1"),
+        ]
+        for (arguments, message) in cases {
+            XCTAssertThrowsError(try ServerOptions.parse(arguments), "\(arguments)") { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error) should say \(message)")
+            }
+        }
     }
 
     func testFlagsAreReadAndOthersKept() throws {

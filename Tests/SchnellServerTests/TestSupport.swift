@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellImageIO
 import SchnellServer
 import XCTest
@@ -7,13 +8,13 @@ import Glibc
 #endif
 
 /// A generator that draws a deterministic gradient per seed, sleeping `stepSeconds` per step,
-/// and records every job and the largest number of generations it ever ran at once.
+/// and records every request and the largest number of generations it ever ran at once.
 final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     let model: ModelDescription
     let stepSeconds: Double
     private let lock = NSLock()
     // Guarded by `lock`.
-    private var recordedJobs: [GenerationJob] = []
+    private var recordedRequests: [GenerationRequest] = []
     private var active = 0
     private var peakActive = 0
 
@@ -22,32 +23,43 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
         self.stepSeconds = stepSeconds
     }
 
-    static let schnell = ModelDescription(id: "flux.1-schnell", aliases: ["flux-1-schnell", "black-forest-labs/FLUX.1-schnell"],
-                                          defaultSteps: 4, stepsRange: 1...8, defaultWidth: 64, defaultHeight: 64,
-                                          supportsEdits: true, created: 1_722_470_400)
+    static let schnell: ModelDescription = {
+        var limits = GenerationLimits.pipeline
+        limits.maxSteps = 8
+        return ModelDescription(id: "flux.1-schnell", aliases: ["flux-1-schnell", "black-forest-labs/FLUX.1-schnell"],
+                                defaultSteps: 4, defaultWidth: 64, defaultHeight: 64, limits: limits,
+                                supportsEdits: true, created: 1_722_470_400)
+    }()
 
-    var jobs: [GenerationJob] { lock.withLock { recordedJobs } }
+    var requests: [GenerationRequest] { lock.withLock { recordedRequests } }
     var maxConcurrent: Int { lock.withLock { peakActive } }
 
-    func generate(_ job: GenerationJob, progress: @Sendable (Int, Int) -> Bool) throws
-        -> (images: [GeneratedImage], timings: [String: Double]) {
+    func validate(_ request: GenerationRequest) throws {
+        try model.limits.check(request, sizeMultiple: model.sizeMultiple)
+    }
+
+    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
         lock.withLock {
-            recordedJobs.append(job)
+            recordedRequests.append(request)
             active += 1
             peakActive = max(peakActive, active)
         }
         defer { lock.withLock { active -= 1 } }
-        for step in 1...job.steps {
+        let steps = request.steps ?? model.defaultSteps
+        for step in 0..<steps {
+            guard progress(GenerationProgress(stage: .denoising, image: 0, imageCount: 1, step: step, stepCount: steps)) else {
+                throw PipelineError.cancelled
+            }
             if stepSeconds > 0 { Thread.sleep(forTimeInterval: stepSeconds) }
-            guard progress(step, job.steps) else { throw GenerationCancelled() }
         }
-        let images = try (0..<job.count).map { index -> GeneratedImage in
-            let seed = job.seed + UInt64(index)
-            var pixels = [UInt8](repeating: 0, count: job.width * job.height * 3)
+        let firstSeed = request.seed ?? 0
+        let images = (0..<request.count).map { index -> GeneratedImage in
+            let seed = firstSeed + UInt64(index)
+            var pixels = [UInt8](repeating: 0, count: request.width * request.height * 3)
             for offset in pixels.indices { pixels[offset] = UInt8(truncatingIfNeeded: UInt64(offset) &+ seed) }
-            return GeneratedImage(image: try Image8(width: job.width, height: job.height, channels: 3, pixels: pixels), seed: seed)
+            return GeneratedImage(width: request.width, height: request.height, rgb: pixels, seed: seed)
         }
-        return (images, ["denoise": 0.01, "vae": 0.001])
+        return GenerationResult(images: images, steps: steps, guidance: request.guidance, timings: [("denoise", 0.01), ("vae", 0.001)])
     }
 }
 
@@ -177,6 +189,23 @@ func assertError(_ response: RawResponse, status: Int, code: String, param: Stri
     if case .some(let expected) = param {
         XCTAssertEqual(error["param"] as? String, expected, file: file, line: line)
     }
+}
+
+/// A multipart/form-data body with text fields and PNG files, as `/v1/images/edits` takes it.
+func multipart(_ fields: [(String, String)], files: [(String, [UInt8])], boundary: String = "XyZ-boundary") -> [UInt8] {
+    var body: [UInt8] = []
+    for (name, value) in fields {
+        body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+    }
+    for (name, bytes) in files {
+        body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(name).png\"\r\nContent-Type: image/png\r\n\r\n".utf8)
+        body += bytes + Array("\r\n".utf8)
+    }
+    return body + Array("--\(boundary)--\r\n".utf8)
+}
+
+func postEdit(_ client: RawClient, _ body: [UInt8], boundary: String = "XyZ-boundary") throws -> RawResponse {
+    try client.request("POST", "/v1/images/edits", headers: ["Content-Type": "multipart/form-data; boundary=\(boundary)"], body: body)
 }
 
 let pngSignature: [UInt8] = [137, 80, 78, 71, 13, 10, 26, 10]

@@ -23,7 +23,6 @@ public final class FluxPipeline: Sendable {
     public var defaultSteps: Int { hasGuidance ? 28 : 4 }
     public var defaultGuidance: Float? { hasGuidance ? 3.5 : nil }
     public var defaultMaxSequenceLength: Int { hasGuidance ? 512 : 256 }
-    public static let maxSide = 4096
 
     public static func load(_ files: PipelineFiles, backend: any Backend) throws -> FluxPipeline {
         let transformerPath = try files.path(files.transformer, subfolder: "transformer", flag: "--transformer")
@@ -81,30 +80,11 @@ public final class FluxPipeline: Sendable {
         ops = backend
     }
 
-    /// Checks a request against this model; the messages name the parameter.
+    /// Checks a request against `GenerationLimits.pipeline` and this model; the messages name the parameter.
     public func validate(_ request: GenerationRequest) throws {
-        for (name, side) in [("width", request.width), ("height", request.height)] {
-            guard side >= sizeMultiple, side <= Self.maxSide else {
-                throw PipelineError.invalidRequest(parameter: name, reason: "\(side) is outside \(sizeMultiple)...\(Self.maxSide)")
-            }
-            guard side % sizeMultiple == 0 else {
-                throw PipelineError.invalidRequest(parameter: name, reason: "\(side) is not a multiple of \(sizeMultiple)")
-            }
-        }
-        if let steps = request.steps, !(1...1000).contains(steps) {
-            throw PipelineError.invalidRequest(parameter: "steps", reason: "\(steps) is outside 1...1000")
-        }
+        try GenerationLimits.pipeline.check(request, sizeMultiple: sizeMultiple)
         if request.guidance != nil, !hasGuidance {
             throw PipelineError.invalidRequest(parameter: "guidance", reason: "\(modelID) has no guidance embedding (schnell-like); leave it out")
-        }
-        if let guidance = request.guidance, !guidance.isFinite || guidance < 0 || guidance > 100 {
-            throw PipelineError.invalidRequest(parameter: "guidance", reason: "\(guidance) is outside 0...100")
-        }
-        guard (1...64).contains(request.count) else {
-            throw PipelineError.invalidRequest(parameter: "n", reason: "\(request.count) is outside 1...64")
-        }
-        if let length = request.maxSequenceLength, !(1...512).contains(length) {
-            throw PipelineError.invalidRequest(parameter: "max_sequence_length", reason: "\(length) is outside 1...512")
         }
         try ImageToImage.validate(request, steps: request.steps ?? defaultSteps)
     }

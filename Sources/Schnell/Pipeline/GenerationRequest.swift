@@ -1,5 +1,7 @@
-/// What to generate. Unset fields take the model's defaults (see `FluxPipeline.defaults`).
-public struct GenerationRequest: Sendable {
+/// What to generate: the one request value the CLI and the server build and the pipeline runs.
+/// Unset fields take the model's defaults (`FluxPipeline.defaultSteps`, ...); the bounds are
+/// `GenerationLimits`.
+public struct GenerationRequest: Sendable, Equatable {
     public var prompt: String
     public var width: Int
     public var height: Int
@@ -59,6 +61,13 @@ public struct GeneratedImage: Sendable {
     public let height: Int
     public let rgb: [UInt8]
     public let seed: UInt64
+
+    public init(width: Int, height: Int, rgb: [UInt8], seed: UInt64) {
+        self.width = width
+        self.height = height
+        self.rgb = rgb
+        self.seed = seed
+    }
 }
 
 /// The pictures of one request with the settings actually used and per-stage seconds.
@@ -68,16 +77,37 @@ public struct GenerationResult: Sendable {
     public let guidance: Float?
     /// (stage, seconds) in the order the stages ran: "text encoders", "step 1", ..., "vae decode".
     public let timings: [(stage: String, seconds: Double)]
+
+    public init(images: [GeneratedImage], steps: Int, guidance: Float?, timings: [(stage: String, seconds: Double)]) {
+        self.images = images
+        self.steps = steps
+        self.guidance = guidance
+        self.timings = timings
+    }
 }
 
 /// Where a generation is, for progress bars, HTTP progress and cancellation.
 public struct GenerationProgress: Sendable {
-    public enum Stage: String, Sendable { case loading, textEncoding = "text encoders", denoising, decoding }
+    public enum Stage: String, Sendable { case textEncoding = "text encoders", denoising, decoding }
     public let stage: Stage
+    /// 0-based: image `image` of `imageCount` is at step `step` of `stepCount` (denoising: about to
+    /// run it; decoding: `step == stepCount`).
     public let image: Int
     public let imageCount: Int
     public let step: Int
     public let stepCount: Int
+
+    public init(stage: Stage, image: Int, imageCount: Int, step: Int, stepCount: Int) {
+        self.stage = stage
+        self.image = image
+        self.imageCount = imageCount
+        self.step = step
+        self.stepCount = stepCount
+    }
+
+    /// Denoising steps finished over all images of the request, out of `totalSteps`.
+    public var stepsDone: Int { image * stepCount + step }
+    public var totalSteps: Int { imageCount * stepCount }
 }
 
 public enum PipelineError: Error, CustomStringConvertible, Equatable {
