@@ -231,19 +231,18 @@ def ratio(reference, value):
     return "—" if reference is None or not value else f"{reference / value:.2f}"
 
 
-def size_table(size, runs, results, schnell_bf16_label):
-    """One Markdown table: rows are stages, columns each system's median and diffusers/Schnell."""
-    stage_names = ["text encoders"] + [f"step {i + 1}" for i in range(len([s for s in results["schnell f32"]["runs"][0]
-                                                                           if s.startswith("step ")]))]
+def stage_table(title, pairs, results, load_average=False):
+    """One Markdown table: rows are stages, and per (reference, value) pair of result keys the
+    two medians and their ratio reference / value."""
+    stage_names = ["text encoders"] + [s for s in results["schnell f32"]["runs"][0] if s.startswith("step ")]
     stage_names += ["vae decode", "image encode", "end to end"]
-    lines = [f"### {size}×{size}, median of {runs} run{'s' if runs > 1 else ''} (seconds)", "",
-             f"| stage | diffusers f32 | Schnell f32 | ratio | diffusers bf16 | Schnell {schnell_bf16_label} | ratio |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    header = " | ".join(f"{reference_label} | {value_label} | ratio" for _, reference_label, _, value_label in pairs)
+    lines = [title, "", f"| stage | {header} |", "| --- |" + " ---: | ---: | ---: |" * len(pairs)]
 
     def row(name, pick, fmt=seconds, ratios=True):
         cells = []
-        for diffusers_key, schnell_key in (("diffusers f32", "schnell f32"), ("diffusers bf16", "schnell bf16")):
-            reference, value = pick(results[diffusers_key]), pick(results[schnell_key])
+        for reference_key, _, value_key, _ in pairs:
+            reference, value = pick(results[reference_key]), pick(results[value_key])
             cells += [fmt(reference), fmt(value), ratio(reference, value) if ratios else ""]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
@@ -252,31 +251,26 @@ def size_table(size, runs, results, schnell_bf16_label):
         row(stage, lambda report, stage=stage: median_stage(report, stage))
     row("start-up to first image", lambda report: report["start-up"])
     row("peak RSS (MiB)", lambda report: report["peak rss bytes"] / 2**20, fmt=lambda v: f"{v:.0f}")
-    row("machine load average at start", lambda report: report["load average"], fmt=lambda v: f"{v:.1f}", ratios=False)
+    if load_average:
+        row("machine load average at start", lambda report: report["load average"], fmt=lambda v: f"{v:.1f}", ratios=False)
     return lines
+
+
+def runs_text(runs):
+    return f"median of {runs} run{'s' if runs > 1 else ''}"
+
+
+def size_table(size, runs, results, schnell_bf16_label):
+    """Schnell against diffusers; ratio = diffusers / Schnell."""
+    pairs = [("diffusers f32", "diffusers f32", "schnell f32", "Schnell f32"),
+             ("diffusers bf16", "diffusers bf16", "schnell bf16", f"Schnell {schnell_bf16_label}")]
+    return stage_table(f"### {size}×{size}, {runs_text(runs)} (seconds)", pairs, results, load_average=True)
 
 
 def baseline_table(size, runs, results):
-    """Schnell against the --baseline binary: rows are stages, ratio = baseline / this build."""
-    stage_names = ["text encoders"] + [s for s in results["schnell f32"]["runs"][0] if s.startswith("step ")]
-    stage_names += ["vae decode", "image encode", "end to end"]
-    lines = [f"### {size}×{size}: this build against the baseline, median of {runs} run{'s' if runs > 1 else ''} (seconds)", "",
-             "| stage | baseline f32 | Schnell f32 | ratio | baseline bf16 | Schnell bf16 | ratio |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-
-    def row(name, pick, fmt=seconds):
-        cells = []
-        for dtype in ("f32", "bf16"):
-            reference, value = pick(results[f"baseline {dtype}"]), pick(results[f"schnell {dtype}"])
-            cells += [fmt(reference), fmt(value), ratio(reference, value)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-
-    row("load (not in end to end)", lambda report: report["load"])
-    for stage in stage_names:
-        row(stage, lambda report, stage=stage: median_stage(report, stage))
-    row("start-up to first image", lambda report: report["start-up"])
-    row("peak RSS (MiB)", lambda report: report["peak rss bytes"] / 2**20, fmt=lambda v: f"{v:.0f}")
-    return lines
+    """Schnell against the --baseline binary; ratio = baseline / this build."""
+    pairs = [(f"baseline {dtype}", f"baseline {dtype}", f"schnell {dtype}", f"Schnell {dtype}") for dtype in ("f32", "bf16")]
+    return stage_table(f"### {size}×{size}: this build against the baseline, {runs_text(runs)} (seconds)", pairs, results)
 
 
 def main():
