@@ -76,6 +76,10 @@ final class HTTPDaemon: @unchecked Sendable {
     private var daemon: OpaquePointer?
     private var listening = true
     private let lock = NSLock()
+    /// Requests from their head to the end of their answer; stop() lets them finish.
+    private let answering = NSCondition()
+    // Guarded by `answering`.
+    private var answersInFlight = 0
 
     init(options: ServerOptions, admit: @escaping Admitter, handler: @escaping Handler,
          observeStatus: @escaping StatusObserver) throws {
@@ -126,9 +130,14 @@ final class HTTPDaemon: @unchecked Sendable {
         if socket >= 0 { close(socket) }
     }
 
-    /// Stops accepting and waits for every connection thread to finish; callers must first
-    /// wake handlers that wait on generations.
-    func stop() {
+    /// Lets requests already begun finish (up to `drainSeconds`), then closes every
+    /// connection and waits for its thread; callers must first wake handlers that wait on
+    /// generations.
+    func stop(drainSeconds: Double = 5) {
+        answering.lock()
+        let deadline = Date(timeIntervalSinceNow: drainSeconds)
+        while answersInFlight > 0 && answering.wait(until: deadline) {}
+        answering.unlock()
         lock.lock()
         let running = daemon
         daemon = nil
@@ -213,6 +222,7 @@ final class HTTPDaemon: @unchecked Sendable {
             let head = HTTPRequestHead(method: method, target: url, fields: headerFields(connection))
             let state = RequestState(socket: connectionSocket(connection), head: head)
             slot.pointee = Unmanaged.passRetained(state).toOpaque()
+            answering.withLock { answersInFlight += 1 }
             return begin(connection, state: state)
         }
         let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
@@ -292,6 +302,10 @@ final class HTTPDaemon: @unchecked Sendable {
     fileprivate func finish(_ connection: OpaquePointer?, _ raw: UnsafeMutableRawPointer) {
         let state = Unmanaged<RequestState>.fromOpaque(raw).takeRetainedValue()
         releaseBody(state)
+        answering.withLock {
+            answersInFlight -= 1
+            answering.broadcast()
+        }
         if let connection { watchdog.awaitHead(connection) }
         guard logRequests else { return }
         let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - state.started.uptimeNanoseconds) / 1e6

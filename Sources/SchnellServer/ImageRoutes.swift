@@ -117,9 +117,14 @@ extension ImageServer {
             self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                              baseURL: baseURL, submitted: submitted)
         }
-        lock.withLock { liveTasks[id] = LiveTask(ticket: ticket, created: created) }
         var pending = taskRecord(id: id, created: created, status: "pending")
-        try? store.saveTask(id: id, record: .object(pending))
+        // Under the lock, so a task that already finished (or was failed by a shutdown) keeps its
+        // final record on disk rather than this one.
+        lock.withLock {
+            guard finishedTasks[id] == nil else { return }
+            liveTasks[id] = LiveTask(ticket: ticket, created: created)
+            try? store.saveTask(id: id, record: .object(pending))
+        }
         pending["poll_url"] = .string("/v1/tasks/\(id)")
         return .json(.object(pending), status: 202)
     }
@@ -144,8 +149,8 @@ extension ImageServer {
             record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
-        try? store.saveTask(id: id, record: .object(record))
         lock.withLock {
+            try? store.saveTask(id: id, record: .object(record))
             finishedTasks[id] = .object(record)
             liveTasks[id] = nil
         }

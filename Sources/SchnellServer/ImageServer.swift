@@ -99,9 +99,16 @@ public final class ImageServer: @unchecked Sendable {
         "http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(boundPort)"
     }
 
-    /// Stops accepting requests, fails waiting generations with 503 and waits for open
-    /// connections to finish.
-    public func stop() {
+    /// Stops the server, answering everyone: new connections are refused at once; requests that
+    /// arrive on open connections, and generations waiting in the queue, are answered 503; the
+    /// running generation is cancelled at its next step and its client answered 503; every async
+    /// task's final state is written to disk; then open connections are closed.
+    ///
+    /// Returns false when the running generation did not stop within `shutdownTimeoutSeconds`:
+    /// its thread may still be inside the model, so the process must leave without running exit
+    /// handlers (`_exit`), which would free memory that thread still uses.
+    @discardableResult
+    public func stop() -> Bool {
         let (running, timer) = lock.withLock {
             let handles = (daemon, cleanupTimer)
             stopping = true
@@ -109,13 +116,15 @@ public final class ImageServer: @unchecked Sendable {
             cleanupTimer = nil
             return handles
         }
+        running?.stopAccepting()
         timer?.cancel()
-        queue.shutdown()
+        let workerStopped = queue.shutdown(timeoutSeconds: Double(options.shutdownTimeoutSeconds))
         running?.stop()
+        return workerStopped
     }
 
-    /// Starts the server and blocks until SIGINT or SIGTERM, then stops it.
-    public func run() throws {
+    /// Starts the server and blocks until SIGINT or SIGTERM, then stops it; returns `stop()`'s answer.
+    public func run() throws -> Bool {
         try start()
         let stopSignal = DispatchSemaphore(value: 0)
         let sources = [SIGINT, SIGTERM].map { number in
@@ -127,8 +136,12 @@ public final class ImageServer: @unchecked Sendable {
         }
         stopSignal.wait()
         log("stopping")
-        stop()
+        let workerStopped = stop()
         sources.forEach { $0.cancel() }
+        if !workerStopped {
+            log("the running generation did not stop within \(options.shutdownTimeoutSeconds) s (--shutdown-timeout); leaving without it")
+        }
+        return workerStopped
     }
 
     func log(_ message: String) {

@@ -38,6 +38,9 @@ public struct ServerOptions: Sendable, Equatable {
     /// Browser origins (`https://app.example.com`) allowed to call the API; requests carrying any
     /// other `Origin` are refused, so a web page cannot make a visitor's browser generate.
     public var corsOrigins: [String] = []
+    /// Seconds a shutdown waits for the running generation to stop (it is asked to cancel at its
+    /// next step) before the process leaves without it.
+    public var shutdownTimeoutSeconds = 30
     /// Write one line per request to stderr.
     public var logRequests = true
     /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
@@ -143,6 +146,8 @@ public struct ServerOptions: Sendable, Equatable {
                 options.maxBodyMemoryBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 40))
             case "--cors-origin":
                 options.corsOrigins.append(try origin(value(for: flag, inline: inline)))
+            case "--shutdown-timeout":
+                options.shutdownTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...3_600)
             default:
                 remaining.append(argument)
             }

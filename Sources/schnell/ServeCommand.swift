@@ -12,7 +12,7 @@ enum ServeCommand {
                              [--max-side PIXELS] [--max-steps N] [--max-images N] [--cors-origin ORIGIN]...
                              [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
-                             [--max-body-memory BYTES]
+                             [--max-body-memory BYTES] [--shutdown-timeout SECONDS]
           --max-side, --max-steps, --max-images
                              narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
                              the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
@@ -26,6 +26,7 @@ enum ServeCommand {
           --min-body-rate    a body of N bytes must arrive within head-timeout + N / rate seconds (default \(defaults.minBodyBytesPerSecond))
           --max-body-size    largest request body (default \(defaults.maxBodyBytes)); --max-body-memory: body bytes
                              held at once across connections, more is refused 503 (default \(defaults.maxBodyMemoryBytes))
+          --shutdown-timeout on SIGTERM/SIGINT, seconds to wait for the running generation to cancel (default \(defaults.shutdownTimeoutSeconds))
         """
     private static let defaults = ServerOptions(), server = defaults.limits, pipeline = GenerationLimits.pipeline
 
@@ -49,7 +50,11 @@ enum ServeCommand {
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
             server.setGenerator(PipelineGenerator(pipeline: pipeline))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
-            try server.run()
+            guard try server.run() else {
+                // The generation thread may still be inside the model: exit handlers would free
+                // memory it uses (OpenBLAS buffers), so leave without them.
+                _exit(1)
+            }
             return 0
         } catch let error as CommandLineOptions.UsageError {
             return fail("\(error)\n\(usage)", code: 2)
