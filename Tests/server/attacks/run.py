@@ -11,8 +11,8 @@ from /proc/PID/status). The script starts nothing: start the server first, with 
 
 Every module in this folder (except this one and names starting with '_') is imported and each of
 its functions named `case_<name>(url, pid)` is run in order; a case passes when it returns (a
-returned string is printed as a note) and
-fails when it raises. After each case the server must still be alive and answer /health.
+returned string is printed as a note) and fails when it raises. After each case the server must
+still be alive and answer /health.
 Cases read their settings from the environment this script sets: SCHNELL_API_KEY (the key the
 server accepts), SCHNELL_ATTACKS_QUICK=1 (smaller counts, for CI) and SCHNELL_HEAD_TIMEOUT (the
 server's --head-timeout, so cases know when trickling connections must be gone).
