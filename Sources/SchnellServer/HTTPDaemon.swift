@@ -53,7 +53,7 @@ enum Admission: Sendable {
 /// The listening socket is bound here (not by libmicrohttpd) so that port 0 can report the
 /// port it got and bind errors name the address.
 ///
-/// A request is judged on its head first (framing here, then `admit`: key, route, method,
+/// A request is judged on its head first (framing and Host here, then `admit`: key, route, method,
 /// content type, origin), and its body is read only if it passes, its length fits
 /// `maxBodyBytes` and the bytes fit the shared `BodyMemoryBudget`. Connections are bounded in
 /// number (in all and per client address), in idle time (libmicrohttpd) and in the absolute time
@@ -103,8 +103,6 @@ final class HTTPDaemon: @unchecked Sendable {
             MHD_OPTION.CONNECTION_LIMIT.rawValue, UInt32(options.maxConnections),
             MHD_OPTION.PER_IP_CONNECTION_LIMIT.rawValue, UInt32(options.maxConnectionsPerIP),
             MHD_OPTION.CONNECTION_TIMEOUT.rawValue, UInt32(max(1, options.connectionTimeoutSeconds)),
-            // 1: refuse HTTP/1.1 requests without Host and request lines with spaces in the target.
-            MHD_OPTION.STRICT_FOR_CLIENT.rawValue, Int32(1),
             MHD_OPTION.NOTIFY_COMPLETED.rawValue, completed, OpaquePointer(context),
             MHD_OPTION.NOTIFY_CONNECTION.rawValue, connectionNotice, OpaquePointer(context),
             MHD_OPTION.END.rawValue,
@@ -216,10 +214,10 @@ final class HTTPDaemon: @unchecked Sendable {
         }
     }
 
-    fileprivate func handle(connection: OpaquePointer, url: String, method: String, upload: UnsafePointer<CChar>?,
+    fileprivate func handle(connection: OpaquePointer, url: String, method: String, version: String, upload: UnsafePointer<CChar>?,
                             uploadSize: UnsafeMutablePointer<Int>, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
         guard let raw = slot.pointee else {
-            let head = HTTPRequestHead(method: method, target: url, fields: headerFields(connection))
+            let head = HTTPRequestHead(method: method, target: url, version: version, fields: headerFields(connection))
             let state = RequestState(socket: connectionSocket(connection), head: head)
             slot.pointee = Unmanaged.passRetained(state).toOpaque()
             answering.withLock { answersInFlight += 1 }
@@ -252,7 +250,7 @@ final class HTTPDaemon: @unchecked Sendable {
         let head = state.head
         let length: Int
         do {
-            length = try head.bodyLength()
+            length = try head.validatedBodyLength()
         } catch {
             return respond(connection, state: state, response: .error((error as? APIError) ?? .badFraming("\(error)")))
         }
@@ -323,11 +321,11 @@ final class HTTPDaemon: @unchecked Sendable {
     }
 }
 
-private let accessHandler: MHD_AccessHandlerCallback = { context, connection, url, method, _, upload, uploadSize, slot in
+private let accessHandler: MHD_AccessHandlerCallback = { context, connection, url, method, version, upload, uploadSize, slot in
     guard let context, let connection, let url, let method, let uploadSize, let slot else { return MHD_Result.NO }
     let daemon = Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue()
     return daemon.handle(connection: connection, url: String(cString: url), method: String(cString: method),
-                         upload: upload, uploadSize: uploadSize, slot: slot)
+                         version: version.map { String(cString: $0) } ?? "", upload: upload, uploadSize: uploadSize, slot: slot)
 }
 
 private let requestCompleted: MHD_RequestCompletedCallback = { context, connection, slot, _ in

@@ -6,12 +6,15 @@ struct HTTPRequestHead: Sendable {
     var method: String
     var path: String
     var query: String?
+    /// `HTTP/1.1` or `HTTP/1.0`, as in the request line.
+    var version: String
     /// Every header line in arrival order, names as sent; duplicates are kept so that framing
     /// checks see them.
     var fields: [(name: String, value: String)]
 
-    init(method: String, target: String, fields: [(name: String, value: String)]) {
+    init(method: String, target: String, version: String, fields: [(name: String, value: String)]) {
         self.method = method
+        self.version = version
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = String(parts.first ?? "")
         query = parts.count > 1 ? String(parts[1]) : nil
@@ -23,7 +26,7 @@ struct HTTPRequestHead: Sendable {
         fields.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
-    /// Header values keyed by lowercase name (the last one wins; `bodyLength()` refuses the
+    /// Header values keyed by lowercase name (the last one wins; `validatedBodyLength()` refuses the
     /// duplicates that matter for framing).
     var headers: [String: String] {
         var byName: [String: String] = [:]
@@ -33,15 +36,17 @@ struct HTTPRequestHead: Sendable {
 
     /// The announced body length, after refusing every head that a proxy in front of the server
     /// could read differently (request smuggling): header names that are not RFC 9110 tokens
-    /// (`Content-Length :`), more than one `Host` or `Content-Length`, `Content-Length` with
-    /// `Transfer-Encoding`, and any transfer coding. Chunked bodies are refused with 411: every
-    /// OpenAI client sends a length, and a known length lets the body be refused or budgeted
-    /// before it is read.
-    func bodyLength() throws -> Int {
+    /// (`Content-Length :`), an HTTP/1.1 request without exactly one `Host`, more than one
+    /// `Content-Length`, `Content-Length` with `Transfer-Encoding`, and any transfer coding.
+    /// Chunked bodies are refused with 411: every OpenAI client sends a length, and a known
+    /// length lets the body be refused or budgeted before it is read.
+    func validatedBodyLength() throws -> Int {
         for field in fields where field.name.isEmpty || !field.name.utf8.allSatisfy(HTTPRequestHead.isTokenByte) {
             throw APIError.badFraming("The header name '\(field.name)' is not a valid token (no spaces before the colon)")
         }
-        if fields.filter({ $0.name.lowercased() == "host" }).count > 1 { throw APIError.badFraming("More than one Host header") }
+        let hosts = fields.filter { $0.name.lowercased() == "host" }.count
+        if hosts > 1 { throw APIError.badFraming("More than one Host header") }
+        if hosts == 0 && version == "HTTP/1.1" { throw APIError.badFraming("An HTTP/1.1 request needs a Host header") }
         let lengths = fields.filter { $0.name.lowercased() == "content-length" }
         let codings = fields.filter { $0.name.lowercased() == "transfer-encoding" }
         if lengths.count > 1 { throw APIError.badFraming("More than one Content-Length header") }

@@ -35,6 +35,7 @@ final class ConnectionHardeningTests: XCTestCase {
             ("unknown transfer coding", post + "Transfer-Encoding: identity, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" + smuggled, 400, "invalid_framing"),
             ("two Transfer-Encoding headers", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_framing"),
             ("two Host headers", "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n", 400, "invalid_framing"),
+            ("no Host header", "GET /v1/models HTTP/1.1\r\n\r\n", 400, "invalid_framing"),
             ("chunked body", post + "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" + smuggled, 411, "length_required"),
         ]
         for (name, raw, status, code) in cases {

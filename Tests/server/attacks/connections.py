@@ -339,6 +339,10 @@ def case_duplicate_host(url, pid):
     return _smuggle(url, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n")
 
 
+def case_missing_host(url, pid):
+    return _smuggle(url, b"GET /v1/models HTTP/1.1\r\n\r\n")
+
+
 def case_chunked_body_is_length_required(url, pid):
     return _smuggle(url, _post_head() + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" + SMUGGLED,
                     expected_status=411, expected_code="length_required")
