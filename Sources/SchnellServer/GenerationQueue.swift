@@ -76,10 +76,14 @@ final class GenerationQueue: @unchecked Sendable {
     /// Refuses new jobs, fails every waiting one with 503, asks the running one to cancel at its
     /// next step and waits up to `timeoutSeconds` for the worker thread to exit. A job that
     /// outlives the wait is failed with 503 here (its client answered, its task recorded) and
-    /// false is returned: the worker is still inside the model.
+    /// false is returned: the worker is still inside the model. Later calls only report that.
     @discardableResult
     func shutdown(timeoutSeconds: Double) -> Bool {
         condition.lock()
+        if stopping {
+            defer { condition.unlock() }
+            return worker == nil || workerExited
+        }
         stopping = true
         let dropped = waiting
         waiting.removeAll()
