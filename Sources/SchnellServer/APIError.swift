@@ -58,6 +58,24 @@ struct APIError: Error, Equatable {
                  param: nil, code: "request_too_large")
     }
 
+    /// A request whose framing could be read two ways; the connection is closed after the answer.
+    static func badFraming(_ message: String) -> APIError {
+        APIError(status: 400, message: message, type: "invalid_request_error", param: nil, code: "invalid_framing")
+    }
+
+    static let lengthRequired = APIError(status: 411, message: "Send the body with a Content-Length header; chunked request bodies are not accepted",
+                                         type: "invalid_request_error", param: nil, code: "length_required")
+
+    static func bodyMemoryFull(limit: Int) -> APIError {
+        APIError(status: 503, message: "The server is already holding \(limit) bytes of request bodies; retry shortly",
+                 type: "server_error", param: nil, code: "server_busy", headers: [("Retry-After", "1")])
+    }
+
+    static func crossOrigin(_ origin: String) -> APIError {
+        APIError(status: 403, message: "Requests from the origin '\(origin)' are not allowed; start the server with --cors-origin \(origin) to allow them",
+                 type: "invalid_request_error", param: nil, code: "origin_not_allowed")
+    }
+
     static func unsupportedMediaType(expected: String) -> APIError {
         APIError(status: 415, message: "Content-Type must be \(expected)", type: "invalid_request_error",
                  param: nil, code: "unsupported_media_type")

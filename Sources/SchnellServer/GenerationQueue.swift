@@ -55,6 +55,8 @@ final class GenerationQueue: @unchecked Sendable {
     private var running: GenerationTicket?
     private var stopping = false
     private var worker: Thread?
+    /// Set by the worker thread as its last act.
+    private var workerExited = false
 
     init(capacity: Int, metrics: Metrics) {
         self.capacity = capacity
@@ -71,19 +73,37 @@ final class GenerationQueue: @unchecked Sendable {
         thread.start()
     }
 
-    /// Fails every waiting job, asks the running one to stop, and lets the worker exit.
-    func shutdown() {
+    /// Refuses new jobs, fails every waiting one with 503, asks the running one to cancel at its
+    /// next step and waits up to `timeoutSeconds` for the worker thread to exit. A job that
+    /// outlives the wait is failed with 503 here (its client answered, its task recorded) and
+    /// false is returned: the worker is still inside the model. Later calls only report that.
+    @discardableResult
+    func shutdown(timeoutSeconds: Double) -> Bool {
         condition.lock()
+        if stopping {
+            defer { condition.unlock() }
+            return worker == nil || workerExited
+        }
         stopping = true
         let dropped = waiting
         waiting.removeAll()
         running?.cancelRequested = true
         for ticket in dropped { ticket.state = .finished(.failure(.shuttingDown)) }
-        worker = nil
         metrics.setQueueDepth(0)
         condition.broadcast()
         condition.unlock()
         for ticket in dropped { ticket.onFinish?(.failure(.shuttingDown)) }
+
+        condition.lock()
+        let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
+        while worker != nil && !workerExited && condition.wait(until: deadline) {}
+        let exited = worker == nil || workerExited
+        let abandoned = exited ? nil : running
+        abandoned?.state = .finished(.failure(.shuttingDown))
+        condition.broadcast()
+        condition.unlock()
+        abandoned?.onFinish?(.failure(.shuttingDown))
+        return exited
     }
 
     func submit(_ request: GenerationRequest, generator: any ImageGenerating,
@@ -163,6 +183,8 @@ final class GenerationQueue: @unchecked Sendable {
                     result = .success(GenerationOutput(result: output, queueSeconds: started.timeIntervalSince(ticket.submitted),
                                                        generationSeconds: Date().timeIntervalSince(started)))
                 }
+            } catch PipelineError.cancelled where isStopping {
+                result = .failure(.shuttingDown)
             } catch let error as PipelineError {
                 result = .failure(.rejected(error, fieldNames: ImageRequest.defaultFieldNames))
             } catch {
@@ -171,12 +193,24 @@ final class GenerationQueue: @unchecked Sendable {
             let seconds = Date().timeIntervalSince(started)
             metrics.observeGeneration(seconds: seconds, images: (try? result.get().result.images.count) ?? 0)
             condition.lock()
-            ticket.state = .finished(result)
+            // A shutdown that gave up waiting has already failed and reported this ticket.
+            let abandoned = if case .finished = ticket.state { true } else { false }
+            if !abandoned { ticket.state = .finished(result) }
             running = nil
             condition.broadcast()
             condition.unlock()
-            ticket.onFinish?(result)
+            if !abandoned { ticket.onFinish?(result) }
         }
+        condition.lock()
+        workerExited = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private var isStopping: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping
     }
 
     private func next() -> GenerationTicket? {

@@ -14,8 +14,6 @@ struct HTTPRequest: Sendable {
     var requestID: String
     /// True until the client has closed its end; polled by handlers that wait on the queue.
     var clientConnected: @Sendable () -> Bool = { true }
-    /// Set when the body went over the size limit (the bytes were discarded).
-    var bodyTooLarge = false
 
     func header(_ name: String) -> String? { headers[name.lowercased()] }
 }
@@ -32,45 +30,81 @@ struct HTTPResponse: Sendable {
     static func error(_ error: APIError) -> HTTPResponse {
         .json(error.json, status: error.status, headers: error.headers)
     }
+
+    func adding(_ extraHeaders: [(String, String)]) -> HTTPResponse {
+        HTTPResponse(status: status, headers: headers + extraHeaders, body: body)
+    }
 }
 
 struct ListenError: Error, CustomStringConvertible {
     let description: String
 }
 
+/// What the server decides on a request head, before any body byte is accepted.
+enum Admission: Sendable {
+    /// Answer now; the body, if any, is never read and the connection closes after the answer.
+    case answer(HTTPResponse)
+    /// Read the body and call the handler; `headers` go on whatever response the request gets.
+    case proceed(headers: [(String, String)])
+}
+
 /// libmicrohttpd in thread-per-connection mode: each connection has its own thread, so a
 /// request that waits for a generation blocks only itself, never `/health` or task polling.
 /// The listening socket is bound here (not by libmicrohttpd) so that port 0 can report the
 /// port it got and bind errors name the address.
+///
+/// A request is judged on its head first (framing and Host here, then `admit`: key, route, method,
+/// content type, origin), and its body is read only if it passes, its length fits
+/// `maxBodyBytes` and the bytes fit the shared `BodyMemoryBudget`. Connections are bounded in
+/// number (in all and per client address), in idle time (libmicrohttpd) and in the absolute time
+/// a head or body may take (`ConnectionWatchdog`).
 final class HTTPDaemon: @unchecked Sendable {
+    typealias Admitter = @Sendable (HTTPRequestHead) -> Admission
     typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
     typealias StatusObserver = @Sendable (Int) -> Void
 
     let boundPort: Int
+    private let admit: Admitter
     private let handler: Handler
     private let observeStatus: StatusObserver
     private let maxBodyBytes: Int
     private let logRequests: Bool
-    // Invariant: set once in init, cleared once in stop() under `lock`.
+    private let watchdog: ConnectionWatchdog
+    private let bodyBudget: BodyMemoryBudget
+    // Invariant: set once in init, cleared once in stop() under `lock`; `listening` is cleared
+    // by stopAccepting() or stop(), whichever comes first.
     private var daemon: OpaquePointer?
+    private var listening = true
     private let lock = NSLock()
+    /// Requests from their head to the end of their answer; stop() lets them finish.
+    private let answering = NSCondition()
+    // Guarded by `answering`.
+    private var answersInFlight = 0
 
-    init(options: ServerOptions, handler: @escaping Handler, observeStatus: @escaping StatusObserver) throws {
+    init(options: ServerOptions, admit: @escaping Admitter, handler: @escaping Handler,
+         observeStatus: @escaping StatusObserver) throws {
+        self.admit = admit
         self.handler = handler
         self.observeStatus = observeStatus
         self.maxBodyBytes = options.maxBodyBytes
         self.logRequests = options.logRequests
+        watchdog = ConnectionWatchdog(headTimeoutSeconds: options.headTimeoutSeconds, minBodyBytesPerSecond: options.minBodyBytesPerSecond)
+        bodyBudget = BodyMemoryBudget(limitBytes: options.maxBodyMemoryBytes)
         let (socket, port) = try HTTPDaemon.listen(host: options.host, port: options.port)
         boundPort = port
+        // ITC lets stopAccepting() take the listening socket back while connections finish.
         let flags = UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue
-            | MHD_USE_POLL.rawValue)
+            | MHD_USE_POLL.rawValue | MHD_USE_ITC.rawValue)
         let context = Unmanaged.passUnretained(self).toOpaque()
         let completed = OpaquePointer(unsafeBitCast(requestCompleted, to: UnsafeRawPointer.self))
+        let connectionNotice = OpaquePointer(unsafeBitCast(connectionChanged, to: UnsafeRawPointer.self))
         let arguments: [CVarArg] = [
             MHD_OPTION.LISTEN_SOCKET.rawValue, socket,
-            MHD_OPTION.CONNECTION_LIMIT.rawValue, UInt32(max(1, options.maxConnections)),
+            MHD_OPTION.CONNECTION_LIMIT.rawValue, UInt32(options.maxConnections),
+            MHD_OPTION.PER_IP_CONNECTION_LIMIT.rawValue, UInt32(options.maxConnectionsPerIP),
             MHD_OPTION.CONNECTION_TIMEOUT.rawValue, UInt32(max(1, options.connectionTimeoutSeconds)),
             MHD_OPTION.NOTIFY_COMPLETED.rawValue, completed, OpaquePointer(context),
+            MHD_OPTION.NOTIFY_CONNECTION.rawValue, connectionNotice, OpaquePointer(context),
             MHD_OPTION.END.rawValue,
         ]
         let started = withVaList(arguments) { list in
@@ -78,19 +112,37 @@ final class HTTPDaemon: @unchecked Sendable {
         }
         guard let started else {
             close(socket)
+            watchdog.stop()
             throw ListenError(description: "libmicrohttpd could not start on \(options.host):\(port)")
         }
         daemon = started
     }
 
-    /// Stops accepting and waits for every connection thread to finish; callers must first
-    /// wake handlers that wait on generations.
-    func stop() {
+    /// Closes the listening socket, so new connections are refused, while open ones go on.
+    func stopAccepting() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard listening, let daemon else { return }
+        listening = false
+        let socket = MHD_quiesce_daemon(daemon)
+        if socket >= 0 { close(socket) }
+    }
+
+    /// Lets requests already begun finish (up to `drainSeconds`), then closes every
+    /// connection and waits for its thread; callers must first wake handlers that wait on
+    /// generations.
+    func stop(drainSeconds: Double = 5) {
+        answering.lock()
+        let deadline = Date(timeIntervalSinceNow: drainSeconds)
+        while answersInFlight > 0 && answering.wait(until: deadline) {}
+        answering.unlock()
         lock.lock()
         let running = daemon
         daemon = nil
+        listening = false
         lock.unlock()
         if let running { MHD_stop_daemon(running) }
+        watchdog.stop()
     }
 
     deinit { stop() }
@@ -148,50 +200,87 @@ final class HTTPDaemon: @unchecked Sendable {
         let started = DispatchTime.now()
         let requestID = randomHex(bytes: 8)
         let socket: Int32
+        let head: HTTPRequestHead
         var body: [UInt8] = []
-        var tooLarge = false
+        /// Bytes held in the shared body budget for this request; given back once.
+        var reservedBytes = 0
+        /// Added to every response this request gets (CORS).
+        var extraHeaders: [(String, String)] = []
         var status = 0
-        var method = ""
-        var path = ""
 
-        init(socket: Int32) { self.socket = socket }
+        init(socket: Int32, head: HTTPRequestHead) {
+            self.socket = socket
+            self.head = head
+        }
     }
 
-    fileprivate func handle(connection: OpaquePointer, url: String, method: String, upload: UnsafePointer<CChar>?,
+    fileprivate func handle(connection: OpaquePointer, url: String, method: String, version: String, upload: UnsafePointer<CChar>?,
                             uploadSize: UnsafeMutablePointer<Int>, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
         guard let raw = slot.pointee else {
-            let state = RequestState(socket: connectionSocket(connection))
-            state.method = method
-            state.path = url
+            let head = HTTPRequestHead(method: method, target: url, version: version, fields: headerFields(connection))
+            let state = RequestState(socket: connectionSocket(connection), head: head)
             slot.pointee = Unmanaged.passRetained(state).toOpaque()
-            // An announced body over the limit is refused before it is read.
-            if let length = headerValue(connection, "Content-Length").flatMap(Int.init), length > maxBodyBytes {
-                return respond(connection, state: state, response: .error(.tooLarge(limit: maxBodyBytes)))
-            }
-            return MHD_Result.YES
+            answering.withLock { answersInFlight += 1 }
+            return begin(connection, state: state)
         }
         let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
         if uploadSize.pointee > 0 {
-            if let upload, !state.tooLarge {
-                if state.body.count + uploadSize.pointee > maxBodyBytes {
-                    state.tooLarge = true
-                    state.body = []
-                } else {
-                    upload.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
-                        state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
-                    }
+            // libmicrohttpd passes at most the announced Content-Length, which was reserved.
+            if let upload {
+                upload.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
+                    state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
                 }
             }
             uploadSize.pointee = 0
             return MHD_Result.YES
         }
-        let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        watchdog.holding(connection)
+        let head = state.head
         let socket = state.socket
-        let request = HTTPRequest(method: method, path: String(parts.first ?? ""), query: parts.count > 1 ? String(parts[1]) : nil,
-                                  headers: allHeaders(connection), body: state.body, requestID: state.requestID,
-                                  clientConnected: { peerIsOpen(socket) }, bodyTooLarge: state.tooLarge)
+        let request = HTTPRequest(method: head.method, path: head.path, query: head.query, headers: head.headers,
+                                  body: state.body, requestID: state.requestID, clientConnected: { peerIsOpen(socket) })
         state.body = []
-        return respond(connection, state: state, response: handler(request))
+        let response = handler(request)
+        releaseBody(state)
+        return respond(connection, state: state, response: response)
+    }
+
+    /// The first call, with the head complete and no body byte accepted yet.
+    private func begin(_ connection: OpaquePointer, state: RequestState) -> MHD_Result {
+        let head = state.head
+        let length: Int
+        do {
+            length = try head.validatedBodyLength()
+        } catch {
+            return respond(connection, state: state, response: .error((error as? APIError) ?? .badFraming("\(error)")))
+        }
+        switch admit(head) {
+        case .answer(let response):
+            return respond(connection, state: state, response: response)
+        case .proceed(let headers):
+            state.extraHeaders = headers
+        }
+        guard length <= maxBodyBytes else {
+            return respond(connection, state: state, response: .error(.tooLarge(limit: maxBodyBytes)))
+        }
+        guard length > 0 else {
+            watchdog.holding(connection)
+            return MHD_Result.YES
+        }
+        guard bodyBudget.reserve(length) else {
+            return respond(connection, state: state, response: .error(.bodyMemoryFull(limit: bodyBudget.limitBytes)))
+        }
+        state.reservedBytes = length
+        // Address space only: pages are touched as the bytes arrive.
+        state.body.reserveCapacity(length)
+        watchdog.awaitBody(connection, bodyBytes: length)
+        return MHD_Result.YES
+    }
+
+    private func releaseBody(_ state: RequestState) {
+        state.body = []
+        bodyBudget.release(state.reservedBytes)
+        state.reservedBytes = 0
     }
 
     private func respond(_ connection: OpaquePointer, state: RequestState, response: HTTPResponse) -> MHD_Result {
@@ -203,55 +292,77 @@ final class HTTPDaemon: @unchecked Sendable {
         }
         guard let made else { return MHD_Result.NO }
         defer { MHD_destroy_response(made) }
-        for (name, value) in response.headers { _ = MHD_add_response_header(made, name, value) }
+        for (name, value) in response.headers + state.extraHeaders { _ = MHD_add_response_header(made, name, value) }
         _ = MHD_add_response_header(made, "x-request-id", state.requestID)
         return MHD_queue_response(connection, UInt32(response.status), made)
     }
 
-    fileprivate func finish(_ raw: UnsafeMutableRawPointer) {
+    fileprivate func finish(_ connection: OpaquePointer?, _ raw: UnsafeMutableRawPointer) {
         let state = Unmanaged<RequestState>.fromOpaque(raw).takeRetainedValue()
+        releaseBody(state)
+        answering.withLock {
+            answersInFlight -= 1
+            answering.broadcast()
+        }
+        if let connection { watchdog.awaitHead(connection) }
         guard logRequests else { return }
         let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - state.started.uptimeNanoseconds) / 1e6
         let status = state.status == 0 ? "aborted" : String(state.status)
-        let line = "\(state.method) \(state.path) \(status) \(String(format: "%.1f", milliseconds))ms \(state.requestID)\n"
+        let line = "\(state.head.method) \(state.head.path) \(status) \(String(format: "%.1f", milliseconds))ms \(state.requestID)\n"
         FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    fileprivate func connectionStarted(_ connection: OpaquePointer) {
+        watchdog.awaitHead(connection, socket: connectionSocket(connection))
+    }
+
+    fileprivate func connectionClosed(_ connection: OpaquePointer) {
+        watchdog.closed(connection)
     }
 }
 
-private let accessHandler: MHD_AccessHandlerCallback = { context, connection, url, method, _, upload, uploadSize, slot in
+private let accessHandler: MHD_AccessHandlerCallback = { context, connection, url, method, version, upload, uploadSize, slot in
     guard let context, let connection, let url, let method, let uploadSize, let slot else { return MHD_Result.NO }
     let daemon = Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue()
     return daemon.handle(connection: connection, url: String(cString: url), method: String(cString: method),
-                         upload: upload, uploadSize: uploadSize, slot: slot)
+                         version: version.map { String(cString: $0) } ?? "", upload: upload, uploadSize: uploadSize, slot: slot)
 }
 
-private let requestCompleted: MHD_RequestCompletedCallback = { context, _, slot, _ in
+private let requestCompleted: MHD_RequestCompletedCallback = { context, connection, slot, _ in
     guard let context, let raw = slot?.pointee else { return }
     slot?.pointee = nil
-    Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue().finish(raw)
+    Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue().finish(connection, raw)
 }
 
-private func headerValue(_ connection: OpaquePointer, _ name: String) -> String? {
-    MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, name).map { String(cString: $0) }
+/// libmicrohttpd calls this before a connection's thread starts and again before its socket is closed.
+private let connectionChanged: MHD_NotifyConnectionCallback = { context, connection, _, notice in
+    guard let context, let connection else { return }
+    let daemon = Unmanaged<HTTPDaemon>.fromOpaque(context).takeUnretainedValue()
+    if notice == MHD_ConnectionNotificationCode.CONNECTION_NOTIFY_STARTED {
+        daemon.connectionStarted(connection)
+    } else {
+        daemon.connectionClosed(connection)
+    }
 }
 
 private final class HeaderCollector {
-    var headers: [String: String] = [:]
+    var fields: [(name: String, value: String)] = []
 }
 
-private func allHeaders(_ connection: OpaquePointer) -> [String: String] {
+/// Every header line of the request, in order, duplicates included.
+private func headerFields(_ connection: OpaquePointer) -> [(name: String, value: String)] {
     let collector = HeaderCollector()
     let iterator: MHD_KeyValueIterator = { raw, _, key, value in
         guard let raw, let key else { return MHD_Result.YES }
         let collector = Unmanaged<HeaderCollector>.fromOpaque(raw).takeUnretainedValue()
-        collector.headers[String(cString: key).lowercased()] = value.map { String(cString: $0) } ?? ""
+        collector.fields.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
         return MHD_Result.YES
     }
     withExtendedLifetime(collector) {
         _ = MHD_get_connection_values(connection, MHD_ValueKind.HEADER_KIND, iterator,
                                       Unmanaged.passUnretained(collector).toOpaque())
     }
-    return collector.headers
+    return collector.fields
 }
 
 /// `MHD_get_connection_info` is variadic, which Swift cannot call; its fixed arguments are

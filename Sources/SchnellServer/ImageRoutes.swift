@@ -5,7 +5,6 @@ import SchnellImageIO
 /// `/v1/images/generations`, `/v1/images/edits` and `/v1/tasks/{id}`.
 extension ImageServer {
     func generate(_ request: HTTPRequest) throws -> HTTPResponse {
-        try checkBody(request, expected: "application/json") { $0 == "application/json" || $0.hasSuffix("+json") }
         let document: JSONValue
         do {
             document = try JSONValue.parse(request.body)
@@ -21,7 +20,6 @@ extension ImageServer {
 
     func edit(_ request: HTTPRequest) throws -> HTTPResponse {
         let contentType = request.header("content-type") ?? ""
-        try checkBody(request, expected: "multipart/form-data") { $0 == "multipart/form-data" }
         guard let boundary = MultipartForm.boundary(contentType: contentType) else {
             throw APIError.invalid("The multipart Content-Type has no usable boundary", param: nil)
         }
@@ -79,13 +77,6 @@ extension ImageServer {
 
     // MARK: - Shared steps
 
-    private func checkBody(_ request: HTTPRequest, expected: String, accepts: (String) -> Bool) throws {
-        if request.bodyTooLarge { throw APIError.tooLarge(limit: options.maxBodyBytes) }
-        let mediaType = (request.header("content-type") ?? "").split(separator: ";").first
-            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        guard accepts(mediaType) else { throw APIError.unsupportedMediaType(expected: expected) }
-    }
-
     private func resolveModel(_ fields: RequestFields) throws -> any ImageGenerating {
         guard let generator else { throw APIError.loading }
         if let name = try fields.string("model"), !generator.model.answers(to: name) { throw APIError.modelNotFound(name) }
@@ -106,7 +97,7 @@ extension ImageServer {
         } catch let error as PipelineError {
             throw APIError.rejected(error, fieldNames: imageRequest.fieldNames)
         }
-        let baseURL = options.publicURL ?? "http://\(request.header("host") ?? "\(options.host):\(boundPort)")"
+        let baseURL = options.publicURL ?? boundURL
         let modelID = generator.model.id
         guard imageRequest.isAsync else {
             let submitted = Date()
@@ -126,9 +117,14 @@ extension ImageServer {
             self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                              baseURL: baseURL, submitted: submitted)
         }
-        lock.withLock { liveTasks[id] = LiveTask(ticket: ticket, created: created) }
         var pending = taskRecord(id: id, created: created, status: "pending")
-        try? store.saveTask(id: id, record: .object(pending))
+        // Under the lock, so a task that already finished (or was failed by a shutdown) keeps its
+        // final record on disk rather than this one.
+        lock.withLock {
+            guard finishedTasks[id] == nil else { return }
+            liveTasks[id] = LiveTask(ticket: ticket, created: created)
+            try? store.saveTask(id: id, record: .object(pending))
+        }
         pending["poll_url"] = .string("/v1/tasks/\(id)")
         return .json(.object(pending), status: 202)
     }
@@ -153,8 +149,8 @@ extension ImageServer {
             record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
-        try? store.saveTask(id: id, record: .object(record))
         lock.withLock {
+            try? store.saveTask(id: id, record: .object(record))
             finishedTasks[id] = .object(record)
             liveTasks[id] = nil
         }

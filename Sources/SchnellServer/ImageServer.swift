@@ -20,6 +20,7 @@ public final class ImageServer: @unchecked Sendable {
     var finishedTasks: [String: JSONValue] = [:]
     private var daemon: HTTPDaemon?
     private var cleanupTimer: DispatchSourceTimer?
+    private var stopping = false
 
     struct LiveTask {
         var ticket: GenerationTicket
@@ -69,7 +70,9 @@ public final class ImageServer: @unchecked Sendable {
     public func start() throws {
         guard lock.withLock({ daemon == nil }) else { return }
         queue.start()
-        let started = try HTTPDaemon(options: options, handler: { [weak self] request in self?.handle(request) ?? .error(.shuttingDown) },
+        let started = try HTTPDaemon(options: options,
+                                     admit: { [weak self] head in self?.admit(head) ?? .answer(.error(.shuttingDown)) },
+                                     handler: { [weak self] request in self?.handle(request) ?? .error(.shuttingDown) },
                                      observeStatus: { [metrics] status in metrics.countRequest(status: status) })
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
         let interval = min(60, max(0.5, Double(options.imageTTLSeconds) / 2))
@@ -83,27 +86,45 @@ public final class ImageServer: @unchecked Sendable {
         if options.apiKeys.isEmpty && !options.isLoopback {
             log("warning: listening on \(options.host) without an API key; anyone who can reach this address can generate images (use --api-key)")
         }
-        log("listening on http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(started.boundPort)")
+        log("listening on \(boundURL)")
+        if options.publicURL == nil && ["0.0.0.0", "::"].contains(options.host) {
+            log("warning: image URLs name \(boundURL), which clients cannot reach; set --public-url to the address they use")
+        }
         let limits = options.limits
         log("request limits: sides \(limits.minSide)...\(limits.maxSide) pixels (--max-side), steps 1...\(limits.maxSteps) (--max-steps), images 1...\(limits.maxImages) (--max-images)")
     }
 
-    /// Stops accepting requests, fails waiting generations with 503 and waits for open
-    /// connections to finish.
-    public func stop() {
+    /// `http://host:port` as bound; image URLs use it when there is no `--public-url`.
+    var boundURL: String {
+        "http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(boundPort)"
+    }
+
+    /// Stops the server, answering everyone: new connections are refused at once; requests that
+    /// arrive on open connections, and generations waiting in the queue, are answered 503; the
+    /// running generation is cancelled at its next step and its client answered 503; every async
+    /// task's final state is written to disk; then open connections are closed.
+    ///
+    /// Returns false when the running generation did not stop within `shutdownTimeoutSeconds`:
+    /// its thread may still be inside the model, so the process must leave without running exit
+    /// handlers (`_exit`), which would free memory that thread still uses.
+    @discardableResult
+    public func stop() -> Bool {
         let (running, timer) = lock.withLock {
             let handles = (daemon, cleanupTimer)
+            stopping = true
             daemon = nil
             cleanupTimer = nil
             return handles
         }
+        running?.stopAccepting()
         timer?.cancel()
-        queue.shutdown()
+        let workerStopped = queue.shutdown(timeoutSeconds: Double(options.shutdownTimeoutSeconds))
         running?.stop()
+        return workerStopped
     }
 
-    /// Starts the server and blocks until SIGINT or SIGTERM, then stops it.
-    public func run() throws {
+    /// Starts the server and blocks until SIGINT or SIGTERM, then stops it; returns `stop()`'s answer.
+    public func run() throws -> Bool {
         try start()
         let stopSignal = DispatchSemaphore(value: 0)
         let sources = [SIGINT, SIGTERM].map { number in
@@ -115,8 +136,12 @@ public final class ImageServer: @unchecked Sendable {
         }
         stopSignal.wait()
         log("stopping")
-        stop()
+        let workerStopped = stop()
         sources.forEach { $0.cancel() }
+        if !workerStopped {
+            log("the running generation did not stop within \(options.shutdownTimeoutSeconds) s (--shutdown-timeout); leaving without it")
+        }
+        return workerStopped
     }
 
     func log(_ message: String) {
@@ -130,16 +155,43 @@ public final class ImageServer: @unchecked Sendable {
 
     // MARK: - Routing
 
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
-        if request.path == "/health" {
-            guard request.method == "GET" || request.method == "HEAD" else {
-                return .error(.methodNotAllowed(request.method, path: request.path, allowed: ["GET"]))
-            }
-            return health()
+    /// Decides on a request from its head alone, before its body is read: origin, key, route,
+    /// method and content type. `/health` needs no key.
+    func admit(_ head: HTTPRequestHead) -> Admission {
+        let origin = head.header("origin")
+        let cors = origin.map { [("Access-Control-Allow-Origin", $0), ("Vary", "Origin")] } ?? []
+        if let origin, !options.corsOrigins.contains(origin.lowercased()) {
+            return .answer(.error(.crossOrigin(origin)))
         }
-        guard isAuthorized(request) else { return .error(.unauthorized) }
+        if lock.withLock({ stopping }) { return .answer(.error(.shuttingDown)) }
+        if head.method == "OPTIONS", origin != nil, head.header("access-control-request-method") != nil {
+            return .answer(HTTPResponse(status: 204, headers: cors + [
+                ("Access-Control-Allow-Methods", "GET, HEAD, POST"),
+                ("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key"),
+                ("Access-Control-Max-Age", "600"),
+            ], body: []))
+        }
+        guard let route = Route(path: head.path) else {
+            guard isAuthorized(head) else { return .answer(.error(.unauthorized).adding(cors)) }
+            return .answer(.error(.notFound("No route for \(head.method) \(head.path)")).adding(cors))
+        }
+        if route != .health, !isAuthorized(head) { return .answer(.error(.unauthorized).adding(cors)) }
+        guard route.allows(head.method) else {
+            return .answer(.error(.methodNotAllowed(head.method, path: head.path, allowed: [route.method])).adding(cors))
+        }
+        if let body = route.bodyType {
+            let mediaType = (head.header("content-type") ?? "").split(separator: ";").first
+                .map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            guard body.accepts(mediaType) else { return .answer(.error(.unsupportedMediaType(expected: body.expected)).adding(cors)) }
+        }
+        return .proceed(headers: cors)
+    }
+
+    /// A request whose head `admit` accepted, with its body read.
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        guard let route = Route(path: request.path) else { return .error(.notFound("No route for \(request.method) \(request.path)")) }
         do {
-            return try route(request)
+            return try respond(route, to: request)
         } catch let error as APIError {
             return .error(error)
         } catch {
@@ -147,43 +199,28 @@ public final class ImageServer: @unchecked Sendable {
         }
     }
 
-    private func route(_ request: HTTPRequest) throws -> HTTPResponse {
-        let segments = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
-        func only(_ method: String) throws {
-            guard request.method == method || (method == "GET" && request.method == "HEAD") else {
-                throw APIError.methodNotAllowed(request.method, path: request.path, allowed: [method])
-            }
-        }
-        switch segments {
-        case ["metrics"]:
-            try only("GET")
+    private func respond(_ route: Route, to request: HTTPRequest) throws -> HTTPResponse {
+        switch route {
+        case .health:
+            return health()
+        case .metrics:
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
                                 body: Array(metrics.render(modelLoaded: generator != nil).utf8))
-        case ["v1", "models"]:
-            try only("GET")
+        case .models:
             return .json(["object": "list", "data": .array(generator.map { [modelObject(served($0.model))] } ?? [])])
-        case let path where path.count >= 3 && path[0] == "v1" && path[1] == "models":
-            try only("GET")
-            // Ids may contain slashes (`black-forest-labs/FLUX.1-schnell`).
-            let name = path[2...].joined(separator: "/")
+        case .model(let name):
             guard let model = generator?.model, model.answers(to: name) else { throw APIError.modelNotFound(name) }
             return .json(modelObject(served(model)))
-        case ["v1", "images", "generations"]:
-            try only("POST")
+        case .generations:
             return try generate(request)
-        case ["v1", "images", "edits"]:
-            try only("POST")
+        case .edits:
             return try edit(request)
-        case let path where path.count == 3 && path[0] == "v1" && path[1] == "tasks":
-            try only("GET")
-            return try task(id: path[2])
-        case let path where path.count == 4 && path[0] == "v1" && path[1] == "images" && path[2] == "files":
-            try only("GET")
-            guard let file = store.image(named: path[3]) else { throw APIError.notFound("No image file '\(path[3])' (it may have expired)") }
+        case .task(let id):
+            return try task(id: id)
+        case .file(let name):
+            guard let file = store.image(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
             return HTTPResponse(status: 200, headers: [("Content-Type", file.contentType), ("Cache-Control", "private, max-age=3600")],
                                 body: request.method == "HEAD" ? [] : file.bytes)
-        default:
-            throw APIError.notFound("No route for \(request.method) \(request.path)")
         }
     }
 
@@ -193,10 +230,10 @@ public final class ImageServer: @unchecked Sendable {
     }
 
     /// Keys are compared in constant time over the longer of the two lengths.
-    private func isAuthorized(_ request: HTTPRequest) -> Bool {
+    private func isAuthorized(_ head: HTTPRequestHead) -> Bool {
         guard !options.apiKeys.isEmpty else { return true }
-        var presented = request.header("x-api-key")
-        if let authorization = request.header("authorization"), authorization.lowercased().hasPrefix("bearer ") {
+        var presented = head.header("x-api-key")
+        if let authorization = head.header("authorization"), authorization.lowercased().hasPrefix("bearer ") {
             presented = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
         }
         guard let presented else { return false }

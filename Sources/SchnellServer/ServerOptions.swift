@@ -14,14 +14,33 @@ public struct ServerOptions: Sendable, Equatable {
     /// Where `url` images (`images/`) and async task records (`tasks/`) are kept.
     public var outputDirectory = FileManager.default.temporaryDirectory
         .appendingPathComponent("schnell-server", isDirectory: true).path
-    /// Base for absolute image URLs (e.g. `https://img.example.com`); nil: from the Host header.
+    /// Base for absolute image URLs (e.g. `https://img.example.com`); nil: the bound address.
+    /// Never taken from the request's Host header, which any client (or a rebinding page) chooses.
     public var publicURL: String?
     public var imageTTLSeconds = 86_400
     /// Largest request body; edits carry two images, so this bounds uploads too.
     public var maxBodyBytes = 32 * 1024 * 1024
+    /// Request body bytes held at once across all connections; a body that would go over it is
+    /// refused (503) before it is read.
+    public var maxBodyMemoryBytes = 256 * 1024 * 1024
     public var maxConnections = 256
-    /// Idle seconds before a connection is closed; bounds slow or half-sent requests.
+    /// Connections one client address may hold at once. Behind a reverse proxy every client
+    /// shares the proxy's address: raise it to `maxConnections` there.
+    public var maxConnectionsPerIP = 32
+    /// Idle seconds before a connection is closed (no byte received or sent).
     public var connectionTimeoutSeconds = 30
+    /// Seconds from a connection's start (or the end of its previous request) to the end of the
+    /// request head, however steadily the bytes trickle in.
+    public var headTimeoutSeconds = 10
+    /// The slowest average body upload accepted: a body of N bytes must arrive within
+    /// `headTimeoutSeconds + N / minBodyBytesPerSecond` seconds of its head.
+    public var minBodyBytesPerSecond = 64 * 1024
+    /// Browser origins (`https://app.example.com`) allowed to call the API; requests carrying any
+    /// other `Origin` are refused, so a web page cannot make a visitor's browser generate.
+    public var corsOrigins: [String] = []
+    /// Seconds a shutdown waits for the running generation to stop (it is asked to cancel at its
+    /// next step) before the process leaves without it.
+    public var shutdownTimeoutSeconds = 30
     /// Write one line per request to stderr.
     public var logRequests = true
     /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
@@ -111,12 +130,47 @@ public struct ServerOptions: Sendable, Equatable {
                                                          pipelineLimit: GenerationLimits.pipeline.maxImages)
             case "--image-ttl":
                 options.imageTTLSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...(365 * 86_400))
+            case "--max-connections":
+                options.maxConnections = try integer(value(for: flag, inline: inline), flag: flag, range: 1...10_000)
+            case "--max-connections-per-ip":
+                options.maxConnectionsPerIP = try integer(value(for: flag, inline: inline), flag: flag, range: 1...10_000)
+            case "--idle-timeout":
+                options.connectionTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...3_600)
+            case "--head-timeout":
+                options.headTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...300)
+            case "--min-body-rate":
+                options.minBodyBytesPerSecond = try integer(value(for: flag, inline: inline), flag: flag, range: 1...(1 << 30))
+            case "--max-body-size":
+                options.maxBodyBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 30))
+            case "--max-body-memory":
+                options.maxBodyMemoryBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 40))
+            case "--cors-origin":
+                options.corsOrigins.append(try origin(value(for: flag, inline: inline)))
+            case "--shutdown-timeout":
+                options.shutdownTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...3_600)
             default:
                 remaining.append(argument)
             }
             index += 1
         }
+        guard options.maxConnectionsPerIP <= options.maxConnections else {
+            throw ParseError(description: "--max-connections-per-ip \(options.maxConnectionsPerIP) is more than --max-connections \(options.maxConnections)")
+        }
+        guard options.maxBodyMemoryBytes >= options.maxBodyBytes else {
+            throw ParseError(description: "--max-body-memory \(options.maxBodyMemoryBytes) is less than --max-body-size \(options.maxBodyBytes); no body of the largest size could ever be read")
+        }
         return (options, remaining)
+    }
+
+    /// An origin as browsers send it: `scheme://host[:port]`, lowercase, no path and no trailing slash.
+    private static func origin(_ text: String) throws -> String {
+        let lowered = text.lowercased()
+        guard let url = URL(string: lowered), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host,
+              !host.isEmpty, url.path.isEmpty, url.query == nil, url.fragment == nil, url.user == nil,
+              lowered == "\(scheme)://\(lowered.contains("[") ? "[\(host)]" : host)\(url.port.map { ":\($0)" } ?? "")" else {
+            throw ParseError(description: "--cors-origin must be an origin such as https://app.example.com (scheme, host and optional port; no path), got '\(text)'")
+        }
+        return lowered
     }
 
     var isLoopback: Bool {

@@ -9,12 +9,26 @@ enum ServeCommand {
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
                              [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
-                             [--max-side PIXELS] [--max-steps N] [--max-images N]
+                             [--max-side PIXELS] [--max-steps N] [--max-images N] [--cors-origin ORIGIN]...
+                             [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
+                             [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
+                             [--max-body-memory BYTES] [--shutdown-timeout SECONDS]
           --max-side, --max-steps, --max-images
                              narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
                              the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
+          --public-url       base of image URLs (default: the bound address; never the request's Host header)
+          --cors-origin      a browser origin (https://app.example.com) allowed to call the API; requests
+                             with any other Origin header are refused 403
+          --max-connections  open connections in all (default \(defaults.maxConnections)); --max-connections-per-ip
+                             from one client address (default \(defaults.maxConnectionsPerIP); behind a proxy, raise it)
+          --idle-timeout     seconds without a byte before a connection is closed (default \(defaults.connectionTimeoutSeconds))
+          --head-timeout     seconds a request head may take however slowly it trickles (default \(defaults.headTimeoutSeconds))
+          --min-body-rate    a body of N bytes must arrive within head-timeout + N / rate seconds (default \(defaults.minBodyBytesPerSecond))
+          --max-body-size    largest request body (default \(defaults.maxBodyBytes)); --max-body-memory: body bytes
+                             held at once across connections, more is refused 503 (default \(defaults.maxBodyMemoryBytes))
+          --shutdown-timeout on SIGTERM/SIGINT, seconds to wait for the running generation to cancel (default \(defaults.shutdownTimeoutSeconds))
         """
-    private static let server = ServerOptions().limits, pipeline = GenerationLimits.pipeline
+    private static let defaults = ServerOptions(), server = defaults.limits, pipeline = GenerationLimits.pipeline
 
     static func run(_ arguments: [String]) -> Int32 {
         do {
@@ -36,7 +50,11 @@ enum ServeCommand {
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
             server.setGenerator(PipelineGenerator(pipeline: pipeline))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
-            try server.run()
+            guard try server.run() else {
+                // The generation thread may still be inside the model: exit handlers would free
+                // memory it uses (OpenBLAS buffers), so leave without them.
+                _exit(1)
+            }
             return 0
         } catch let error as CommandLineOptions.UsageError {
             return fail("\(error)\n\(usage)", code: 2)

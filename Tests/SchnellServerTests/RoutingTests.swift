@@ -65,13 +65,13 @@ final class RoutingTests: XCTestCase {
         let big = Array("{\"prompt\": \"\(String(repeating: "a", count: 2000))\"}".utf8)
         assertError(try client.request("POST", "/v1/images/generations", headers: ["Content-Type": "application/json"], body: big),
                     status: 413, code: "request_too_large")
-        // Chunked: no length is announced, so the limit is found while reading.
+        // Chunked: no length is announced, so the body could not be budgeted before it is read.
         let fd = try client.connect()
         defer { close(fd) }
         var chunked = "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         chunked += String(big.count, radix: 16) + "\r\n" + String(decoding: big, as: UTF8.self) + "\r\n0\r\n\r\n"
         RawClient.send(fd, Array(chunked.utf8))
-        assertError(try RawClient.parse(RawClient.readAll(fd)), status: 413, code: "request_too_large")
+        assertError(try RawClient.parse(RawClient.readAll(fd)), status: 411, code: "length_required")
         XCTAssertEqual(try client.get("/health").status, 200)
     }
 

@@ -51,6 +51,39 @@ final class ServerOptionsTests: XCTestCase {
         XCTAssertEqual(remaining, ["--model", "x"])
     }
 
+    func testConnectionFlags() throws {
+        let defaults = ServerOptions()
+        XCTAssertEqual([defaults.maxConnections, defaults.maxConnectionsPerIP, defaults.headTimeoutSeconds, defaults.shutdownTimeoutSeconds],
+                       [256, 32, 10, 30])
+        let (options, remaining) = try ServerOptions.parse([
+            "--max-connections", "100", "--max-connections-per-ip=8", "--idle-timeout", "5", "--head-timeout", "3",
+            "--min-body-rate", "1000", "--max-body-size", "2048", "--max-body-memory", "4096",
+            "--cors-origin", "https://App.example.com", "--cors-origin", "http://localhost:3000", "--cors-origin", "http://[::1]:8080", "--shutdown-timeout", "7",
+        ])
+        XCTAssertEqual(remaining, [])
+        XCTAssertEqual([options.maxConnections, options.maxConnectionsPerIP, options.connectionTimeoutSeconds, options.headTimeoutSeconds],
+                       [100, 8, 5, 3])
+        XCTAssertEqual([options.minBodyBytesPerSecond, options.maxBodyBytes, options.maxBodyMemoryBytes, options.shutdownTimeoutSeconds],
+                       [1000, 2048, 4096, 7])
+        XCTAssertEqual(options.corsOrigins, ["https://app.example.com", "http://localhost:3000", "http://[::1]:8080"])
+        let cases: [([String], String)] = [
+            (["--max-connections", "0"], "--max-connections must be an integer in 1...10000"),
+            (["--max-connections", "10", "--max-connections-per-ip", "11"], "--max-connections-per-ip 11 is more than --max-connections 10"),
+            (["--head-timeout", "0"], "--head-timeout must be an integer in 1...300"),
+            (["--min-body-rate", "fast"], "--min-body-rate must be an integer"),
+            (["--max-body-memory", "2048"], "--max-body-memory 2048 is less than --max-body-size 33554432"),
+            (["--cors-origin", "https://app.example.com/"], "--cors-origin must be an origin"),
+            (["--cors-origin", "*"], "--cors-origin must be an origin"),
+            (["--cors-origin", "app.example.com"], "--cors-origin must be an origin"),
+            (["--shutdown-timeout", "-1"], "--shutdown-timeout must be an integer in 1...3600"),
+        ]
+        for (arguments, message) in cases {
+            XCTAssertThrowsError(try ServerOptions.parse(arguments), "\(arguments)") { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error) should say \(message)")
+            }
+        }
+    }
+
     func testBadValuesNameTheFlag() {
         let cases: [([String], String)] = [
             (["--port", "70000"], "--port"), (["--port", "http"], "--port"), (["--port"], "--port"),
