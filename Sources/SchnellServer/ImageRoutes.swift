@@ -36,29 +36,55 @@ extension ImageServer {
         let uploads = form.files(["image", "image[]"])
         guard let upload = uploads.first else { throw APIError.invalid("'image' is required", param: "image") }
         guard uploads.count == 1 else { throw APIError.invalid("Only one 'image' is supported", param: "image") }
-        let image = try decodeUpload(upload.body, param: "image")
-        var mask: Image8?
-        if let maskPart = form.files(["mask"]).first {
-            let decoded = try decodeUpload(maskPart.body, param: "mask")
-            guard decoded.width == image.width && decoded.height == image.height else {
-                throw APIError.invalid("The mask is \(decoded.width)x\(decoded.height) but the image is \(image.width)x\(image.height); they must match",
+        let masks = form.files(["mask"])
+        guard masks.count <= 1 else { throw APIError.invalid("Only one 'mask' is supported", param: "mask") }
+        let model = served(generator.model)
+        // Sizes come from the headers: nothing is decoded before the queue admits the job.
+        let image = try uploadHeader(upload.body, param: "image")
+        let mask = try masks.first.map { try uploadHeader($0.body, param: "mask") }
+        let budget = ImageServer.uploadPixelBudget(model)
+        guard image.pixelCount <= budget else {
+            throw APIError.invalid("'image' is \(image.width)x\(image.height), \(image.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize it first",
+                                   param: "image")
+        }
+        if let mask {
+            guard mask.width == image.width && mask.height == image.height else {
+                throw APIError.invalid("The mask is \(mask.width)x\(mask.height) but the image is \(image.width)x\(image.height); they must match",
                                        param: "mask")
             }
-            guard decoded.channels == 4 else {
-                throw APIError.invalid("The mask needs an alpha channel: its transparent pixels mark what to regenerate", param: "mask")
+            guard image.pixelCount + mask.pixelCount <= budget else {
+                throw APIError.invalid("'image' and 'mask' together are \(image.pixelCount + mask.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize both first",
+                                       param: "mask")
             }
-            mask = decoded
         }
-        let model = served(generator.model)
         let multiple = model.sizeMultiple
         // Without `size`, the output keeps the upload's size, rounded to the model's grid within its limits.
         let smallest = (model.limits.minSide + multiple - 1) / multiple * multiple
         let largest = model.limits.maxSide / multiple * multiple
         let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
-        var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
-        imageRequest.generation.initImage = InputImage(image)
-        imageRequest.generation.mask = mask.map(InputImage.init)
-        return try submit(imageRequest, generator: generator, request: request)
+        let imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        let imageBytes = upload.body, maskBytes = masks.first?.body
+        let fieldNames = imageRequest.fieldNames
+        return try submit(imageRequest, generator: generator, request: request) { generation in
+            var generation = generation
+            generation.initImage = InputImage(try ImageServer.decodeUpload(imageBytes, param: "image", maxPixels: image.pixelCount))
+            if let maskBytes, let mask {
+                let decoded = try ImageServer.decodeUpload(maskBytes, param: "mask", maxPixels: mask.pixelCount)
+                guard decoded.channels == 4 else {
+                    throw APIError.invalid("The mask needs an alpha channel: its transparent pixels mark what to regenerate", param: "mask")
+                }
+                generation.mask = InputImage(decoded)
+            }
+            try ImageServer.validate(generation, generator: generator, fieldNames: fieldNames)
+            return generation
+        }
+    }
+
+    /// Pixels an edit's uploads may hold, image and mask together: four times the largest output,
+    /// so a 12-megapixel photo fits at the default 2048 side (it is resized to the output size),
+    /// and what is decoded stays bounded (4 bytes a pixel: 64 MiB at 2048, 256 MiB at 4096).
+    static func uploadPixelBudget(_ model: ModelDescription) -> Int {
+        4 * model.limits.maxSide * model.limits.maxSide
     }
 
     func task(id: String) throws -> HTTPResponse {
@@ -92,25 +118,42 @@ extension ImageServer {
         return generator
     }
 
-    private func decodeUpload(_ bytes: [UInt8], param: String) throws -> Image8 {
+    private func uploadHeader(_ bytes: [UInt8], param: String) throws -> ImageHeader {
         do {
-            return try ImageDecoder.decode(bytes)
+            return try ImageHeader(of: bytes)
         } catch {
-            throw APIError.invalid("'\(param)' is not a PNG or JPEG image the server can read: \(error)", param: param)
+            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
         }
     }
 
-    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest) throws -> HTTPResponse {
+    private static func decodeUpload(_ bytes: [UInt8], param: String, maxPixels: Int) throws -> Image8 {
         do {
-            try generator.validate(imageRequest.generation)
+            return try ImageDecoder.decode(bytes, maxPixels: maxPixels)
+        } catch {
+            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
+        }
+    }
+
+    private static func validate(_ generation: GenerationRequest, generator: any ImageGenerating, fieldNames: [String: String]) throws {
+        do {
+            try generator.validate(generation)
         } catch let error as PipelineError {
-            throw APIError.rejected(error, fieldNames: imageRequest.fieldNames)
+            throw APIError.rejected(error, fieldNames: fieldNames)
+        }
+    }
+
+    /// Queues the request. Without `prepare` the model validates it first (400 before any queueing);
+    /// with it, `prepare` completes and validates it on the worker once admitted.
+    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest,
+                        prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
+        if prepare == nil {
+            try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
         }
         let baseURL = options.publicURL ?? "http://\(request.header("host") ?? "\(options.host):\(boundPort)")"
         let modelID = generator.model.id
         guard imageRequest.isAsync else {
             let submitted = Date()
-            let ticket = try queue.submit(imageRequest.generation, generator: generator)
+            let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator)
             guard let result = queue.wait(for: ticket, clientConnected: request.clientConnected) else {
                 return .error(APIError(status: 499, message: "The client closed the connection", type: "invalid_request_error",
                                        param: nil, code: "client_closed_request"))
@@ -122,7 +165,7 @@ extension ImageServer {
         let id = "task_\(randomHex(bytes: 16))"
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
-        let ticket = try queue.submit(imageRequest.generation, generator: generator) { [weak self] result in
+        let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator) { [weak self] result in
             self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                              baseURL: baseURL, submitted: submitted)
         }
