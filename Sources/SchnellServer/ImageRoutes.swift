@@ -62,7 +62,11 @@ extension ImageServer {
         let smallest = (model.limits.minSide + multiple - 1) / multiple * multiple
         let largest = model.limits.maxSide / multiple * multiple
         let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
-        let imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        // 1x1 stand-ins hold the uploads' places until the worker decodes them, so the model checks
+        // everything else (strength, ...) before the job is queued.
+        imageRequest.generation.initImage = InputImage(width: 1, height: 1, channels: 3, pixels: [0, 0, 0])
+        imageRequest.generation.mask = mask.map { _ in InputImage(width: 1, height: 1, channels: 4, pixels: [0, 0, 0, 0]) }
         let imageBytes = upload.body, maskBytes = masks.first?.body
         let fieldNames = imageRequest.fieldNames
         return try submit(imageRequest, generator: generator, request: request) { generation in
@@ -88,19 +92,23 @@ extension ImageServer {
     }
 
     func task(id: String) throws -> HTTPResponse {
-        let (live, finished) = lock.withLock { (liveTasks[id], finishedTasks[id]) }
-        if let finished { return .json(finished) }
-        guard let live else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
-        let snapshot = queue.snapshot(live.ticket)
-        // A ticket can finish between the two look-ups; its record is stored before it leaves `liveTasks`.
-        if snapshot.status == "completed" || snapshot.status == "failed",
-           let stored = lock.withLock({ finishedTasks[id] }) {
-            return .json(stored)
+        if let live = lock.withLock({ liveTasks[id] }) {
+            let snapshot = queue.snapshot(live.ticket)
+            // A finished ticket's record is stored before it leaves `liveTasks`.
+            if snapshot.status == "completed" || snapshot.status == "failed", let stored = storedTask(id: id) {
+                return .json(stored)
+            }
+            var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
+            record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
+            if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
+            return .json(.object(record))
         }
-        var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
-        record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
-        if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
-        return .json(.object(record))
+        guard let stored = storedTask(id: id) else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
+        return .json(stored)
+    }
+
+    private func storedTask(id: String) -> JSONValue? {
+        lock.withLock { unsavedTasks[id]?.record } ?? store.task(id: id)
     }
 
     // MARK: - Shared steps
@@ -142,13 +150,11 @@ extension ImageServer {
         }
     }
 
-    /// Queues the request. Without `prepare` the model validates it first (400 before any queueing);
-    /// with it, `prepare` completes and validates it on the worker once admitted.
+    /// Queues the request once the model has validated it (what it refuses is a 400 before any
+    /// queueing); `prepare`, if any, completes it on the worker once admitted.
     private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest,
                         prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
-        if prepare == nil {
-            try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
-        }
+        try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
         let baseURL = options.publicURL ?? "http://\(request.header("host") ?? "\(options.host):\(boundPort)")"
         let modelID = generator.model.id
         guard imageRequest.isAsync else {
@@ -165,13 +171,26 @@ extension ImageServer {
         let id = "task_\(randomHex(bytes: 16))"
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
-        let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator) { [weak self] result in
-            self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
-                             baseURL: baseURL, submitted: submitted)
-        }
-        lock.withLock { liveTasks[id] = LiveTask(ticket: ticket, created: created) }
+        // The pending record is written before the job can run, so it never overwrites the final one;
+        // the live entry is added under `lock`, which `finishTask` needs to remove it.
         var pending = taskRecord(id: id, created: created, status: "pending")
-        try? store.saveTask(id: id, record: .object(pending))
+        do {
+            try store.saveTask(id: id, record: .object(pending))
+        } catch {
+            log("error: the pending record of task \(id) could not be written (it is kept in memory while it runs): \(error)")
+        }
+        do {
+            try lock.withLock {
+                let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator) { [weak self] result in
+                    self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
+                                     baseURL: baseURL, submitted: submitted)
+                }
+                liveTasks[id] = LiveTask(ticket: ticket, created: created)
+            }
+        } catch {
+            store.removeTask(id: id)
+            throw error
+        }
         pending["poll_url"] = .string("/v1/tasks/\(id)")
         return .json(.object(pending), status: 202)
     }
@@ -182,7 +201,8 @@ extension ImageServer {
     }
 
     /// Runs on the generation thread when an async task ends: the record goes to disk first,
-    /// then replaces the live entry.
+    /// then the live entry goes. A record that cannot be written is logged and replaced, in
+    /// memory, by a failure that says so.
     private func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
                             modelID: String, baseURL: String, submitted: Date) {
         var record = taskRecord(id: id, created: created, status: "completed")
@@ -196,10 +216,19 @@ extension ImageServer {
             record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
-        try? store.saveTask(id: id, record: .object(record))
-        lock.withLock {
-            finishedTasks[id] = .object(record)
-            liveTasks[id] = nil
+        do {
+            try store.saveTask(id: id, record: .object(record))
+            lock.withLock { liveTasks[id] = nil }
+        } catch {
+            log("error: the record of task \(id) could not be written: \(error)")
+            var failed = taskRecord(id: id, created: created, status: "failed")
+            failed["error"] = APIError.server("The task finished but its record could not be written to the output folder: \(error)",
+                                              code: "task_record_unwritable").json["error"]
+            failed["completed_at"] = record["completed_at"]
+            lock.withLock {
+                unsavedTasks[id] = (.object(failed), Date())
+                liveTasks[id] = nil
+            }
         }
     }
 
@@ -230,7 +259,7 @@ extension ImageServer {
                 do {
                     name = try store.storeImage(bytes, fileExtension: request.outputFormat.rawValue)
                 } catch {
-                    throw APIError.server("Storing the image failed: \(error.localizedDescription)")
+                    throw APIError.server("Storing the image failed: \(error)")
                 }
                 item["url"] = .string("\(baseURL)/v1/images/files/\(name)")
             }
