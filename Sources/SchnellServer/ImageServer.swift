@@ -184,8 +184,9 @@ public final class ImageServer: @unchecked Sendable {
         case let path where path.count == 4 && path[0] == "v1" && path[1] == "images" && path[2] == "files":
             try only("GET")
             guard let file = store.image(named: path[3]) else { throw APIError.notFound("No image file '\(path[3])' (it may have expired)") }
+            // For HEAD libmicrohttpd sends the headers alone, with this body's length.
             return HTTPResponse(status: 200, headers: [("Content-Type", file.contentType), ("Cache-Control", "private, max-age=3600")],
-                                body: request.method == "HEAD" ? [] : file.bytes)
+                                body: file.bytes)
         default:
             throw APIError.notFound("No route for \(request.method) \(request.path)")
         }
