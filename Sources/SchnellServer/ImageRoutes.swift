@@ -9,8 +9,11 @@ extension ImageServer {
         let document: JSONValue
         do {
             document = try JSONValue.parse(request.body)
-        } catch {
-            throw APIError.invalid("The body is not valid JSON", param: nil)
+        } catch let error as JSONParseError {
+            if case .duplicateKey(let key) = error.reason {
+                throw APIError.invalid("The body has the key '\(key)' more than once; send each field once", param: key)
+            }
+            throw APIError.invalid("The body is not valid JSON: \(error)", param: nil)
         }
         guard case .object(let members) = document else { throw APIError.invalid("The body must be a JSON object", param: nil) }
         let fields = RequestFields(values: members)
@@ -27,7 +30,11 @@ extension ImageServer {
         }
         let form = try MultipartForm(body: request.body, boundary: boundary)
         var values: [String: JSONValue] = [:]
-        for part in form.parts where part.filename == nil { values[part.name] = .string(String(decoding: part.body, as: UTF8.self)) }
+        for part in form.parts where part.filename == nil {
+            guard values.updateValue(.string(String(decoding: part.body, as: UTF8.self)), forKey: part.name) == nil else {
+                throw APIError.invalid("The form has the field '\(part.name)' more than once; send each field once", param: part.name)
+            }
+        }
         let fields = RequestFields(values: values, fromForm: true)
         let generator = try resolveModel(fields)
         guard generator.model.supportsEdits else {

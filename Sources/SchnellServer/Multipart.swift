@@ -47,10 +47,6 @@ struct MultipartForm {
         }
     }
 
-    func field(_ name: String) -> String? {
-        parts.first { $0.name == name && $0.filename == nil }.map { String(decoding: $0.body, as: UTF8.self) }
-    }
-
     func files(_ names: Set<String>) -> [Part] {
         parts.filter { names.contains($0.name) }
     }
