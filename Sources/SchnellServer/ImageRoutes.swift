@@ -101,8 +101,10 @@ extension ImageServer {
     func task(id: String) throws -> HTTPResponse {
         if let live = lock.withLock({ liveTasks[id] }) {
             let snapshot = queue.snapshot(live.ticket)
-            // A finished ticket's record is stored before it leaves `liveTasks`.
-            if snapshot.status == "completed" || snapshot.status == "failed", let stored = storedTask(id: id) {
+            // A finished ticket's final record is stored before it leaves `liveTasks`; until then the
+            // stored one is the pending record.
+            if snapshot.status == "completed" || snapshot.status == "failed", let stored = storedTask(id: id),
+               let status = stored["status"]?.stringValue, status == "completed" || status == "failed" {
                 return .json(stored)
             }
             var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
