@@ -8,8 +8,11 @@ import Glibc
 /// The output folder is private and checked at start; files there are never reached through links;
 /// finished async tasks live on disk, not in memory.
 final class StorageTests: XCTestCase {
+    /// A path under the temporary folder, removed after the test.
     private func freshDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("schnell-storage-\(UUID().uuidString)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-storage-\(UUID().uuidString)").path
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
     }
 
     private func mode(_ path: String) -> mode_t {
