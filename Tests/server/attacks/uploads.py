@@ -27,9 +27,36 @@ REFUSAL_SECONDS = 0.1
 RSS_SLACK_BYTES = 16 << 20
 
 
+# The running server's first --api-key, sent with every request (set by `use_server`); the private
+# servers these cases start have no key and ignore it.
+API_KEY = None
+
+
+def server_arguments(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        return [part.decode() for part in cmdline.read().split(b"\0") if part]
+
+
+def flag_value(arguments, flag):
+    for index, argument in enumerate(arguments):
+        if argument == flag and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith(flag + "="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def use_server(pid):
+    global API_KEY
+    API_KEY = flag_value(server_arguments(pid), "--api-key")
+
+
 def request(url, method="GET", body=None, headers=None, timeout=30):
     """(status, headers, body bytes); HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    if API_KEY:
+        headers["Authorization"] = f"Bearer {API_KEY}"
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
@@ -150,22 +177,27 @@ def assert_refused_fast(url, pid, files, param):
 
 
 def case_png_bomb_is_refused_from_its_header(url, pid):
+    use_server(pid)
     assert_refused_fast(url, pid, [("image", png_bomb())], "image")
 
 
 def case_jpeg_bomb_is_refused_from_its_header(url, pid):
+    use_server(pid)
     assert_refused_fast(url, pid, [("image", jpeg_bomb(url))], "image")
 
 
 def case_webp_bomb_is_refused_from_its_header(url, pid):
+    use_server(pid)
     assert_refused_fast(url, pid, [("image", webp_bomb())], "image")
 
 
 def case_bomb_as_mask_is_refused_from_its_header(url, pid):
+    use_server(pid)
     assert_refused_fast(url, pid, [("image", png(64, 64, bytes(64 * 257))), ("mask", png_bomb())], "mask")
 
 
 def case_three_bombs_at_once_leave_memory_alone(url, pid):
+    use_server(pid)
     answers = []
     bomb = png_bomb()
     threads = [threading.Thread(target=lambda: answers.append(post_edit(url, [("prompt", "x")], [("image", bomb)])[0]))
@@ -190,8 +222,7 @@ def free_port():
 
 def model_arguments(pid):
     """The running server's model flags (`--model DIR`, ...), to start another on the same model."""
-    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-        arguments = [part.decode() for part in cmdline.read().split(b"\0") if part]
+    arguments = server_arguments(pid)
     model_flags = {"--model", "--transformer", "--vae", "--clip", "--t5", "--tokenizers", "--threads", "--precision"}
     kept = []
     index = arguments.index("serve") + 1 if "serve" in arguments else 1
@@ -242,6 +273,7 @@ def stop_server(process):
 
 
 def case_full_queue_answers_429_without_decoding(url, pid):
+    use_server(pid)
     with tempfile.TemporaryDirectory() as folder:
         process, private = start_server(pid, ["--max-queue", "0", "--output-dir", folder])
         try:
@@ -263,6 +295,7 @@ def case_full_queue_answers_429_without_decoding(url, pid):
 
 
 def case_output_folder_others_can_write_is_refused_at_start(url, pid):
+    use_server(pid)
     with tempfile.TemporaryDirectory() as parent:
         shared = os.path.join(parent, "shared")
         os.mkdir(shared)
@@ -282,16 +315,8 @@ def case_output_folder_others_can_write_is_refused_at_start(url, pid):
 
 def output_folder(pid):
     """The running server's --output-dir, or its default from the server's environment."""
-    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-        arguments = [part.decode() for part in cmdline.read().split(b"\0") if part]
-    for index, argument in enumerate(arguments):
-        if argument == "--output-dir" and index + 1 < len(arguments):
-            folder = arguments[index + 1]
-            break
-        if argument.startswith("--output-dir="):
-            folder = argument.split("=", 1)[1]
-            break
-    else:
+    folder = flag_value(server_arguments(pid), "--output-dir")
+    if folder is None:
         with open(f"/proc/{pid}/environ", "rb") as environ:
             environment = dict(part.decode(errors="replace").split("=", 1) for part in environ.read().split(b"\0") if b"=" in part)
         if environment.get("XDG_RUNTIME_DIR", "").startswith("/"):
@@ -304,6 +329,7 @@ def output_folder(pid):
 
 
 def case_link_planted_in_the_output_folder_is_not_followed(url, pid):
+    use_server(pid)
     images = os.path.join(output_folder(pid), "images")
     assert os.path.isdir(images), f"no images folder at {images}"
     mode = os.stat(os.path.dirname(images)).st_mode & 0o777
@@ -323,6 +349,7 @@ def case_link_planted_in_the_output_folder_is_not_followed(url, pid):
 
 
 def case_head_on_an_image_reports_its_length(url, pid):
+    use_server(pid)
     status, _, body = post_json(url, '{"prompt": "a", "size": "64x64", "steps": 1, "response_format": "url"}')
     assert status == 200, f"{status} {body[:200]!r}"
     path = "/" + json.loads(body)["data"][0]["url"].split("/", 3)[3]
@@ -334,6 +361,7 @@ def case_head_on_an_image_reports_its_length(url, pid):
 
 
 def case_nul_in_the_prompt_is_refused_up_front(url, pid):
+    use_server(pid)
     started = time.monotonic()
     status, _, body = post_json(url, '{"prompt": "a cat\\u0000on a mat", "size": "1024x1024"}')
     seconds = time.monotonic() - started
@@ -343,6 +371,7 @@ def case_nul_in_the_prompt_is_refused_up_front(url, pid):
 
 
 def case_one_huge_grapheme_is_refused_at_once(url, pid):
+    use_server(pid)
     # "e" and 8 million combining acute accents: one grapheme, 16 MB.
     body = json.dumps({"prompt": "e" + "\u0301" * 8_000_000}, ensure_ascii=False).encode()
     with PeakRSS(pid) as rss:
@@ -357,11 +386,13 @@ def case_one_huge_grapheme_is_refused_at_once(url, pid):
 
 
 def case_duplicate_json_keys_are_refused(url, pid):
+    use_server(pid)
     status, _, body = post_json(url, '{"prompt": "a", "size": "64x64", "n": 1, "n": 3}')
     error_of(status, body, 400, "n")
 
 
 def case_seeds_near_the_top_are_never_reported_twice(url, pid):
+    use_server(pid)
     top = 2**63 - 1
     status, _, body = post_json(url, f'{{"prompt": "a", "size": "64x64", "steps": 1, "n": 3, "seed": {top - 1}}}')
     error = error_of(status, body, 400, "seed")
