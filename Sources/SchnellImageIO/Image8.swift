@@ -23,9 +23,12 @@ public struct Image8: Sendable, Equatable {
         self.pixels = pixels
     }
 
-    static func checkSize(width: Int, height: Int) throws {
+    static func checkSize(width: Int, height: Int, maxPixels: Int = maxDimension * maxDimension) throws {
         guard (1...maxDimension).contains(width), (1...maxDimension).contains(height) else {
             throw ImageIOError("image size \(width)x\(height) is outside 1...\(maxDimension) per side")
+        }
+        guard width * height <= maxPixels else {
+            throw ImageIOError("image size \(width)x\(height) is \(width * height) pixels, more than the \(maxPixels) allowed")
         }
     }
 

@@ -26,14 +26,14 @@ enum JPEGCodec {
         return Array(UnsafeBufferPointer(start: output, count: Int(outputSize)))
     }
 
-    static func decode(_ bytes: [UInt8]) throws -> Image8 {
+    static func decode(_ bytes: [UInt8], maxPixels: Int) throws -> Image8 {
         let frame = try JPEGStructure.validate(bytes)
+        try Image8.checkSize(width: frame.width, height: frame.height, maxPixels: maxPixels)
         var pixels: UnsafeMutablePointer<UInt8>?
         var width: Int32 = 0, height: Int32 = 0
         var message = [CChar](repeating: 0, count: Int(JMSG_LENGTH_MAX))
-        let maxPixels = UInt(Image8.maxDimension * Image8.maxDimension)
         let status = bytes.withUnsafeBufferPointer { file in
-            schnell_jpeg_decode_rgb(file.baseAddress, UInt(file.count), maxPixels, &pixels, &width, &height, &message)
+            schnell_jpeg_decode_rgb(file.baseAddress, UInt(file.count), UInt(maxPixels), &pixels, &width, &height, &message)
         }
         defer { free(pixels) }
         guard status == 0, let pixels else { throw ImageIOError(String(cString: message)) }

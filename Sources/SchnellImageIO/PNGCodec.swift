@@ -39,7 +39,7 @@ enum PNGCodec {
         return encoded
     }
 
-    static func decode(_ bytes: [UInt8]) throws -> Image8 {
+    static func decode(_ bytes: [UInt8], maxPixels: Int) throws -> Image8 {
         try bytes.withUnsafeBytes { file in
             var description = png_image()
             description.version = UInt32(PNG_IMAGE_VERSION)
@@ -49,7 +49,7 @@ enum PNGCodec {
             let width = Int(description.width)
             let height = Int(description.height)
             do {
-                try Image8.checkSize(width: width, height: height)
+                try Image8.checkSize(width: width, height: height, maxPixels: maxPixels)
             } catch {
                 png_image_free(&description)
                 throw error

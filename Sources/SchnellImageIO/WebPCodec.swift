@@ -23,7 +23,7 @@ enum WebPCodec {
         return Array(UnsafeBufferPointer(start: output, count: size))
     }
 
-    static func decode(_ bytes: [UInt8]) throws -> Image8 {
+    static func decode(_ bytes: [UInt8], maxPixels: Int) throws -> Image8 {
         try bytes.withUnsafeBufferPointer { file in
             var features = WebPBitstreamFeatures()
             guard WebPGetFeatures(file.baseAddress, file.count, &features) == VP8_STATUS_OK else {
@@ -31,7 +31,7 @@ enum WebPCodec {
             }
             let width = Int(features.width)
             let height = Int(features.height)
-            try Image8.checkSize(width: width, height: height)
+            try Image8.checkSize(width: width, height: height, maxPixels: maxPixels)
             let channels = features.has_alpha != 0 ? 4 : 3
             var pixels = [UInt8](repeating: 0, count: width * height * channels)
             let decoded = pixels.withUnsafeMutableBufferPointer { buffer in

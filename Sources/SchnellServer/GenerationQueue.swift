@@ -18,6 +18,9 @@ final class GenerationTicket: @unchecked Sendable {
     }
 
     let request: GenerationRequest
+    /// Completes `request` on the worker just before it runs (edits decode their uploads here, so
+    /// only an admitted job decodes, one at a time); an `APIError` it throws fails the job.
+    let prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?
     let generator: any ImageGenerating
     let submitted = Date()
     /// Called on the worker thread once the ticket has finished (async tasks persist here).
@@ -27,9 +30,10 @@ final class GenerationTicket: @unchecked Sendable {
     fileprivate(set) var totalSteps: Int
     fileprivate var cancelRequested = false
 
-    init(request: GenerationRequest, generator: any ImageGenerating,
-         onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
+    init(request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?,
+         generator: any ImageGenerating, onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
         self.request = request
+        self.prepare = prepare
         self.generator = generator
         self.onFinish = onFinish
         // Until the model reports its own count (edits run fewer steps).
@@ -106,7 +110,8 @@ final class GenerationQueue: @unchecked Sendable {
         return exited
     }
 
-    func submit(_ request: GenerationRequest, generator: any ImageGenerating,
+    func submit(_ request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil,
+                generator: any ImageGenerating,
                 onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil) throws -> GenerationTicket {
         condition.lock()
         defer { condition.unlock() }
@@ -114,7 +119,7 @@ final class GenerationQueue: @unchecked Sendable {
         // A free worker takes the job at once, so only jobs behind a busy one count as waiting.
         let busy = running != nil || !waiting.isEmpty
         if busy && waiting.count >= capacity { throw APIError.queueFull(waiting.count) }
-        let ticket = GenerationTicket(request: request, generator: generator, onFinish: onFinish)
+        let ticket = GenerationTicket(request: request, prepare: prepare, generator: generator, onFinish: onFinish)
         waiting.append(ticket)
         metrics.setQueueDepth(waiting.count)
         condition.broadcast()
@@ -169,7 +174,8 @@ final class GenerationQueue: @unchecked Sendable {
             let started = Date()
             let result: Result<GenerationOutput, APIError>
             do {
-                let output = try ticket.generator.generate(ticket.request) { [self] progress in
+                let request = try ticket.prepare.map { try $0(ticket.request) } ?? ticket.request
+                let output = try ticket.generator.generate(request) { [self] progress in
                     condition.lock()
                     defer { condition.unlock() }
                     ticket.step = progress.stepsDone
@@ -185,6 +191,8 @@ final class GenerationQueue: @unchecked Sendable {
                 }
             } catch PipelineError.cancelled where isStopping {
                 result = .failure(.shuttingDown)
+            } catch let error as APIError {
+                result = .failure(error)
             } catch let error as PipelineError {
                 result = .failure(.rejected(error, fieldNames: ImageRequest.defaultFieldNames))
             } catch {

@@ -57,7 +57,7 @@ struct RequestFields {
 /// A validated request for `/v1/images/generations` or `/v1/images/edits`: the generation
 /// parameters as the pipeline takes them, and how the answer is to be formatted.
 ///
-/// Limits: `prompt` 1...32000 characters; `n`, `steps` and the sides within the served model's
+/// Limits: `prompt` 1...32000 Unicode scalars, no NUL; `seed` 0...2^63-1 with `seed + n - 1` within it; `n`, `steps` and the sides within the served model's
 /// `limits` (the server's, see `ServerOptions.limits`); `size` is `auto` or `WIDTHxHEIGHT`;
 /// `aspect_ratio` `W:H` (between 1:4 and 4:1) with `resolution` `1k` (about 1024x1024 pixels, the
 /// default) or `2k` (about 2048x2048) is used when `size` is absent or `auto`. `quality` picks steps
@@ -87,11 +87,18 @@ struct ImageRequest {
     /// model's default size (edits default to the upload's size).
     init(_ fields: RequestFields, model: ModelDescription, defaultSize: (Int, Int)? = nil) throws {
         guard let prompt = try fields.string("prompt") else { throw APIError.invalid("'prompt' is required", param: "prompt") }
+        // Scalars, not graphemes: one grapheme can hold millions of combining marks. The byte count
+        // (at most 4 per scalar) refuses a long prompt without walking it.
+        guard prompt.utf8.count <= 4 * ImageRequest.maxPromptCharacters,
+              prompt.unicodeScalars.count <= ImageRequest.maxPromptCharacters else {
+            throw APIError.invalid("'prompt' is longer than \(ImageRequest.maxPromptCharacters) characters (Unicode scalars)", param: "prompt")
+        }
+        // PNG text chunks cannot hold NUL, and no tokenizer wants it: refused before anything runs.
+        guard !prompt.utf8.contains(0) else {
+            throw APIError.invalid("'prompt' contains a NUL character (U+0000)", param: "prompt")
+        }
         guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw APIError.invalid("'prompt' must not be empty", param: "prompt")
-        }
-        guard prompt.count <= ImageRequest.maxPromptCharacters else {
-            throw APIError.invalid("'prompt' is longer than \(ImageRequest.maxPromptCharacters) characters", param: "prompt")
         }
         let count = try fields.integer("n") ?? 1
         let (width, height, sizeField) = try ImageRequest.size(fields, model: model,
@@ -128,6 +135,11 @@ struct ImageRequest {
 
         if let seed = try fields.integer("seed") {
             guard seed >= 0 else { throw APIError.invalid("'seed' must be a non-negative integer", param: "seed") }
+            // Image i uses seed + i and reports it as a JSON integer (signed 64-bit): the last one must fit.
+            guard !(1...Int64(model.limits.maxImages)).contains(count) || seed <= Int64.max - (count - 1) else {
+                throw APIError.invalid("'seed' \(seed) with n = \(count) would need seeds past \(Int64.max) (image i uses seed + i); use a seed of at most \(Int64.max - (count - 1))",
+                                       param: "seed")
+            }
             generation.seed = UInt64(seed)
         } else {
             // Below 2^32 so the reported seed survives clients that parse JSON numbers as doubles.

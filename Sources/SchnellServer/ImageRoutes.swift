@@ -8,8 +8,11 @@ extension ImageServer {
         let document: JSONValue
         do {
             document = try JSONValue.parse(request.body)
-        } catch {
-            throw APIError.invalid("The body is not valid JSON", param: nil)
+        } catch let error as JSONParseError {
+            if case .duplicateKey(let key) = error.reason {
+                throw APIError.invalid("The body has the key '\(key)' more than once; send each field once", param: key)
+            }
+            throw APIError.invalid("The body is not valid JSON: \(error)", param: nil)
         }
         guard case .object(let members) = document else { throw APIError.invalid("The body must be a JSON object", param: nil) }
         let fields = RequestFields(values: members)
@@ -25,7 +28,11 @@ extension ImageServer {
         }
         let form = try MultipartForm(body: request.body, boundary: boundary)
         var values: [String: JSONValue] = [:]
-        for part in form.parts where part.filename == nil { values[part.name] = .string(String(decoding: part.body, as: UTF8.self)) }
+        for part in form.parts where part.filename == nil {
+            guard values.updateValue(.string(String(decoding: part.body, as: UTF8.self)), forKey: part.name) == nil else {
+                throw APIError.invalid("The form has the field '\(part.name)' more than once; send each field once", param: part.name)
+            }
+        }
         let fields = RequestFields(values: values, fromForm: true)
         let generator = try resolveModel(fields)
         guard generator.model.supportsEdits else {
@@ -34,45 +41,81 @@ extension ImageServer {
         let uploads = form.files(["image", "image[]"])
         guard let upload = uploads.first else { throw APIError.invalid("'image' is required", param: "image") }
         guard uploads.count == 1 else { throw APIError.invalid("Only one 'image' is supported", param: "image") }
-        let image = try decodeUpload(upload.body, param: "image")
-        var mask: Image8?
-        if let maskPart = form.files(["mask"]).first {
-            let decoded = try decodeUpload(maskPart.body, param: "mask")
-            guard decoded.width == image.width && decoded.height == image.height else {
-                throw APIError.invalid("The mask is \(decoded.width)x\(decoded.height) but the image is \(image.width)x\(image.height); they must match",
+        let masks = form.files(["mask"])
+        guard masks.count <= 1 else { throw APIError.invalid("Only one 'mask' is supported", param: "mask") }
+        let model = served(generator.model)
+        // Sizes come from the headers: nothing is decoded before the queue admits the job.
+        let image = try uploadHeader(upload.body, param: "image")
+        let mask = try masks.first.map { try uploadHeader($0.body, param: "mask") }
+        let budget = ImageServer.uploadPixelBudget(model)
+        guard image.pixelCount <= budget else {
+            throw APIError.invalid("'image' is \(image.width)x\(image.height), \(image.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize it first",
+                                   param: "image")
+        }
+        if let mask {
+            guard mask.width == image.width && mask.height == image.height else {
+                throw APIError.invalid("The mask is \(mask.width)x\(mask.height) but the image is \(image.width)x\(image.height); they must match",
                                        param: "mask")
             }
-            guard decoded.channels == 4 else {
-                throw APIError.invalid("The mask needs an alpha channel: its transparent pixels mark what to regenerate", param: "mask")
+            guard image.pixelCount + mask.pixelCount <= budget else {
+                throw APIError.invalid("'image' and 'mask' together are \(image.pixelCount + mask.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize both first",
+                                       param: "mask")
             }
-            mask = decoded
         }
-        let model = served(generator.model)
         let multiple = model.sizeMultiple
         // Without `size`, the output keeps the upload's size, rounded to the model's grid within its limits.
         let smallest = (model.limits.minSide + multiple - 1) / multiple * multiple
         let largest = model.limits.maxSide / multiple * multiple
         let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
         var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
-        imageRequest.generation.initImage = InputImage(image)
-        imageRequest.generation.mask = mask.map(InputImage.init)
-        return try submit(imageRequest, generator: generator, request: request)
+        // 1x1 stand-ins hold the uploads' places until the worker decodes them, so the model checks
+        // everything else (strength, ...) before the job is queued.
+        imageRequest.generation.initImage = InputImage(width: 1, height: 1, channels: 3, pixels: [0, 0, 0])
+        imageRequest.generation.mask = mask.map { _ in InputImage(width: 1, height: 1, channels: 4, pixels: [0, 0, 0, 0]) }
+        let imageBytes = upload.body, maskBytes = masks.first?.body
+        let fieldNames = imageRequest.fieldNames
+        return try submit(imageRequest, generator: generator, request: request) { generation in
+            var generation = generation
+            generation.initImage = InputImage(try ImageServer.decodeUpload(imageBytes, param: "image", maxPixels: image.pixelCount))
+            if let maskBytes, let mask {
+                let decoded = try ImageServer.decodeUpload(maskBytes, param: "mask", maxPixels: mask.pixelCount)
+                guard decoded.channels == 4 else {
+                    throw APIError.invalid("The mask needs an alpha channel: its transparent pixels mark what to regenerate", param: "mask")
+                }
+                generation.mask = InputImage(decoded)
+            }
+            try ImageServer.validate(generation, generator: generator, fieldNames: fieldNames)
+            return generation
+        }
+    }
+
+    /// Pixels an edit's uploads may hold, image and mask together: four times the largest output,
+    /// so a 12-megapixel photo fits at the default 2048 side (it is resized to the output size),
+    /// and what is decoded stays bounded (4 bytes a pixel: 64 MiB at 2048, 256 MiB at 4096).
+    static func uploadPixelBudget(_ model: ModelDescription) -> Int {
+        4 * model.limits.maxSide * model.limits.maxSide
     }
 
     func task(id: String) throws -> HTTPResponse {
-        let (live, finished) = lock.withLock { (liveTasks[id], finishedTasks[id]) }
-        if let finished { return .json(finished) }
-        guard let live else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
-        let snapshot = queue.snapshot(live.ticket)
-        // A ticket can finish between the two look-ups; its record is stored before it leaves `liveTasks`.
-        if snapshot.status == "completed" || snapshot.status == "failed",
-           let stored = lock.withLock({ finishedTasks[id] }) {
-            return .json(stored)
+        if let live = lock.withLock({ liveTasks[id] }) {
+            let snapshot = queue.snapshot(live.ticket)
+            // A finished ticket's final record is stored before it leaves `liveTasks`; until then the
+            // stored one is the pending record.
+            if snapshot.status == "completed" || snapshot.status == "failed", let stored = storedTask(id: id),
+               let status = stored["status"]?.stringValue, status == "completed" || status == "failed" {
+                return .json(stored)
+            }
+            var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
+            record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
+            if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
+            return .json(.object(record))
         }
-        var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
-        record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
-        if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
-        return .json(.object(record))
+        guard let stored = storedTask(id: id) else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
+        return .json(stored)
+    }
+
+    private func storedTask(id: String) -> JSONValue? {
+        lock.withLock { unsavedTasks[id]?.record } ?? store.task(id: id)
     }
 
     // MARK: - Shared steps
@@ -83,25 +126,40 @@ extension ImageServer {
         return generator
     }
 
-    private func decodeUpload(_ bytes: [UInt8], param: String) throws -> Image8 {
+    private func uploadHeader(_ bytes: [UInt8], param: String) throws -> ImageHeader {
         do {
-            return try ImageDecoder.decode(bytes)
+            return try ImageHeader(of: bytes)
         } catch {
-            throw APIError.invalid("'\(param)' is not a PNG or JPEG image the server can read: \(error)", param: param)
+            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
         }
     }
 
-    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest) throws -> HTTPResponse {
+    private static func decodeUpload(_ bytes: [UInt8], param: String, maxPixels: Int) throws -> Image8 {
         do {
-            try generator.validate(imageRequest.generation)
-        } catch let error as PipelineError {
-            throw APIError.rejected(error, fieldNames: imageRequest.fieldNames)
+            return try ImageDecoder.decode(bytes, maxPixels: maxPixels)
+        } catch {
+            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
         }
+    }
+
+    private static func validate(_ generation: GenerationRequest, generator: any ImageGenerating, fieldNames: [String: String]) throws {
+        do {
+            try generator.validate(generation)
+        } catch let error as PipelineError {
+            throw APIError.rejected(error, fieldNames: fieldNames)
+        }
+    }
+
+    /// Queues the request once the model has validated it (what it refuses is a 400 before any
+    /// queueing); `prepare`, if any, completes it on the worker once admitted.
+    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest,
+                        prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
+        try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
         let baseURL = options.publicURL ?? boundURL
         let modelID = generator.model.id
         guard imageRequest.isAsync else {
             let submitted = Date()
-            let ticket = try queue.submit(imageRequest.generation, generator: generator)
+            let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator)
             guard let result = queue.wait(for: ticket, clientConnected: request.clientConnected) else {
                 return .error(APIError(status: 499, message: "The client closed the connection", type: "invalid_request_error",
                                        param: nil, code: "client_closed_request"))
@@ -113,17 +171,25 @@ extension ImageServer {
         let id = "task_\(randomHex(bytes: 16))"
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
-        let ticket = try queue.submit(imageRequest.generation, generator: generator) { [weak self] result in
-            self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
-                             baseURL: baseURL, submitted: submitted)
-        }
+        // The pending record is written before the job can run, so it never overwrites the final one;
+        // the live entry is added under `lock`, which `finishTask` needs to remove it.
         var pending = taskRecord(id: id, created: created, status: "pending")
-        // Under the lock, so a task that already finished (or was failed by a shutdown) keeps its
-        // final record on disk rather than this one.
-        lock.withLock {
-            guard finishedTasks[id] == nil else { return }
-            liveTasks[id] = LiveTask(ticket: ticket, created: created)
-            try? store.saveTask(id: id, record: .object(pending))
+        do {
+            try store.saveTask(id: id, record: .object(pending))
+        } catch {
+            log("error: the pending record of task \(id) could not be written (it is kept in memory while it runs): \(error)")
+        }
+        do {
+            try lock.withLock {
+                let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator) { [weak self] result in
+                    self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
+                                     baseURL: baseURL, submitted: submitted)
+                }
+                liveTasks[id] = LiveTask(ticket: ticket, created: created)
+            }
+        } catch {
+            store.removeTask(id: id)
+            throw error
         }
         pending["poll_url"] = .string("/v1/tasks/\(id)")
         return .json(.object(pending), status: 202)
@@ -135,7 +201,8 @@ extension ImageServer {
     }
 
     /// Runs on the generation thread when an async task ends: the record goes to disk first,
-    /// then replaces the live entry.
+    /// then the live entry goes. A record that cannot be written is logged and replaced, in
+    /// memory, by a failure that says so.
     private func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
                             modelID: String, baseURL: String, submitted: Date) {
         var record = taskRecord(id: id, created: created, status: "completed")
@@ -149,10 +216,19 @@ extension ImageServer {
             record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
-        lock.withLock {
-            try? store.saveTask(id: id, record: .object(record))
-            finishedTasks[id] = .object(record)
-            liveTasks[id] = nil
+        do {
+            try store.saveTask(id: id, record: .object(record))
+            lock.withLock { liveTasks[id] = nil }
+        } catch {
+            log("error: the record of task \(id) could not be written: \(error)")
+            var failed = taskRecord(id: id, created: created, status: "failed")
+            failed["error"] = APIError.server("The task finished but its record could not be written to the output folder: \(error)",
+                                              code: "task_record_unwritable").json["error"]
+            failed["completed_at"] = record["completed_at"]
+            lock.withLock {
+                unsavedTasks[id] = (.object(failed), Date())
+                liveTasks[id] = nil
+            }
         }
     }
 
@@ -183,7 +259,7 @@ extension ImageServer {
                 do {
                     name = try store.storeImage(bytes, fileExtension: request.outputFormat.rawValue)
                 } catch {
-                    throw APIError.server("Storing the image failed: \(error.localizedDescription)")
+                    throw APIError.server("Storing the image failed: \(error)")
                 }
                 item["url"] = .string("\(baseURL)/v1/images/files/\(name)")
             }

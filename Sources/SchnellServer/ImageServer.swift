@@ -13,11 +13,13 @@ public final class ImageServer: @unchecked Sendable {
     let store: OutputStore
     let metrics = Metrics()
     let queue: GenerationQueue
-    // Guarded by `lock`: the generator, the task table and the daemon/timer handles.
+    // Guarded by `lock`: the generator, the task tables and the daemon/timer handles.
     let lock = NSLock()
     private var generatorStorage: (any ImageGenerating)?
     var liveTasks: [String: LiveTask] = [:]
-    var finishedTasks: [String: JSONValue] = [:]
+    /// Finished tasks live on disk (`OutputStore`); only those whose record could not be written
+    /// stay here, as a failure without images, until they expire.
+    var unsavedTasks: [String: (record: JSONValue, finished: Date)] = [:]
     private var daemon: HTTPDaemon?
     private var cleanupTimer: DispatchSourceTimer?
     private var stopping = false
@@ -32,15 +34,16 @@ public final class ImageServer: @unchecked Sendable {
         store = try OutputStore(root: options.outputDirectory, ttlSeconds: options.imageTTLSeconds)
         queue = GenerationQueue(capacity: options.maxQueue, metrics: metrics)
         generatorStorage = generator
-        finishedTasks = store.loadTasks()
         // Tasks that were still waiting or running when the last process ended cannot resume.
-        for (id, record) in finishedTasks {
-            guard let status = record["status"]?.stringValue, status == "pending" || status == "running",
-                  case .object(var members) = record else { continue }
+        for (id, record) in store.unfinishedTasks() {
+            guard case .object(var members) = record else { continue }
             members["status"] = "failed"
             members["error"] = APIError.server("The server restarted before the task finished").json["error"]
-            finishedTasks[id] = .object(members)
-            try? store.saveTask(id: id, record: .object(members))
+            do {
+                try store.saveTask(id: id, record: .object(members))
+            } catch {
+                log("error: the record of unfinished task \(id) could not be marked failed: \(error)")
+            }
         }
     }
 
@@ -149,8 +152,9 @@ public final class ImageServer: @unchecked Sendable {
     }
 
     private func removeExpired() {
-        let removed = store.removeExpired()
-        lock.withLock { for id in removed { finishedTasks[id] = nil } }
+        store.removeExpired()
+        let ttl = Double(options.imageTTLSeconds)
+        lock.withLock { unsavedTasks = unsavedTasks.filter { Date().timeIntervalSince($0.value.finished) <= ttl } }
     }
 
     // MARK: - Routing
@@ -219,8 +223,9 @@ public final class ImageServer: @unchecked Sendable {
             return try task(id: id)
         case .file(let name):
             guard let file = store.image(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
+            // For HEAD libmicrohttpd sends the headers alone, with this body's length.
             return HTTPResponse(status: 200, headers: [("Content-Type", file.contentType), ("Cache-Control", "private, max-age=3600")],
-                                body: request.method == "HEAD" ? [] : file.bytes)
+                                body: file.bytes)
         }
     }
 

@@ -11,9 +11,9 @@ public struct ServerOptions: Sendable, Equatable {
     public var apiKeys: [String] = []
     /// Generations allowed to wait behind the running one; more are answered 429.
     public var maxQueue = 16
-    /// Where `url` images (`images/`) and async task records (`tasks/`) are kept.
-    public var outputDirectory = FileManager.default.temporaryDirectory
-        .appendingPathComponent("schnell-server", isDirectory: true).path
+    /// Where `url` images (`images/`) and async task records (`tasks/`) are kept; private to the
+    /// user (see `OutputStore.defaultRoot`), checked at start.
+    public var outputDirectory = OutputStore.defaultRoot
     /// Base for absolute image URLs (e.g. `https://img.example.com`); nil: the bound address.
     /// Never taken from the request's Host header, which any client (or a rebinding page) chooses.
     public var publicURL: String?

@@ -115,6 +115,12 @@ final class PipelineGeneratorTests: XCTestCase {
         XCTAssertNotEqual(served.map(\.pixels), try pipeline.generate(unmasked).images.map(\.rgb), "the mask changes the picture")
     }
 
+    func testSeedsWrapPastTheTopRatherThanRepeat() throws {
+        let pipeline = try loadPipeline()
+        let result = try pipeline.generate(GenerationRequest(prompt: "x", width: 16, height: 16, steps: 1, seed: UInt64.max - 1, count: 3))
+        XCTAssertEqual(result.images.map(\.seed), [UInt64.max - 1, UInt64.max, 0])
+    }
+
     func testWhatThePipelineRefusesIsA400BeforeQueueing() throws {
         let pipeline = try loadPipeline()
         let test = try TestServer(generator: PipelineGenerator(pipeline: pipeline))

@@ -8,7 +8,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var steps: Int?
     /// Guidance scale for models with a guidance embedding (dev); ignored by schnell.
     public var guidance: Float?
-    /// Image i uses seed + i; nil draws a random seed (reported in the result).
+    /// Image i uses seed + i, wrapping past UInt64.max to 0 (so no two images of a request share
+    /// a seed); nil draws a random seed (reported in the result).
     public var seed: UInt64?
     public var count: Int
     /// T5 tokens: 256 for schnell, 512 for dev unless set.
