@@ -24,10 +24,10 @@ extension TransformerConfig {
             self = try Self.inferred(from: checkpoint.store, layout: checkpoint.layout, prefix: checkpoint.prefix)
             return
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw WeightsError.cannotOpen(file: path, reason: "cannot read the config")
-        }
-        try self.init(configJSON: data, file: path)
+        try self.init(contentsOf: path)
+        try checkpoint.requireBlocks(numLayers, key: "num_layers", blocks: FluxWeightNames.doubleBlocks(checkpoint.layout), configFile: path)
+        try checkpoint.requireBlocks(numSingleLayers, key: "num_single_layers", blocks: FluxWeightNames.singleBlocks(checkpoint.layout),
+                                     configFile: path)
     }
 
     /// The configuration implied by tensor shapes (the original single files carry no config),
