@@ -46,11 +46,7 @@ public struct CLIPTokenizer: Sendable {
             }
             vocab = try Self.vocabulary(model["vocab"], file: tokenizerJSON)
             mergePairs = try Self.mergePairs(model["merges"], file: tokenizerJSON)
-            for case let token as [String: Any] in json["added_tokens"] as? [Any] ?? [] {
-                if let content = token["content"] as? String {
-                    addedTokens.append((content, TokenizerFiles.integer(token["id"]).map(Int32.init)))
-                }
-            }
+            addedTokens += try TokenizerFiles.addedTokens(json, file: tokenizerJSON)
         } else if TokenizerFiles.exists(vocabFile) && TokenizerFiles.exists(mergesFile) {
             source = vocabFile
             vocab = try Self.vocabulary(TokenizerFiles.readJSONObject(vocabFile), file: vocabFile)
@@ -217,10 +213,10 @@ public struct CLIPTokenizer: Sendable {
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(object.count)
         for (token, id) in object {
-            guard let id = TokenizerFiles.integer(id) else {
-                throw TokenizerError.badJSON(file, reason: "token \"\(token)\" has no integer id")
+            guard let id = TokenizerFiles.tokenID(id) else {
+                throw TokenizerError.badJSON(file, reason: "token \"\(token)\" has id \(id), not one in 0...\(Int32.max)")
             }
-            vocabulary[token] = Int32(id)
+            vocabulary[token] = id
         }
         return vocabulary
     }
