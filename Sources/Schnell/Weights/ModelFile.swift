@@ -65,9 +65,9 @@ enum ModelFile {
             case S_IFIFO: kind = "a FIFO"
             case S_IFSOCK: kind = "a socket"
             case S_IFCHR, S_IFBLK: kind = "a device"
-            default: kind = "not a regular file"
+            default: kind = "a special file"
             }
-            throw WeightsError.cannotOpen(file: path, reason: kind == "not a regular file" ? kind : "\(kind), not a regular file")
+            throw WeightsError.cannotOpen(file: path, reason: "\(kind), not a regular file")
         }
     }
 }
