@@ -102,6 +102,20 @@ final class ConfigLimitsTests: XCTestCase {
         }
     }
 
+    /// A transformer single file whose img_in.weight has no rows used to divide by zero working
+    /// out the MLP ratio (hidden width 0).
+    func testZeroHiddenWidthInferredFromShapesIsRefused() throws {
+        let specs = [TensorSpec("img_in.weight", [0, 64]), TensorSpec("double_blocks.0.img_attn.norm.query_norm.scale", [2]),
+                     TensorSpec("txt_in.weight", [0, 8]), TensorSpec("vector_in.in_layer.weight", [0, 8]),
+                     TensorSpec("final_layer.linear.weight", [64, 0]), TensorSpec("double_blocks.0.img_mlp.0.weight", [0, 0])]
+        let path = try TextEncoderFixtures.zeroCheckpoint(specs)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        XCTAssertThrowsError(try ModelInspector.inspect(path: path)) { error in
+            XCTAssertEqual(error as? WeightsError,
+                           .invalidConfig(file: path, reason: "hidden width 0 is not a positive multiple of the head width 2"))
+        }
+    }
+
     /// A single file has no config: the layer count comes from tensor names, and a name numbered
     /// 10^9 is refused by the same limit rather than sizing a table of 10^9 layers.
     func testLayerCountInferredFromNamesIsBounded() throws {
