@@ -132,6 +132,21 @@ def main():
                             "model_max_length": 512})
     write("tokenizers", "t5-tokenizer-json", b"\2" + SEPARATOR.join([json.dumps(t5_json).encode(), t5_config.encode()]))
     write("tokenizers", "t5-spiece", b"\3" + SEPARATOR.join([spiece_model(pieces), t5_config.encode()]))
+    inspect_seeds()
+
+
+def inspect_seeds():
+    """The headers of the committed tiny checkpoints, each after its data size (inspect.swift's input)."""
+    fixtures = os.path.join(ROOT, "..", "..", "Fixtures")
+    for source, name in [("transformer/tiny-dev/tiny-dev.safetensors", "transformer-original"),
+                         ("pipeline/tiny-flux-schnell-files/ae.safetensors", "vae-original"),
+                         ("vae/tiny/vae/diffusion_pytorch_model.safetensors", "vae-diffusers"),
+                         ("pipeline/tiny-flux-schnell-files/clip_l.safetensors", "clip"),
+                         ("pipeline/tiny-flux-schnell-files/t5xxl.safetensors", "t5")]:
+        with open(os.path.join(fixtures, source), "rb") as file:
+            data = file.read()
+        header_bytes = struct.unpack("<Q", data[:8])[0]
+        write("inspect", name, struct.pack("<I", len(data) - 8 - header_bytes) + data[8:8 + header_bytes])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 #
 #   Tests/Fuzz/run.sh TARGET [RUNS]
 #
-# TARGET is one of safetensors, json, multipart, image, tokenizers (each harness is
+# TARGET is one of safetensors, json, multipart, image, tokenizers, inspect (each harness is
 # Tests/Fuzz/TARGET.swift and says what it checks); RUNS is the number of executions
 # (default 1000000). Each harness is compiled together with the package's own source files for
 # that parser, so the fuzzer sees their coverage; modules they import come from `swift build`.
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-target=${1:?"usage: Tests/Fuzz/run.sh safetensors|json|multipart|image|tokenizers [RUNS]"}
+target=${1:?"usage: Tests/Fuzz/run.sh safetensors|json|multipart|image|tokenizers|inspect [RUNS]"}
 runs=${2:-1000000}
 out=.build/fuzz
 mkdir -p "$out" "$out/$target-corpus"
@@ -52,12 +52,19 @@ case "$target" in
         sources=(Sources/SchnellImageIO/*.swift)
         options=(-I Sources/CPNG -I Sources/CJPEG -I Sources/CWebP)
         ;;
+    inspect)
+        # The whole engine library: recognition, shape inference and every family's name table.
+        swift build --target SchnellKernels >/dev/null
+        sources=($(find Sources/Schnell -name '*.swift'))
+        options=(-I Kernels/cuda -Xcc "-fmodule-map-file=.build/debug/SchnellKernels.build/module.modulemap"
+                 .build/debug/SchnellKernels.build/*.o -lopenblas -lm -lpthread -ldl)
+        ;;
     tokenizers)
         sources=(Sources/Schnell/Tokenizers/*.swift Sources/Schnell/Weights/ModelFile.swift
                  Sources/Schnell/Weights/WeightsError.swift)
         ;;
     *)
-        echo "unknown target '$target' (safetensors, json, multipart, image, tokenizers)" >&2
+        echo "unknown target '$target' (safetensors, json, multipart, image, tokenizers, inspect)" >&2
         exit 2
         ;;
 esac
