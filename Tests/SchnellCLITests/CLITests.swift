@@ -102,7 +102,7 @@ final class CLITests: XCTestCase {
 
     /// Every damaged model file exits 2 with the file named (garbage tokenizer files used to exit
     /// 1, a garbage scheduler config did not name its file, a 2^40 token id and 10^9 layers
-    /// crashed). Each case damages one file of a copy of the bundled model, then inspects or
+    /// crashed, a token id past the encoder's table failed only the prompts that used it). Each case damages one file of a copy of the bundled model, then inspects or
     /// generates from it; nothing is generated.
     func testDamagedModelFilesExitTwoNamingTheFile() throws {
         let bundled = Self.repository.appendingPathComponent("Weights/tiny-flux-schnell")
@@ -117,6 +117,8 @@ final class CLITests: XCTestCase {
                     object["model"] = model
                 }
             }, "unk_id 1099511627776"),
+            ("tokenizer/vocab.json", "generate", { try Self.editJSON($0) { $0["zzz</w>"] = 49408 } },
+             "gives token ids up to 49408, past the CLIP text encoder's 49408 embeddings"),
             ("scheduler/scheduler_config.json", "generate", { try Data("garbage".utf8).write(to: $0) }, "scheduler config is not valid"),
             ("transformer/config.json", "inspect", { try Self.editJSON($0) { $0["num_layers"] = 1_000_000_000 } },
              "'num_layers' is 1000000000"),

@@ -108,6 +108,23 @@ final class TokenizerFileTests: XCTestCase {
         }
     }
 
+    /// The largest id each tokenizer can give, which the pipeline checks against its encoder's
+    /// table at load: the fixtures' vocabularies end at 49407 (CLIP) and 2099 (T5, its
+    /// 2000 pieces and 100 sentinels); an added token beyond them raises it.
+    func testLargestIDCoversVocabularyAndAddedTokens() throws {
+        let clip = try CLIPTokenizer(folder: TokenizerFixtures.folder.appendingPathComponent("clip-vocab-merges"))
+        XCTAssertEqual(clip.largestID, 49407)
+        XCTAssertEqual(clip.vocabularyFile.lastPathComponent, "vocab.json")
+        for fixture in ["t5-tokenizer-json", "t5-spiece"] {
+            XCTAssertEqual(try T5Tokenizer(folder: TokenizerFixtures.folder.appendingPathComponent(fixture)).largestID, 2099, fixture)
+        }
+        let folder = try copy("t5-tokenizer-json")
+        try DamagedCopy.editJSON(folder.appendingPathComponent("tokenizer.json")) { object in
+            object["added_tokens"] = (object["added_tokens"] as? [[String: Any]] ?? []) + [["id": 5000, "content": "<far>"]]
+        }
+        XCTAssertEqual(try T5Tokenizer(folder: folder).largestID, 5000)
+    }
+
     static func varint(_ value: UInt64) -> [UInt8] {
         var bytes: [UInt8] = [], rest = value
         while rest >= 0x80 {

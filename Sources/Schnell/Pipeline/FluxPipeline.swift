@@ -66,6 +66,12 @@ public final class FluxPipeline: Sendable {
         guard config.jointAttentionDim == t5.config.modelSize else {
             throw PipelineError.incompatibleComponents("the transformer expects \(config.jointAttentionDim)-wide T5 states; T5 gives \(t5.config.modelSize)")
         }
+        // A tokenizer id past the encoder's table would fail every prompt that uses it; refused at load.
+        let idRanges = [("CLIP", clipTokenizer.vocabularyFile, clipTokenizer.largestID, clip.config.vocabularySize),
+                        ("T5", t5Tokenizer.vocabularyFile, t5Tokenizer.largestID, t5.config.vocabularySize)]
+        for (name, file, largest, vocabulary) in idRanges where Int(largest) >= vocabulary {
+            throw PipelineError.incompatibleComponents("the \(name) tokenizer's \(file.path) gives token ids up to \(largest), past the \(name) text encoder's \(vocabulary) embeddings")
+        }
         self.modelID = modelID
         self.transformer = transformer
         self.vae = vae

@@ -10,6 +10,10 @@ import Foundation
 public struct CLIPTokenizer: Sendable {
     /// `model_max_length` from tokenizer_config.json (77 for CLIP-L) when the folder gives one.
     public let modelMaxLength: Int?
+    /// The file the vocabulary was read from, and the largest id `encode` can give: a text
+    /// encoder must have at least `largestID + 1` embeddings to take this tokenizer's ids.
+    public let vocabularyFile: URL
+    public let largestID: Int32
 
     /// (left id << 32 | right id) -> the merge's rank and the id of the merged symbol.
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
@@ -74,6 +78,8 @@ public struct CLIPTokenizer: Sendable {
         (bosID, eosID, padID, unknownID) = (special.roles[0], special.roles[1], special.roles[2], special.roles[3])
         modelMaxLength = settings.modelMaxLength
         specialTokens = SpecialTokenSplitter(special.cutOut)
+        vocabularyFile = source
+        largestID = max(vocab.values.max() ?? 0, special.cutOut.values.max() ?? 0)
 
         byteSymbols = ByteAlphabet.symbols.map { symbol in (vocab[symbol], vocab[symbol + Self.wordEnd]) }
     }

@@ -10,6 +10,10 @@ import Foundation
 public struct T5Tokenizer: Sendable {
     /// `model_max_length` from tokenizer_config.json (512 for T5) when the folder gives one.
     public let modelMaxLength: Int?
+    /// The file the vocabulary was read from, and the largest id `encode` can give: a text
+    /// encoder must have at least `largestID + 1` embeddings to take this tokenizer's ids.
+    public let vocabularyFile: URL
+    public let largestID: Int32
 
     private let model: UnigramModel
     private let charsmap: PrecompiledCharsmap?
@@ -92,6 +96,8 @@ public struct T5Tokenizer: Sendable {
             roles: [("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")], source: source)
         (eosID, padID) = (special.roles[0], special.roles[1])
         specialTokens = SpecialTokenSplitter(special.cutOut)
+        vocabularyFile = source
+        largestID = max(Int32(pieces.count - 1), special.cutOut.values.max() ?? 0)
         self.charsmap = charsmap
         model = UnigramModel(pieces: pieces, unknownID: unknownID)
         modelMaxLength = settings.modelMaxLength
