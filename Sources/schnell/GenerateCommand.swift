@@ -107,7 +107,7 @@ enum GenerateCommand {
         } catch let error as PipelineError {
             if case .cancelled = error { return fail("\(error)", code: 1) }
             return fail("\(error)", code: 2)
-        } catch let error as WeightsError {
+        } catch let error where error is WeightsError || error is TokenizerError {
             return fail("\(error)", code: 2)
         } catch {
             return fail("\(error)", code: 1)

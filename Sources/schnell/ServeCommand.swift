@@ -62,7 +62,7 @@ enum ServeCommand {
             return fail("\(error)\n\(usage)", code: 2)
         } catch let error as PipelineError {
             return fail("\(error)", code: 2)
-        } catch let error as WeightsError {
+        } catch let error where error is WeightsError || error is TokenizerError {
             return fail("\(error)", code: 2)
         } catch {
             return fail("\(error)", code: 1)

@@ -100,6 +100,51 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.png"))
     }
 
+    /// Every damaged model file exits 2 with the file named (garbage tokenizer files used to exit
+    /// 1, a garbage scheduler config did not name its file, a 2^40 token id and 10^9 layers
+    /// crashed, a token id past the encoder's table failed only the prompts that used it). Each case damages one file of a copy of the bundled model, then inspects or
+    /// generates from it; nothing is generated.
+    func testDamagedModelFilesExitTwoNamingTheFile() throws {
+        let bundled = Self.repository.appendingPathComponent("Weights/tiny-flux-schnell")
+        let cases: [(file: String, command: String, damage: (URL) throws -> Void, says: String)] = [
+            ("tokenizer/vocab.json", "generate", { try Data("garbage".utf8).write(to: $0) }, "not valid JSON"),
+            ("tokenizer_2/tokenizer.json", "generate", { try Data("garbage".utf8).write(to: $0) }, "not valid JSON"),
+            ("tokenizer/vocab.json", "generate", { try Self.editJSON($0) { $0["hello</w>"] = 1 << 40 } }, "has id 1099511627776"),
+            ("tokenizer_2/tokenizer.json", "generate", {
+                try Self.editJSON($0) { object in
+                    var model = object["model"] as? [String: Any] ?? [:]
+                    model["unk_id"] = 1 << 40
+                    object["model"] = model
+                }
+            }, "unk_id 1099511627776"),
+            ("tokenizer/vocab.json", "generate", { try Self.editJSON($0) { $0["zzz</w>"] = 49408 } },
+             "gives token ids up to 49408, past the CLIP text encoder's 49408 embeddings"),
+            ("scheduler/scheduler_config.json", "generate", { try Data("garbage".utf8).write(to: $0) }, "scheduler config is not valid"),
+            ("transformer/config.json", "inspect", { try Self.editJSON($0) { $0["num_layers"] = 1_000_000_000 } },
+             "'num_layers' is 1000000000"),
+            ("text_encoder_2/config.json", "generate", { try Self.editJSON($0) { $0["num_heads"] = 1 << 62 } },
+             "'num_heads' is 4611686018427387904"),
+        ]
+        for damaged in cases {
+            let model = try temporaryFolder().appendingPathComponent("model")
+            try FileManager.default.copyItem(at: bundled, to: model)
+            let file = model.appendingPathComponent(damaged.file)
+            try damaged.damage(file)
+            let output = model.appendingPathComponent("never.png")
+            let run = try schnell(damaged.command == "inspect" ? ["inspect", model.appendingPathComponent("transformer").path]
+                                      : ["generate", "x", "--model", model.path, "--size", "16x16", "--quiet", "-o", output.path])
+            XCTAssertEqual(run.status, 2, "\(damaged.file): \(run.errors)")
+            XCTAssertTrue(run.errors.contains(file.path) && run.errors.contains(damaged.says), "\(damaged.file): \(run.errors)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: output.path))
+        }
+    }
+
+    static func editJSON(_ file: URL, _ edit: (inout [String: Any]) -> Void) throws {
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] ?? [:]
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object).write(to: file)
+    }
+
     func testServeRefusesALimitBeyondThePipelines() throws {
         let run = try schnell(["serve", "--port", "0", "--max-side", "8192"])
         XCTAssertEqual(run.status, 2)

@@ -86,3 +86,34 @@ private func scheduler(named name: String, in fixture: [String: Any]) throws -> 
     #expect(throws: SchedulerError.self) { try schedule.eulerStep(0, sample: sample, velocity: velocity, backend: backend) }
     #expect(throws: SchedulerError.self) { try schedule.eulerStep(4, sample: sample, velocity: sample, backend: backend) }
 }
+
+/// Lengths and shifts a file could make overflow `mu` (max_image_seq_len - base_image_seq_len)
+/// or the float conversions are refused, not trapped on.
+@Test func outOfRangeNumbersAreRefused() throws {
+    let refused = [
+        #"{"base_image_seq_len": -4611686018427387904, "max_image_seq_len": 4611686018427387904, "use_dynamic_shifting": true}"#,
+        #"{"max_image_seq_len": 9223372036854775807}"#, #"{"num_train_timesteps": 0}"#, #"{"shift": -1}"#,
+        #"{"max_shift": 1e300}"#,
+    ]
+    for json in refused {
+        #expect(throws: SchedulerError.self, "\(json)") { _ = try FlowMatchScheduler(configJSON: Data(json.utf8)) }
+    }
+}
+
+/// A damaged scheduler_config.json is refused naming the file (it used to say only "scheduler
+/// config is not valid"), as a model-file error the CLI maps to exit 2.
+@Test func damagedConfigFileIsNamed() throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("scheduler_config-\(UUID().uuidString).json")
+    try Data("garbage".utf8).write(to: file)
+    defer { try? FileManager.default.removeItem(at: file) }
+    do {
+        _ = try FlowMatchScheduler(contentsOf: file.path)
+        Issue.record("garbage was accepted")
+    } catch let WeightsError.invalidConfig(path, reason) {
+        #expect(path == file.path)
+        #expect(reason.hasPrefix("scheduler config is not valid"), "\(reason)")
+    }
+    #expect(throws: WeightsError.cannotOpen(file: file.path + ".absent", reason: "No such file or directory")) {
+        _ = try FlowMatchScheduler(contentsOf: file.path + ".absent")
+    }
+}

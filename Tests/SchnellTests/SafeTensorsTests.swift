@@ -89,6 +89,61 @@ final class SafeTensorsTests: XCTestCase {
         assertRefused(try write("size.safetensors", header: header, data: floats([1, 2])), containing: ["'a'", "[3]", "8-byte"])
     }
 
+    /// [2^31, 2^31] F32 is 2^64 bytes, which wraps to 0 in 64-bit arithmetic: refused rather than
+    /// fitted into a 0-byte span, alone or as two tensors of a recognised model (whose parameter
+    /// sum would overflow in `schnell inspect`).
+    func testElementCountTimesDTypeSizeMustNotWrap() throws {
+        let huge = #"{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,0]}"#
+        assertRefused(try write("wrap.safetensors", header: #"{"a":\#(huge)}"#, data: []),
+                      containing: ["'a'", "[2147483648, 2147483648]", "0-byte span"])
+        let two = try write("wrap2.safetensors", header: #"{"decoder.mid_block.resnets.0.conv1.weight":\#(huge),"b":\#(huge)}"#, data: [])
+        XCTAssertThrowsError(try ModelInspector.inspect(path: two)) { error in
+            guard case .sizeMismatch(two, _, [1 << 31, 1 << 31], "F32", 0)? = error as? WeightsError else {
+                return XCTFail("expected sizeMismatch, got \(error)")
+            }
+        }
+    }
+
+    /// The reference reader's 100 MB header limit; the file is sparse, so it takes no disk.
+    func testHeaderOverTheLimitIsRefusedBeforeParsing() throws {
+        let length = SafeTensorsFile.maxHeaderBytes + 1
+        let path = try write("big-header.safetensors", header: "", data: [], headerLength: length)
+        XCTAssertEqual(truncate(path, off_t(8 + length)), 0)
+        assertRefused(path, containing: ["\(length) bytes", "\(SafeTensorsFile.maxHeaderBytes)"])
+    }
+
+    /// A FIFO or device named like a model file would block open() or read() for ever: each is
+    /// refused at once, naming the file and what it is. Bounded: a blocked open fails the test
+    /// after 10 s instead of hanging it.
+    func testNonRegularFilesAreRefusedWithoutBlocking() throws {
+        let fifo = folder.appendingPathComponent("pipe.safetensors").path
+        let fifoConfig = folder.appendingPathComponent("config.json").path
+        let directory = folder.path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        XCTAssertEqual(mkfifo(fifoConfig, 0o600), 0)
+        let attempts: [(path: String, kind: String, open: @Sendable () throws -> Void)] = [
+            (fifo, "a FIFO", { _ = try SafeTensorsFile(path: fifo) }),
+            (fifoConfig, "a FIFO", { _ = try TransformerConfig(contentsOf: fifoConfig) }),
+            ("/dev/zero", "a device", { _ = try SafeTensorsFile(path: "/dev/zero") }),
+            ("/dev/zero", "a device", { _ = try CLIPTextConfig.read(path: "/dev/zero") }),
+            (directory, "a folder", { _ = try SafeTensorsFile(path: directory) }),
+        ]
+        for attempt in attempts {
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = Outcome()
+            DispatchQueue.global().async {
+                do { try attempt.open() } catch { outcome.message = "\(error)" }
+                finished.signal()
+            }
+            XCTAssertEqual(finished.wait(timeout: .now() + 10), .success, "opening \(attempt.path) blocked")
+            XCTAssertEqual(outcome.message, "\(attempt.path): cannot open: \(attempt.kind), not a regular file")
+        }
+    }
+
+    final class Outcome: @unchecked Sendable {
+        var message = "no error"
+    }
+
     func testTruncatedData() throws {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#
         assertRefused(try write("cut.safetensors", header: header, data: floats([1, 2, 3])), containing: ["truncated", "'b'"])
@@ -132,11 +187,11 @@ final class SafeTensorsTests: XCTestCase {
     /// The one layer-count parser: 1 + the largest decimal N of `<prefix>N.…`.
     func testBlockCountReadsTheLargestIndex() throws {
         let names = ["blocks.0.a", "blocks.2.b", "blocks.10.c", "blocks.x.d", "blocks.+40.e", "blocks.50",
-                     "blocks..f", "other.7.g", "single_blocks.3.h"]
+                     "blocks..f", "other.7.g", "single_blocks.3.h", "blocks.9223372036854775807.i"]
         let path = try TextEncoderFixtures.zeroCheckpoint(names.map { TensorSpec($0, [1]) })
         defer { try? FileManager.default.removeItem(atPath: path) }
         let store = try WeightStore(path: path)
-        XCTAssertEqual(store.blockCount(prefix: "blocks."), 11, "a gap (1) still counts up to the largest index")
+        XCTAssertEqual(store.blockCount(prefix: "blocks."), 11, "a gap (1) still counts up to the largest index; Int.max (whose count overflows) does not")
         XCTAssertEqual(store.blockCount(prefix: "single_blocks."), 4)
         XCTAssertEqual(store.blockCount(prefix: "other.7."), 0, "names with no index below the prefix")
         XCTAssertEqual(store.blockCount(prefix: "absent."), 0)

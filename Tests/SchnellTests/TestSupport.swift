@@ -74,3 +74,38 @@ enum SafeTensorsFixture {
         return try SafeTensorsFile(path: path)
     }
 }
+
+/// Temporary copies of committed fixtures with one part damaged, for the tests of what the
+/// loaders refuse; each copy is removed when its test ends.
+enum DamagedCopy {
+    static func folder(_ source: String, for test: XCTestCase) throws -> URL {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-damaged-\(UUID().uuidString)")
+        try FileManager.default.copyItem(atPath: source, toPath: copy.path)
+        test.addTeardownBlock { try? FileManager.default.removeItem(at: copy) }
+        return copy
+    }
+
+    /// Rewrites the JSON object in `file` through `edit`.
+    static func editJSON(_ file: URL, _ edit: (inout [String: Any]) -> Void) throws {
+        guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: file.path])
+        }
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object).write(to: file)
+    }
+
+    /// Rewrites a safetensors file's header through `edit`, which may append to the data section.
+    static func editHeader(_ file: URL, _ edit: (inout [String: Any], inout Data) -> Void) throws {
+        let bytes = try Data(contentsOf: file)
+        let headerBytes = Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian)
+        guard var header = try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + headerBytes))) as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: file.path])
+        }
+        var data = bytes.subdata(in: (8 + headerBytes)..<bytes.count)
+        edit(&header, &data)
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var rewritten = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { rewritten.append(contentsOf: $0) }
+        try (rewritten + json + data).write(to: file)
+    }
+}

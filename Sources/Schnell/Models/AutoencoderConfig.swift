@@ -37,9 +37,7 @@ public struct AutoencoderConfig: Sendable, Equatable {
 
     /// Reads a diffusers `vae/config.json`; missing keys take FLUX.1's values.
     public init(contentsOf file: String) throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw WeightsError.cannotOpen(file: file, reason: "cannot read the VAE config")
-        }
+        let data = try ModelFile.contents(of: file)
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw WeightsError.invalidConfig(file: file, reason: "not a JSON object")
         }
@@ -49,6 +47,14 @@ public struct AutoencoderConfig: Sendable, Equatable {
                 throw WeightsError.invalidConfig(file: file, reason: "'\(key)' is not an integer")
             }
             return number
+        }
+        func boolean(_ key: String, _ fallback: Bool) throws -> Bool {
+            guard let value = json[key], !(value is NSNull) else { return fallback }
+            // On Linux JSON 0 and 1 also cast to Bool; a boolean's NSNumber has type code "c".
+            guard let number = value as? NSNumber, String(cString: number.objCType) == "c" else {
+                throw WeightsError.invalidConfig(file: file, reason: "'\(key)' is not true or false")
+            }
+            return number.boolValue
         }
         func real(_ key: String, _ fallback: Float) throws -> Float {
             guard let value = json[key], !(value is NSNull) else { return fallback }
@@ -65,7 +71,7 @@ public struct AutoencoderConfig: Sendable, Equatable {
             }
             blocks = list
         }
-        if json["use_quant_conv"] as? Bool == true || json["use_post_quant_conv"] as? Bool == true {
+        if try boolean("use_quant_conv", false) || boolean("use_post_quant_conv", false) {
             throw WeightsError.invalidConfig(file: file, reason: "quant convs are not supported (FLUX's VAE has none)")
         }
         if let kinds = json["down_block_types"] as? [String], kinds.contains(where: { $0 != "DownEncoderBlock2D" }) {
@@ -85,7 +91,7 @@ public struct AutoencoderConfig: Sendable, Equatable {
                   normGroups: try integer("norm_num_groups", flux.normGroups),
                   scalingFactor: try real("scaling_factor", flux.scalingFactor),
                   shiftFactor: try real("shift_factor", 0),
-                  midBlockAttention: json["mid_block_add_attention"] as? Bool ?? true)
+                  midBlockAttention: try boolean("mid_block_add_attention", true))
         try validate(file: file)
     }
 
@@ -96,6 +102,11 @@ public struct AutoencoderConfig: Sendable, Equatable {
             return
         }
         try self.init(contentsOf: path)
+        let diffusers = checkpoint.layout == .diffusers
+        try checkpoint.requireBlocks(blockOutChannels.count, key: "block_out_channels", blocks: diffusers ? "encoder.down_blocks" : "encoder.down",
+                                     configFile: path)
+        try checkpoint.requireBlocks(layersPerBlock, key: "layers_per_block",
+                                     blocks: diffusers ? "encoder.down_blocks.0.resnets" : "encoder.down.0.block", configFile: path)
     }
 
     /// Refuses shapes the model cannot be built with; `file` names the source in the message.
@@ -103,11 +114,13 @@ public struct AutoencoderConfig: Sendable, Equatable {
         func require(_ condition: Bool, _ reason: String) throws {
             if !condition { throw WeightsError.invalidConfig(file: file, reason: reason) }
         }
-        try require(inChannels > 0 && outChannels > 0 && latentChannels > 0, "channel counts must be positive")
-        try require(!blockOutChannels.isEmpty && blockOutChannels.allSatisfy { $0 > 0 },
-                    "block_out_channels must be a non-empty list of positive widths")
-        try require(layersPerBlock > 0, "layers_per_block must be positive")
-        try require(normGroups > 0, "norm_num_groups must be positive")
+        for (key, value) in [("in_channels", inChannels), ("out_channels", outChannels), ("latent_channels", latentChannels),
+                             ("norm_num_groups", normGroups)] + blockOutChannels.map({ ("block_out_channels", $0) }) {
+            try ConfigLimits.requireDimension(key, value, file: file)
+        }
+        // Each block halves the image: 2^(blocks - 1) must stay a sane downsampling factor.
+        try ConfigLimits.require("block_out_channels (count)", blockOutChannels.count, in: 1...Self.maxBlocks, file: file)
+        try ConfigLimits.requireLayers("layers_per_block", layersPerBlock, file: file)
         for width in blockOutChannels {
             try require(width % normGroups == 0,
                         "block width \(width) is not divisible by norm_num_groups \(normGroups)")
@@ -115,6 +128,9 @@ public struct AutoencoderConfig: Sendable, Equatable {
         try require(scalingFactor != 0 && scalingFactor.isFinite && shiftFactor.isFinite,
                     "scaling_factor must be finite and nonzero, shift_factor finite")
     }
+
+    /// Down blocks a VAE may have (FLUX.1's has 4: a downsampling factor of 8).
+    static let maxBlocks = 8
 
     /// Pixels per latent along each axis: 2^(blocks - 1) (8 for FLUX).
     public var downsamplingFactor: Int { 1 << (blockOutChannels.count - 1) }

@@ -65,9 +65,7 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
 
     /// Decodes a config.json and validates it.
     public static func read(path: String) throws -> CLIPTextConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw WeightsError.cannotOpen(file: path, reason: "cannot read the config")
-        }
+        let data = try ModelFile.contents(of: path)
         let config: CLIPTextConfig
         do {
             config = try JSONDecoder().decode(CLIPTextConfig.self, from: data)
@@ -80,8 +78,12 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
 
     /// The checkpoint's config.json, else the configuration its tensor shapes imply.
     public init(checkpoint: Checkpoint) throws {
-        self = try checkpoint.folder.configPath.map { try Self.read(path: $0) }
-            ?? Self.inferred(from: checkpoint.store, prefix: checkpoint.prefix)
+        guard let path = checkpoint.folder.configPath else {
+            self = try Self.inferred(from: checkpoint.store, prefix: checkpoint.prefix)
+            return
+        }
+        self = try Self.read(path: path)
+        try checkpoint.requireBlocks(layerCount, key: "num_hidden_layers", blocks: CLIPWeightNames.layers, configFile: path)
     }
 
     /// The configuration a checkpoint's tensor shapes imply. Shapes give the sizes; the head
@@ -117,10 +119,13 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         func check(_ condition: Bool, _ reason: String) throws {
             if !condition { throw WeightsError.invalidConfig(file: file, reason: reason) }
         }
-        try check(vocabularySize > 0 && hiddenSize > 0 && intermediateSize > 0 && layerCount > 0
-                  && headCount > 0 && maxPositions > 0, "sizes must be positive")
+        try ConfigLimits.requireLayers("num_hidden_layers", layerCount, file: file)
+        for (key, value) in [("vocab_size", vocabularySize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                             ("num_attention_heads", headCount), ("max_position_embeddings", maxPositions)] {
+            try ConfigLimits.requireDimension(key, value, file: file)
+        }
         try check(hiddenSize % headCount == 0, "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(headCount)")
-        try check(layerNormEpsilon > 0, "layer_norm_eps must be positive")
+        try check(layerNormEpsilon > 0 && layerNormEpsilon.isFinite, "layer_norm_eps must be positive and finite")
         _ = try activation(file: file)
     }
 

@@ -24,10 +24,10 @@ extension TransformerConfig {
             self = try Self.inferred(from: checkpoint.store, layout: checkpoint.layout, prefix: checkpoint.prefix)
             return
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw WeightsError.cannotOpen(file: path, reason: "cannot read the config")
-        }
-        try self.init(configJSON: data, file: path)
+        try self.init(contentsOf: path)
+        try checkpoint.requireBlocks(numLayers, key: "num_layers", blocks: FluxWeightNames.doubleBlocks(checkpoint.layout), configFile: path)
+        try checkpoint.requireBlocks(numSingleLayers, key: "num_single_layers", blocks: FluxWeightNames.singleBlocks(checkpoint.layout),
+                                     configFile: path)
     }
 
     /// The configuration implied by tensor shapes (the original single files carry no config),
@@ -49,8 +49,9 @@ extension TransformerConfig {
         let numLayers = store.blockCount(prefix: prefix + FluxWeightNames.doubleBlocks(layout) + ".")
         let numSingleLayers = store.blockCount(prefix: prefix + FluxWeightNames.singleBlocks(layout) + ".")
         let headDim = try tensor(numSingleLayers > 0 ? "single.0.q_norm" : "double.0.img_q_norm").shape[0]
-        guard headDim > 0, inner % headDim == 0 else {
-            throw WeightsError.invalidConfig(file: store.path, reason: "hidden width \(inner) is not a multiple of the head width \(headDim)")
+        // inner > 0 also keeps the MLP ratio's division below from dividing by zero.
+        guard inner > 0, headDim > 0, inner % headDim == 0 else {
+            throw WeightsError.invalidConfig(file: store.path, reason: "hidden width \(inner) is not a positive multiple of the head width \(headDim)")
         }
         let text = try tensor("txt_in.weight").shape, pooled = try tensor("vector_in.in.weight").shape
         let out = try tensor("final.linear.weight").shape

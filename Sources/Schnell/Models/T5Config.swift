@@ -62,9 +62,7 @@ public struct T5Config: Codable, Equatable, Sendable {
 
     /// Decodes a config.json and validates it.
     public static func read(path: String) throws -> T5Config {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw WeightsError.cannotOpen(file: path, reason: "cannot read the config")
-        }
+        let data = try ModelFile.contents(of: path)
         let config: T5Config
         do {
             config = try JSONDecoder().decode(T5Config.self, from: data)
@@ -77,7 +75,12 @@ public struct T5Config: Codable, Equatable, Sendable {
 
     /// The checkpoint's config.json, else the configuration its tensor shapes imply.
     public init(checkpoint: Checkpoint) throws {
-        self = try checkpoint.folder.configPath.map { try Self.read(path: $0) } ?? Self.inferred(from: checkpoint.store)
+        guard let path = checkpoint.folder.configPath else {
+            self = try Self.inferred(from: checkpoint.store)
+            return
+        }
+        self = try Self.read(path: path)
+        try checkpoint.requireBlocks(layerCount, key: "num_layers", blocks: T5WeightNames.blocks, configFile: path)
     }
 
     /// The configuration a checkpoint's tensor shapes imply. The relative attention table
@@ -116,11 +119,16 @@ public struct T5Config: Codable, Equatable, Sendable {
         func check(_ condition: Bool, _ reason: String) throws {
             if !condition { throw WeightsError.invalidConfig(file: file, reason: reason) }
         }
-        try check(vocabularySize > 0 && modelSize > 0 && headSize > 0 && feedForwardSize > 0 && layerCount > 0
-                  && headCount > 0, "sizes must be positive")
+        try ConfigLimits.requireLayers("num_layers", layerCount, file: file)
+        for (key, value) in [("vocab_size", vocabularySize), ("d_model", modelSize), ("d_kv", headSize), ("d_ff", feedForwardSize),
+                             ("num_heads", headCount), ("relative_attention_num_buckets", relativeAttentionBuckets),
+                             ("relative_attention_max_distance", relativeAttentionMaxDistance)] {
+            try ConfigLimits.requireDimension(key, value, file: file)
+        }
+        try ConfigLimits.requireProduct("the attention width num_heads x d_kv", [headCount, headSize], file: file)
         try check(relativeAttentionBuckets >= 4 && relativeAttentionMaxDistance > relativeAttentionBuckets / 4,
                   "relative attention needs at least 4 buckets and a maximum distance beyond the exact ones")
-        try check(layerNormEpsilon > 0, "layer_norm_epsilon must be positive")
+        try check(layerNormEpsilon > 0 && layerNormEpsilon.isFinite, "layer_norm_epsilon must be positive and finite")
         _ = try feedForward(file: file)
     }
 

@@ -29,18 +29,26 @@ public struct TransformerConfig: Sendable, Equatable {
                           guidanceEmbeds: guidance, axesDimsRope: [16, 56, 56])
     }
 
-    /// Decodes diffusers' `transformer/config.json`.
+    /// Reads diffusers' `transformer/config.json`.
+    public init(contentsOf file: String) throws {
+        try self.init(configJSON: ModelFile.contents(of: file), file: file)
+    }
+
+    /// Decodes diffusers' `transformer/config.json`; absent or null keys take FLUX.1's values.
     public init(configJSON data: Data, file: String) throws {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw WeightsError.invalidConfig(file: file, reason: "not a JSON object")
         }
-        func integer(_ key: String, default value: Int? = nil) throws -> Int {
-            if let number = object[key] as? Int { return number }
-            if object[key] == nil || object[key] is NSNull, let value { return value }
-            throw WeightsError.invalidConfig(file: file, reason: "'\(key)' must be an integer")
+        func isAbsent(_ key: String) -> Bool { object[key] == nil || object[key] is NSNull }
+        func integer(_ key: String, default value: Int) throws -> Int {
+            if isAbsent(key) { return value }
+            guard let number = object[key] as? NSNumber, !Self.isBoolean(number), let integer = object[key] as? Int else {
+                throw WeightsError.invalidConfig(file: file, reason: "'\(key)' must be an integer")
+            }
+            return integer
         }
         inChannels = try integer("in_channels", default: 64)
-        outChannels = (object["out_channels"] as? Int) ?? inChannels
+        outChannels = try integer("out_channels", default: inChannels)
         patchSize = try integer("patch_size", default: 1)
         numLayers = try integer("num_layers", default: 19)
         numSingleLayers = try integer("num_single_layers", default: 38)
@@ -48,16 +56,30 @@ public struct TransformerConfig: Sendable, Equatable {
         heads = try integer("num_attention_heads", default: 24)
         jointAttentionDim = try integer("joint_attention_dim", default: 4096)
         pooledProjectionDim = try integer("pooled_projection_dim", default: 768)
-        guidanceEmbeds = (object["guidance_embeds"] as? Bool) ?? false
-        if let axes = object["axes_dims_rope"] {
-            guard let values = axes as? [Int] else {
+        if isAbsent("guidance_embeds") {
+            guidanceEmbeds = false
+        } else {
+            guard let number = object["guidance_embeds"] as? NSNumber, Self.isBoolean(number) else {
+                throw WeightsError.invalidConfig(file: file, reason: "'guidance_embeds' must be true or false")
+            }
+            guidanceEmbeds = number.boolValue
+        }
+        if isAbsent("axes_dims_rope") {
+            axesDimsRope = [16, 56, 56]
+        } else {
+            guard let values = object["axes_dims_rope"] as? [NSNumber], !values.contains(where: Self.isBoolean),
+                  let integers = object["axes_dims_rope"] as? [Int] else {
                 throw WeightsError.invalidConfig(file: file, reason: "'axes_dims_rope' must be a list of integers")
             }
-            axesDimsRope = values
-        } else {
-            axesDimsRope = [16, 56, 56]
+            axesDimsRope = integers
         }
         try validate(file: file)
+    }
+
+    /// On Linux every JSON 0 and 1 also casts to Bool (and true to 1), so JSON booleans are
+    /// told apart by the NSNumber's type code ("c").
+    private static func isBoolean(_ number: NSNumber) -> Bool {
+        String(cString: number.objCType) == "c"
     }
 
     public init(inChannels: Int, outChannels: Int, patchSize: Int, numLayers: Int, numSingleLayers: Int,
@@ -76,15 +98,18 @@ public struct TransformerConfig: Sendable, Equatable {
         self.axesDimsRope = axesDimsRope
     }
 
-    /// Checks what the model code relies on; called once wherever a config is made.
+    /// Checks what the model code relies on, before anything is sized from it; called once
+    /// wherever a config is made.
     public func validate(file: String) throws {
-        let positive = [("in_channels", inChannels), ("out_channels", outChannels), ("num_layers", numLayers + 1),
-                        ("num_single_layers", numSingleLayers + 1), ("attention_head_dim", headDim),
-                        ("num_attention_heads", heads), ("joint_attention_dim", jointAttentionDim),
-                        ("pooled_projection_dim", pooledProjectionDim)]
-        for (key, value) in positive where value <= 0 {
-            throw WeightsError.invalidConfig(file: file, reason: "'\(key)' must be positive")
+        try ConfigLimits.requireLayers("num_layers", numLayers, allowsZero: true, file: file)
+        try ConfigLimits.requireLayers("num_single_layers", numSingleLayers, allowsZero: true, file: file)
+        for (key, value) in [("in_channels", inChannels), ("out_channels", outChannels), ("attention_head_dim", headDim),
+                             ("num_attention_heads", heads), ("joint_attention_dim", jointAttentionDim),
+                             ("pooled_projection_dim", pooledProjectionDim), ("MLP ratio", mlpRatio)] {
+            try ConfigLimits.requireDimension(key, value, file: file)
         }
+        try ConfigLimits.requireProduct("the hidden size num_attention_heads x attention_head_dim", [heads, headDim], file: file)
+        try ConfigLimits.requireProduct("the MLP width (hidden size x MLP ratio)", [heads, headDim, mlpRatio], file: file)
         guard patchSize == 1 else {
             throw WeightsError.invalidConfig(file: file, reason: "patch_size \(patchSize) is not supported (FLUX packs 2x2 latents itself; the transformer's patch size is 1)")
         }
@@ -92,7 +117,9 @@ public struct TransformerConfig: Sendable, Equatable {
             throw WeightsError.invalidConfig(file: file, reason: "attention_head_dim must be even for rotary embeddings")
         }
         if let axes = axesDimsRope {
-            guard axes.count == 3, axes.allSatisfy({ $0 > 0 && $0 % 2 == 0 }), axes.reduce(0, +) == headDim else {
+            // Each axis is bounded before the sum, which then cannot overflow.
+            guard axes.count == 3, axes.allSatisfy({ (1...headDim).contains($0) && $0 % 2 == 0 }),
+                  axes.reduce(0, +) == headDim else {
                 throw WeightsError.invalidConfig(file: file, reason: "axes_dims_rope \(axes) must be 3 even numbers summing to attention_head_dim \(headDim)")
             }
         }

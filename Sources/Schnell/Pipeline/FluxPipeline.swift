@@ -26,10 +26,7 @@ public final class FluxPipeline: Sendable {
 
     public static func load(_ files: PipelineFiles, backend: any Backend) throws -> FluxPipeline {
         let transformerPath = try files.path(files.transformer, subfolder: "transformer", flag: "--transformer")
-        let axes = try files.configFile("transformer/config.json").flatMap { path -> [Int]? in
-            guard let data = FileManager.default.contents(atPath: path) else { return nil }
-            return try TransformerConfig(configJSON: data, file: path).axesDimsRope
-        }
+        let axes = try files.configFile("transformer/config.json").flatMap { try TransformerConfig(contentsOf: $0).axesDimsRope }
         let transformer = try FluxTransformer.load(path: transformerPath, backend: backend,
                                                    axesDimsRope: files.transformer == nil ? nil : axes)
         let vaePath = try files.path(files.vae, subfolder: "vae", flag: "--vae")
@@ -45,8 +42,8 @@ public final class FluxPipeline: Sendable {
             throw PipelineError.missingComponent("tokenizer/ and tokenizer_2/ folders (pass --tokenizers DIR with single files)")
         }
         let scheduler: FlowMatchScheduler
-        if let path = files.configFile("scheduler/scheduler_config.json"), let data = FileManager.default.contents(atPath: path) {
-            scheduler = try FlowMatchScheduler(configJSON: data)
+        if let path = files.configFile("scheduler/scheduler_config.json") {
+            scheduler = try FlowMatchScheduler(contentsOf: path)
         } else {
             scheduler = transformer.config.guidanceEmbeds ? .devDefaults : .schnellDefaults
         }
@@ -68,6 +65,12 @@ public final class FluxPipeline: Sendable {
         }
         guard config.jointAttentionDim == t5.config.modelSize else {
             throw PipelineError.incompatibleComponents("the transformer expects \(config.jointAttentionDim)-wide T5 states; T5 gives \(t5.config.modelSize)")
+        }
+        // A tokenizer id past the encoder's table would fail every prompt that uses it; refused at load.
+        let idRanges = [("CLIP", clipTokenizer.vocabularyFile, clipTokenizer.largestID, clip.config.vocabularySize),
+                        ("T5", t5Tokenizer.vocabularyFile, t5Tokenizer.largestID, t5.config.vocabularySize)]
+        for (name, file, largest, vocabulary) in idRanges where Int(largest) >= vocabulary {
+            throw PipelineError.incompatibleComponents("the \(name) tokenizer's \(file.path) gives token ids up to \(largest), past the \(name) text encoder's \(vocabulary) embeddings")
         }
         self.modelID = modelID
         self.transformer = transformer

@@ -48,7 +48,17 @@ public struct FlowMatchScheduler: Sendable, Equatable {
     /// FLUX.1-dev's `scheduler/scheduler_config.json`.
     public static let devDefaults = FlowMatchScheduler(shift: 3, useDynamicShifting: true)
 
-    /// Reads a diffusers `scheduler_config.json`; keys it does not set keep diffusers' defaults.
+    /// Reads a diffusers `scheduler/scheduler_config.json`; its errors name the file.
+    public init(contentsOf file: String) throws {
+        let data = try ModelFile.contents(of: file)
+        do {
+            try self.init(configJSON: data)
+        } catch let error as SchedulerError {
+            throw WeightsError.invalidConfig(file: file, reason: error.description)
+        }
+    }
+
+    /// Decodes a diffusers `scheduler_config.json`; keys it does not set keep diffusers' defaults.
     public init(configJSON: Data) throws {
         let file: ConfigFile
         do {
@@ -75,8 +85,14 @@ public struct FlowMatchScheduler: Sendable, Equatable {
                   useDynamicShifting: file.useDynamicShifting ?? false, baseShift: file.baseShift ?? 0.5,
                   maxShift: file.maxShift ?? 1.15, baseImageSequenceLength: file.baseImageSeqLen ?? 256,
                   maxImageSequenceLength: file.maxImageSeqLen ?? 4096, timeShift: timeShift)
-        guard numTrainTimesteps > 0, maxImageSequenceLength != baseImageSequenceLength else {
-            throw SchedulerError(description: "scheduler config needs num_train_timesteps > 0 and max_image_seq_len != base_image_seq_len")
+        // Bounded so that mu's difference of lengths and the float conversions cannot overflow.
+        let lengths = 1...(1 << 24)
+        guard (1...1_000_000).contains(numTrainTimesteps), lengths.contains(baseImageSequenceLength),
+              lengths.contains(maxImageSequenceLength), maxImageSequenceLength != baseImageSequenceLength else {
+            throw SchedulerError(description: "scheduler config needs num_train_timesteps in 1...1000000 and different base_image_seq_len and max_image_seq_len in 1...\(lengths.upperBound)")
+        }
+        guard shift > 0, [shift, baseShift, maxShift].allSatisfy({ $0.isFinite && abs($0) < 1e6 }) else {
+            throw SchedulerError(description: "scheduler config needs a positive shift, and shift, base_shift and max_shift below 1e6 in size")
         }
     }
 

@@ -10,6 +10,10 @@ import Foundation
 public struct CLIPTokenizer: Sendable {
     /// `model_max_length` from tokenizer_config.json (77 for CLIP-L) when the folder gives one.
     public let modelMaxLength: Int?
+    /// The file the vocabulary was read from, and the largest id `encode` can give: a text
+    /// encoder must have at least `largestID + 1` embeddings to take this tokenizer's ids.
+    public let vocabularyFile: URL
+    public let largestID: Int32
 
     /// (left id << 32 | right id) -> the merge's rank and the id of the merged symbol.
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
@@ -46,11 +50,7 @@ public struct CLIPTokenizer: Sendable {
             }
             vocab = try Self.vocabulary(model["vocab"], file: tokenizerJSON)
             mergePairs = try Self.mergePairs(model["merges"], file: tokenizerJSON)
-            for case let token as [String: Any] in json["added_tokens"] as? [Any] ?? [] {
-                if let content = token["content"] as? String {
-                    addedTokens.append((content, TokenizerFiles.integer(token["id"]).map(Int32.init)))
-                }
-            }
+            addedTokens += try TokenizerFiles.addedTokens(json, file: tokenizerJSON)
         } else if TokenizerFiles.exists(vocabFile) && TokenizerFiles.exists(mergesFile) {
             source = vocabFile
             vocab = try Self.vocabulary(TokenizerFiles.readJSONObject(vocabFile), file: vocabFile)
@@ -78,6 +78,8 @@ public struct CLIPTokenizer: Sendable {
         (bosID, eosID, padID, unknownID) = (special.roles[0], special.roles[1], special.roles[2], special.roles[3])
         modelMaxLength = settings.modelMaxLength
         specialTokens = SpecialTokenSplitter(special.cutOut)
+        vocabularyFile = source
+        largestID = max(vocab.values.max() ?? 0, special.cutOut.values.max() ?? 0)
 
         byteSymbols = ByteAlphabet.symbols.map { symbol in (vocab[symbol], vocab[symbol + Self.wordEnd]) }
     }
@@ -217,10 +219,10 @@ public struct CLIPTokenizer: Sendable {
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(object.count)
         for (token, id) in object {
-            guard let id = TokenizerFiles.integer(id) else {
-                throw TokenizerError.badJSON(file, reason: "token \"\(token)\" has no integer id")
+            guard let id = TokenizerFiles.tokenID(id) else {
+                throw TokenizerError.badJSON(file, reason: "token \"\(token)\" has id \(id), not one in 0...\(Int32.max)")
             }
-            vocabulary[token] = Int32(id)
+            vocabulary[token] = id
         }
         return vocabulary
     }

@@ -10,6 +10,10 @@ import Foundation
 public struct T5Tokenizer: Sendable {
     /// `model_max_length` from tokenizer_config.json (512 for T5) when the folder gives one.
     public let modelMaxLength: Int?
+    /// The file the vocabulary was read from, and the largest id `encode` can give: a text
+    /// encoder must have at least `largestID + 1` embeddings to take this tokenizer's ids.
+    public let vocabularyFile: URL
+    public let largestID: Int32
 
     private let model: UnigramModel
     private let charsmap: PrecompiledCharsmap?
@@ -41,7 +45,7 @@ public struct T5Tokenizer: Sendable {
                 throw TokenizerError.unsupportedModel(tokenizerJSON, found: type, expected: "Unigram")
             }
             pieces = try Self.pieces(model["vocab"], file: tokenizerJSON)
-            unknownID = Int32(TokenizerFiles.integer(model["unk_id"]) ?? 2)
+            unknownID = try Self.unknownID(model["unk_id"], pieceCount: pieces.count, file: tokenizerJSON)
             let blob = try Self.precompiledCharsmap(json["normalizer"], file: tokenizerJSON)
             if !blob.isEmpty {
                 guard let rules = PrecompiledCharsmap(blob) else {
@@ -49,11 +53,7 @@ public struct T5Tokenizer: Sendable {
                 }
                 charsmap = rules
             }
-            for case let token as [String: Any] in json["added_tokens"] as? [Any] ?? [] {
-                if let content = token["content"] as? String {
-                    addedTokens.append((content, TokenizerFiles.integer(token["id"]).map(Int32.init)))
-                }
-            }
+            addedTokens += try TokenizerFiles.addedTokens(json, file: tokenizerJSON)
         } else if TokenizerFiles.exists(spieceModel) {
             source = spieceModel
             let model = try SentencePieceModel(file: spieceModel)
@@ -63,6 +63,10 @@ public struct T5Tokenizer: Sendable {
                                                       expected: "Unigram")
             }
             pieces = model.pieces.map { ($0.text, Double($0.score)) }
+            guard (0..<pieces.count).contains(model.unknownID) else {
+                throw TokenizerError.badSentencePieceModel(
+                    spieceModel, reason: "unk_id \(model.unknownID) is not one of the \(pieces.count) pieces' ids")
+            }
             unknownID = Int32(model.unknownID)
             if !model.precompiledCharsmap.isEmpty {
                 guard let rules = PrecompiledCharsmap(model.precompiledCharsmap) else {
@@ -92,6 +96,8 @@ public struct T5Tokenizer: Sendable {
             roles: [("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")], source: source)
         (eosID, padID) = (special.roles[0], special.roles[1])
         specialTokens = SpecialTokenSplitter(special.cutOut)
+        vocabularyFile = source
+        largestID = max(Int32(pieces.count - 1), special.cutOut.values.max() ?? 0)
         self.charsmap = charsmap
         model = UnigramModel(pieces: pieces, unknownID: unknownID)
         modelMaxLength = settings.modelMaxLength
@@ -131,6 +137,15 @@ public struct T5Tokenizer: Sendable {
             pieces.append(current)
         }
         return pieces
+    }
+
+    /// The unknown piece's id (`unk_id`; absent or null means T5's 2), which must be a piece.
+    private static func unknownID(_ value: Any?, pieceCount: Int, file: URL) throws -> Int32 {
+        let id = value == nil || value is NSNull ? 2 : TokenizerFiles.tokenID(value)
+        guard let id, Int(id) < pieceCount else {
+            throw TokenizerError.badJSON(file, reason: "unk_id \(value ?? "absent") is not one of the \(pieceCount) pieces' ids")
+        }
+        return id
     }
 
     /// tokenizer.json's Unigram vocabulary: a list of [piece, score] pairs in id order.

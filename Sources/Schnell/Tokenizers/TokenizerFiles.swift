@@ -2,11 +2,12 @@ import Foundation
 
 /// Reading the JSON files that sit beside a tokenizer's vocabulary.
 enum TokenizerFiles {
+    /// The whole file; a FIFO or device is refused rather than read (see `ModelFile`).
     static func readData(_ file: URL) throws -> Data {
         do {
-            return try Data(contentsOf: file, options: .mappedIfSafe)
-        } catch {
-            throw TokenizerError.unreadableFile(file, reason: error.localizedDescription)
+            return try ModelFile.contents(of: file.path)
+        } catch let WeightsError.cannotOpen(_, reason) {
+            throw TokenizerError.unreadableFile(file, reason: reason)
         }
     }
 
@@ -16,7 +17,7 @@ enum TokenizerFiles {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw TokenizerError.badJSON(file, reason: error.localizedDescription)
+            throw TokenizerError.badJSON(file, reason: "not valid JSON")
         }
         guard let dictionary = object as? [String: Any] else {
             throw TokenizerError.badJSON(file, reason: "top level is not an object")
@@ -35,10 +36,39 @@ enum TokenizerFiles {
         return nil
     }
 
+    /// A JSON integer or a decimal string of one; nil for anything else (a boolean, a fraction,
+    /// a number past Int's range), never a truncated value.
     static func integer(_ value: Any?) -> Int? {
-        if let number = value as? NSNumber { return number.intValue }
+        if let number = value as? NSNumber {
+            // On Linux JSON true and false also cast to Int; a boolean's NSNumber has type code "c".
+            guard String(cString: number.objCType) != "c" else { return nil }
+            return value as? Int
+        }
         if let text = value as? String { return Int(text) }
         return nil
+    }
+
+    /// A token id: an integer in 0...Int32.max (ids are Int32 in the engine).
+    static func tokenID(_ value: Any?) -> Int32? {
+        integer(value).flatMap { Int32(exactly: $0) }.flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// tokenizer.json's "added_tokens": {"content", "id"} objects; an id, when given, must be a token id.
+    static func addedTokens(_ json: [String: Any], file: URL) throws -> [(content: String, id: Int32?)] {
+        guard let list = json["added_tokens"], !(list is NSNull) else { return [] }
+        guard let tokens = list as? [Any] else {
+            throw TokenizerError.badJSON(file, reason: "added_tokens is not a list")
+        }
+        return try tokens.enumerated().map { index, entry in
+            guard let token = entry as? [String: Any], let content = token["content"] as? String else {
+                throw TokenizerError.badJSON(file, reason: "added_tokens[\(index)] has no \"content\" string")
+            }
+            guard let value = token["id"], !(value is NSNull) else { return (content, nil) }
+            guard let id = tokenID(value) else {
+                throw TokenizerError.badJSON(file, reason: "added_tokens[\(index)] has id \(value), not one in 0...\(Int32.max)")
+            }
+            return (content, id)
+        }
     }
 
     static func double(_ value: Any?) -> Double? {
@@ -55,6 +85,8 @@ struct TokenizerSettings {
     /// Tokens matched in the text before the model sees it, with the id the file gives, if any.
     var addedTokens: [(content: String, id: Int32?)] = []
     var extraIDs: Int?
+    /// T5 has 100 sentinels; a count far past that is a damaged file, not a tokenizer.
+    static let maxExtraIDs = 10_000
 
     init(folder: URL) throws {
         let specialMap = folder.appendingPathComponent("special_tokens_map.json")
@@ -66,15 +98,24 @@ struct TokenizerSettings {
             let object = try TokenizerFiles.readJSONObject(config)
             try read(object)
             // transformers writes a huge sentinel (1e30) when a model has no limit.
-            if let length = TokenizerFiles.double(object["model_max_length"]), length < 1e9 {
-                modelMaxLength = Int(length)
+            if let value = object["model_max_length"], !(value is NSNull) {
+                guard let length = TokenizerFiles.double(value), length >= 1 else {
+                    throw TokenizerError.badJSON(config, reason: "model_max_length \(value) is not a positive number")
+                }
+                if length < 1e9 { modelMaxLength = Int(length) }
             }
-            extraIDs = TokenizerFiles.integer(object["extra_ids"])
+            if let value = object["extra_ids"], !(value is NSNull) {
+                guard let count = TokenizerFiles.integer(value), (0...Self.maxExtraIDs).contains(count) else {
+                    throw TokenizerError.badJSON(config, reason: "extra_ids \(value) is not a count in 0...\(Self.maxExtraIDs)")
+                }
+                extraIDs = count
+            }
             if let decoder = object["added_tokens_decoder"] as? [String: Any] {
                 for (key, value) in decoder {
-                    if let content = TokenizerFiles.tokenContent(value), let id = Int32(key) {
-                        addedTokens.append((content, id))
+                    guard let content = TokenizerFiles.tokenContent(value), let id = TokenizerFiles.tokenID(key) else {
+                        throw TokenizerError.badJSON(config, reason: "added_tokens_decoder entry \"\(key)\" is not a token id with a content")
                     }
+                    addedTokens.append((content, id))
                 }
             }
         }

@@ -129,6 +129,16 @@ public struct Checkpoint: Sendable {
         self.prefix = prefix
     }
 
+    /// Refuses a configuration file whose count of numbered blocks (`<blocks>.N.…`) is not the
+    /// count the weights hold, before a name table is sized from it.
+    func requireBlocks(_ count: Int, key: String, blocks: String, configFile: String) throws {
+        let present = store.blockCount(prefix: prefix + blocks + ".")
+        guard count == present else {
+            throw WeightsError.invalidConfig(
+                file: configFile, reason: "'\(key)' is \(count) but \(store.path) holds \(present) blocks named \(prefix)\(blocks).N")
+        }
+    }
+
     /// Opens `path` as whichever family it holds: the first whose component folder it contains,
     /// else the first whose tensors its weights have.
     public static func recognise(path: String) throws -> Checkpoint {

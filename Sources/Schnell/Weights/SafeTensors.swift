@@ -10,19 +10,9 @@ final class MappedFile: @unchecked Sendable {
     let sizeBytes: Int
 
     init(path: String) throws {
-        let descriptor = open(path, O_RDONLY)
-        guard descriptor >= 0 else {
-            throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
-        }
+        let (descriptor, sizeBytes) = try ModelFile.open(path)
         defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else {
-            throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw WeightsError.cannotOpen(file: path, reason: "not a regular file")
-        }
-        sizeBytes = Int(info.st_size)
+        self.sizeBytes = sizeBytes
         guard sizeBytes > 0 else { throw WeightsError.tooSmall(file: path, sizeBytes: 0) }
         guard let mapped = mmap(nil, sizeBytes, PROT_READ, MAP_PRIVATE, descriptor, 0),
               mapped != MAP_FAILED else {
@@ -78,12 +68,18 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let tensors: [String: WeightTensor]
     public let metadata: [String: String]
 
+    /// The safetensors reference reader refuses longer headers; a real one is a few MB.
+    static let maxHeaderBytes: UInt64 = 100_000_000
+
     public init(path: String) throws {
         let mapping = try MappedFile(path: path)
         guard mapping.sizeBytes >= 8 else { throw WeightsError.tooSmall(file: path, sizeBytes: mapping.sizeBytes) }
         let headerBytes = mapping.base.loadUnaligned(as: UInt64.self).littleEndian
         guard headerBytes <= UInt64(mapping.sizeBytes - 8) else {
             throw WeightsError.headerLengthPastEnd(file: path, headerBytes: headerBytes, fileBytes: mapping.sizeBytes)
+        }
+        guard headerBytes <= Self.maxHeaderBytes else {
+            throw WeightsError.invalidHeader(file: path, reason: "the header is \(headerBytes) bytes, more than the \(Self.maxHeaderBytes) allowed")
         }
         let headerData = Data(bytes: mapping.base + 8, count: Int(headerBytes))
         let parsed: Any
@@ -120,11 +116,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard begin <= end else {
                 throw WeightsError.offsetsOutOfRange(file: path, tensor: name, begin: begin, end: end, dataBytes: dataBytes)
             }
-            let (elements, overflow) = shape.reduce((1, false)) { partial, dimension in
-                let product = partial.0.multipliedReportingOverflow(by: dimension)
-                return (product.partialValue, partial.1 || product.overflow)
-            }
-            guard !overflow, elements.multipliedReportingOverflow(by: dtype.sizeBytes).partialValue == end - begin else {
+            // Checked: [2^31, 2^31] F32 is 2^64 bytes, which wraps to 0 and would fit a 0-byte span.
+            guard checkedProduct(shape + [dtype.sizeBytes]) == end - begin else {
                 throw WeightsError.sizeMismatch(file: path, tensor: name, shape: shape, dtype: dtypeName, spanBytes: end - begin)
             }
             spans.append((name, begin, end))

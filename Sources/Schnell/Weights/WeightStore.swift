@@ -53,9 +53,7 @@ public final class WeightStore: @unchecked Sendable {
 
     /// The shard files an index names, in a stable order; each must exist beside the index.
     static func shardPaths(index: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: index) else {
-            throw WeightsError.cannotOpen(file: index, reason: "cannot read the index")
-        }
+        let data = try ModelFile.contents(of: index)
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let weightMap = object["weight_map"] as? [String: Any] else {
             throw WeightsError.invalidIndex(file: index, reason: "no 'weight_map' object")
@@ -89,19 +87,21 @@ public final class WeightStore: @unchecked Sendable {
 
     /// How many numbered blocks the names below `prefix` hold: 1 + the largest N of
     /// `<prefix>N.…` (N in decimal digits), 0 when there is none. A gap in the numbering is
-    /// left for the name table to report as missing tensors.
+    /// left for the name table to report as missing tensors; N = Int.max, whose count would
+    /// overflow, is left for it to report as unexpected.
     public func blockCount(prefix: String) -> Int {
         let indices = byName.keys.compactMap { name -> Int? in
             guard name.hasPrefix(prefix) else { return nil }
             let rest = name.dropFirst(prefix.count)
             guard let dot = rest.firstIndex(of: "."), dot > rest.startIndex,
                   rest[..<dot].allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-            return Int(rest[..<dot])
+            return Int(rest[..<dot]).flatMap { $0 < Int.max ? $0 : nil }
         }
         return (indices.max() ?? -1) + 1
     }
 
-    /// Parameters in all tensors.
+    /// Parameters in all tensors. The sum cannot overflow: each tensor's bytes lie inside its
+    /// file without overlapping another's, so it is at most the files' total size.
     public var parameterCount: Int { byName.values.reduce(0) { $0 + $1.count } }
 
     /// Tensor count per dtype, e.g. ["BF16": 780].
