@@ -9,7 +9,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let body = Array(bytes[min(lineEnd + 1, bytes.endIndex)...])
     guard let boundary = MultipartForm.boundary(contentType: contentType),
           let form = try? MultipartForm(body: body, boundary: boundary) else { return 0 }
-    _ = form.field("prompt")
+    _ = form.parts.first { $0.name == "prompt" }.map { String(decoding: $0.body, as: UTF8.self) }
     _ = form.files(["image", "image[]", "mask"])
     return 0
 }

@@ -37,12 +37,13 @@ case "$target" in
                  .build/debug/SchnellKernels.build/*.o -lopenblas -lm -lpthread)
         ;;
     json)
-        sources=(Sources/SchnellServer/JSONValue.swift)
+        sources=(Sources/SchnellServer/JSONValue.swift Sources/SchnellServer/JSONParser.swift)
         ;;
     multipart)
         # APIError names the pipeline's errors, so the Schnell module is linked as built.
         swift build --target Schnell >/dev/null
-        sources=(Sources/SchnellServer/Multipart.swift Sources/SchnellServer/APIError.swift Sources/SchnellServer/JSONValue.swift)
+        sources=(Sources/SchnellServer/Multipart.swift Sources/SchnellServer/APIError.swift Sources/SchnellServer/JSONValue.swift
+                 Sources/SchnellServer/JSONParser.swift)
         options=(-I .build/debug/Modules -I Kernels/cuda
                  -Xcc "-fmodule-map-file=.build/debug/SchnellKernels.build/module.modulemap"
                  .build/debug/Schnell.build/*.o .build/debug/SchnellKernels.build/*.o -lopenblas -lm -lpthread)
