@@ -8,7 +8,9 @@ final class FilesAndTasksTests: XCTestCase {
     }
 
     func testURLImagesAreServedAndExpire() throws {
-        let test = try TestServer { $0.imageTTLSeconds = 1 }
+        // A TTL of 3 s leaves a loaded machine time to serve the files before they expire; the
+        // cleanup runs every TTL / 2, so 5 s later they are gone.
+        let test = try TestServer { $0.imageTTLSeconds = 3 }
         let response = try test.client.postJSON("/v1/images/generations", ["prompt": "a", "response_format": "url", "n": 2])
         XCTAssertEqual(response.status, 200)
         let data = try XCTUnwrap(response.json["data"] as? [[String: Any]])
@@ -31,7 +33,7 @@ final class FilesAndTasksTests: XCTestCase {
 
         assertError(try test.client.get("/v1/images/files/../../etc/passwd"), status: 404, code: "not_found")
         assertError(try test.client.get("/v1/images/files/0123456789abcdef0123456789abcdef.png"), status: 404, code: "not_found")
-        Thread.sleep(forTimeInterval: 2.2)
+        Thread.sleep(forTimeInterval: 5)
         assertError(try test.client.get(path(of: urls[0])), status: 404, code: "not_found")
         let remaining = try FileManager.default.contentsOfDirectory(atPath: test.outputDirectory + "/images")
         XCTAssertEqual(remaining, [], "the periodic cleanup removed expired files")
