@@ -89,16 +89,8 @@ final class ConnectionHardeningTests: XCTestCase {
         let test = try TestServer { $0.headTimeoutSeconds = 1 }
         let fd = try test.client.connect(timeoutSeconds: 10)
         defer { close(fd) }
-        let started = Date()
         RawClient.send(fd, Array("GET /health HTTP/1.1\r\nHost: h\r\n".utf8))
-        var closedAfter: Double?
-        for index in 0..<40 {
-            Thread.sleep(forTimeInterval: 0.1)
-            var byte: UInt8 = 0
-            if recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 {
-                closedAfter = Date().timeIntervalSince(started)
-                break
-            }
+        let closedAfter = try secondsUntilClosed(fd, polls: 40) { index in
             // One byte every 0.1 s keeps an idle timeout from ever firing.
             RawClient.send(fd, Array("X-\(index): 1\r\n".utf8.prefix(1)))
             if index == 3 { XCTAssertEqual(try test.client.get("/health").status, 200) }
@@ -116,23 +108,26 @@ final class ConnectionHardeningTests: XCTestCase {
         }
         let fd = try test.client.connect(timeoutSeconds: 10)
         defer { close(fd) }
-        let started = Date()
         RawClient.send(fd, Array("POST /v1/images/generations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n".utf8))
-        var closedAfter: Double?
-        for _ in 0..<60 {
-            Thread.sleep(forTimeInterval: 0.1)
-            var byte: UInt8 = 0
-            if recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 {
-                closedAfter = Date().timeIntervalSince(started)
-                break
-            }
-            RawClient.send(fd, [UInt8(ascii: " ")])
-        }
+        let closedAfter = try secondsUntilClosed(fd, polls: 60) { _ in RawClient.send(fd, [UInt8(ascii: " ")]) }
         // 100 bytes at 100 B/s after a 1 s grace: due at 2 s; 10 B/s arrive, so it is cut then.
         let after = try XCTUnwrap(closedAfter, "the slow body was never cut off")
         XCTAssertGreaterThanOrEqual(after, 1.9)
         XCTAssertLessThan(after, 3.5)
         XCTAssertEqual(try test.client.get("/health").status, 200)
+    }
+
+    /// Polls `fd` every 0.1 s, calling `trickle` with the poll's index while it stays open: the
+    /// seconds from the first poll until the server closed it, nil if it never did.
+    private func secondsUntilClosed(_ fd: Int32, polls: Int, trickle: (Int) throws -> Void) rethrows -> Double? {
+        let started = Date()
+        for index in 0..<polls {
+            Thread.sleep(forTimeInterval: 0.1)
+            var byte: UInt8 = 0
+            if recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 { return Date().timeIntervalSince(started) }
+            try trickle(index)
+        }
+        return nil
     }
 
     /// A connection from `source` (any 127/8 address reaches a loopback server on Linux).
