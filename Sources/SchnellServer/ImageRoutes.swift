@@ -130,7 +130,7 @@ extension ImageServer {
         do {
             return try ImageHeader(of: bytes)
         } catch {
-            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
+            throw ImageServer.unreadableUpload(param, error)
         }
     }
 
@@ -138,8 +138,13 @@ extension ImageServer {
         do {
             return try ImageDecoder.decode(bytes, maxPixels: maxPixels)
         } catch {
-            throw APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
+            throw ImageServer.unreadableUpload(param, error)
         }
+    }
+
+    /// An upload whose header or pixels could not be read, from reading either.
+    private static func unreadableUpload(_ param: String, _ error: Error) -> APIError {
+        APIError.invalid("'\(param)' is not a PNG, JPEG or WebP image the server can read: \(error)", param: param)
     }
 
     private static func validate(_ generation: GenerationRequest, generator: any ImageGenerating, fieldNames: [String: String]) throws {
