@@ -121,7 +121,7 @@ int schnell_attention_bf16(const float *q, size_t q_stride,
                            float *out, size_t out_stride,
                            size_t q_tokens, size_t kv_tokens, size_t heads, size_t head_dim,
                            float scale, const float *bias, int causal) {
-    if (schnell_cpu_level() < 2 || kv_tokens == 0 || head_dim == 0) return -1;
+    if (schnell_cpu_level() < SCHNELL_CPU_AVX512_BF16 || kv_tokens == 0 || head_dim == 0) return -1;
     if (q_tokens == 0 || heads == 0) return 0;
     size_t dp = (head_dim + 1) / 2, tp = (kv_tokens + 1) / 2;
     size_t k_words = round_up(kv_tokens, NR) * dp, v_words = round_up(head_dim, NR) * tp;

@@ -424,7 +424,7 @@ static int run_conv(conv_job *job, int bf16) {
 // Whether a convolution runs with bf16 operands: the bf16 precision, a bf16 weight, an even depth
 // (Cin x kh x kw, for the micro-kernel's pairs) and AVX512-BF16.
 static int bf16_path(int precision, int weight_dtype, size_t depth) {
-    return schnell_cpu_level() >= 2 && precision == SCHNELL_PRECISION_BF16 && weight_dtype == SCHNELL_BF16 &&
+    return schnell_cpu_level() >= SCHNELL_CPU_AVX512_BF16 && precision == SCHNELL_PRECISION_BF16 && weight_dtype == SCHNELL_BF16 &&
            depth % 2 == 0;
 }
 
@@ -458,7 +458,7 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
 
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
                    const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s, int precision) {
-    if (schnell_cpu_level() < 1) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
+    if (schnell_cpu_level() < SCHNELL_CPU_AVX512) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
     return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s, precision);
 }
 
@@ -549,10 +549,10 @@ int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtyp
     if (s->height % 2 || s->width % 2) return -2;
     int three_by_three = s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 &&
                          s->pad_bottom == 1 && s->pad_left == 1 && s->pad_right == 1;
-    if (schnell_cpu_level() >= 1 && three_by_three) {
+    if (schnell_cpu_level() >= SCHNELL_CPU_AVX512 && three_by_three) {
         return upsampled_by_phases(x, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     }
-    if (schnell_cpu_level() >= 1) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s, precision);
+    if (schnell_cpu_level() >= SCHNELL_CPU_AVX512) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     float *upsampled = schnell_buffer_allocate(s->in_channels * s->height * s->width * sizeof(float));
     if (!upsampled) return -1;
     schnell_upsample_nearest2x(x, upsampled, s->in_channels, s->height / 2, s->width / 2);

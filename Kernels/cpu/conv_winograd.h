@@ -1,20 +1,13 @@
 // Private to the kernel files: the Winograd F(2x2, 3x3) path of conv_winograd.c, which
-// schnell_conv2d takes on AVX-512 where it applies, and the float32 micro-kernels of
-// conv_gemm.c that it shares.
+// schnell_conv2d takes where it applies.
 #ifndef SCHNELL_CONV_WINOGRAD_H
 #define SCHNELL_CONV_WINOGRAD_H
 
+#include "gemm_f32.h"
 #include "schnell_conv.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-// y[0:mr, 0:columns] (+)= a[0:mr, 0:kc] (rows lda apart) . bp[0:kc, 0:64]; `first` starts from
-// the row bias (or zero when bias is NULL), otherwise adds to y. Indexed by mr, 1...6.
-typedef void (*schnell_f32_micro_kernel)(const float *a, size_t lda, const float *bp, size_t kc,
-                                         const float *bias, int first, float *y, size_t y_stride,
-                                         size_t columns);
-extern const schnell_f32_micro_kernel schnell_f32_micro_kernels[7];
 
 // 3x3, stride 1, padding 1 on every side, even height, width a multiple of 32.
 int schnell_winograd_applies(const schnell_conv2d_shape *shape);

@@ -112,6 +112,21 @@ SCHNELL_TARGET_AVX512 static void convert_avx512(void *context, size_t begin, si
     for (; i < end; i++) job->destination[i] = half_to_float(in[i]);
 }
 
+SCHNELL_TARGET_AVX2 static void convert_avx2(void *context, size_t begin, size_t end) {
+    const convert_job *job = context;
+    if (job->dtype != SCHNELL_F16) {
+        convert_body(context, begin, end);
+        return;
+    }
+    const uint16_t *in = job->source;
+    size_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(in + i));
+        _mm256_storeu_ps(job->destination + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < end; i++) job->destination[i] = half_to_float(in[i]);
+}
+
 static void convert_generic(void *context, size_t begin, size_t end) {
     convert_body(context, begin, end);
 }
@@ -120,8 +135,11 @@ void schnell_convert_to_f32(const void *source, int dtype, float *destination, s
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, fill_e4m3_table);
     convert_job job = {source, dtype, destination};
-    schnell_parallel_for(count, 1 << 16, schnell_cpu_level() >= 1 ? convert_avx512 : convert_generic,
-                         &job);
+    int level = schnell_cpu_level();
+    schnell_range_fn convert = level >= SCHNELL_CPU_AVX512 ? convert_avx512
+                               : level >= SCHNELL_CPU_AVX2 ? convert_avx2
+                                                           : convert_generic;
+    schnell_parallel_for(count, 1 << 16, convert, &job);
 }
 
 void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count) {

@@ -1,8 +1,10 @@
 // Private helpers shared by the kernel files: run-time CPU dispatch and vector-friendly math.
 //
 // A fast kernel writes its inner loop once as an always-inline body, then instantiates it
-// twice with SCHNELL_VARIANTS: an AVX-512 build (target attribute) and a generic build. The
-// compiler vectorises each body for its target; schnell_cpu_level() picks one at run time.
+// per tier with SCHNELL_VARIANTS: AVX-512, AVX2+FMA and generic builds (target attributes).
+// The compiler vectorises each body for its target; schnell_cpu_level() picks one at run time.
+// Kernels with hand-written intrinsics (the GEMM micro-kernels, the convolutions' gathers and
+// transforms) have a version per tier of their own.
 #ifndef SCHNELL_DISPATCH_H
 #define SCHNELL_DISPATCH_H
 
@@ -17,6 +19,7 @@
 #define SCHNELL_INLINE static inline __attribute__((always_inline))
 #define SCHNELL_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define SCHNELL_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // A weight (or bias) as float32: the stored pointer when it already is, else a converted copy
 // that *owned receives (freed by the caller).
@@ -28,15 +31,21 @@ SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t c
     return *owned;
 }
 
-// Defines name##_select(), returning the range function built for this CPU from
+// Defines name##_select(), returning the range function built for the tier in use from
 // `static void name##_body(void *context, size_t begin, size_t end)` (always inline).
 #define SCHNELL_VARIANTS(name)                                                              \
     SCHNELL_TARGET_AVX512 static void name##_avx512(void *c, size_t b, size_t e) {          \
         name##_body(c, b, e);                                                               \
     }                                                                                       \
+    SCHNELL_TARGET_AVX2 static void name##_avx2(void *c, size_t b, size_t e) {              \
+        name##_body(c, b, e);                                                               \
+    }                                                                                       \
     static void name##_generic(void *c, size_t b, size_t e) { name##_body(c, b, e); }       \
     static schnell_range_fn name##_select(void) {                                           \
-        return schnell_cpu_level() >= 1 ? name##_avx512 : name##_generic;                   \
+        int level = schnell_cpu_level();                                                    \
+        return level >= SCHNELL_CPU_AVX512 ? name##_avx512                                  \
+               : level >= SCHNELL_CPU_AVX2 ? name##_avx2                                    \
+                                           : name##_generic;                                \
     }
 
 // exp(x) for float32 without a libm call, so loops vectorise. Cody-Waite range reduction
@@ -104,7 +113,7 @@ SCHNELL_INLINE float schnell_activate(float x, int kind) {
     }
 }
 
-// Reductions in 16 independent lanes (one AVX-512 register), combined at the end: a plain
+// Reductions in 16 independent lanes (one zmm or two ymm registers), combined at the end: a plain
 // `sum += x[i]` loop is strictly ordered and stays scalar without -ffast-math.
 enum { SCHNELL_LANES = 16 };
 

@@ -338,7 +338,7 @@ static void release_activation_scratch(uint16_t *buffer, int shared) {
 
 int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *weight,
                         const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
-    if (schnell_cpu_level() < 2) return -1;
+    if (schnell_cpu_level() < SCHNELL_CPU_AVX512_BF16) return -1;
     if (rows == 0 || n == 0) return 0;
     size_t kp = k + (k & 1);
     int shared;

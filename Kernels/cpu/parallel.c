@@ -4,6 +4,7 @@
 // schnell_parallel_for itself (nested calls run inline on the calling thread).
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -124,17 +125,67 @@ void schnell_parallel_for(size_t count, size_t grain, schnell_range_fn fn, void 
     pthread_mutex_unlock(&submit_lock);
 }
 
-int schnell_cpu_level(void) {
-    static atomic_int level = -1;
-    int known = atomic_load(&level);
-    if (known >= 0) return known;
+// ---- tiers ----
+
+static const char *const tier_names[] = {"generic", "avx2", "avx512", "avx512bf16"};
+
+const char *schnell_cpu_level_name(int level) {
+    return level >= SCHNELL_CPU_GENERIC && level <= SCHNELL_CPU_AVX512_BF16 ? tier_names[level] : NULL;
+}
+
+int schnell_cpu_supported_level(void) {
     __builtin_cpu_init();
-    int value = 0;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        value = __builtin_cpu_supports("avx512bf16") ? 2 : 1;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return SCHNELL_CPU_GENERIC;
+    // F16C has no __builtin_cpu_supports name: CPUID leaf 1, ECX bit 29.
+    unsigned int eax, ebx, ecx, edx;
+    __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
+    if (!(ecx & (1u << 29))) return SCHNELL_CPU_GENERIC;
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq")) {
+        return SCHNELL_CPU_AVX2;
     }
-    atomic_store(&level, value);
-    return value;
+    return __builtin_cpu_supports("avx512bf16") ? SCHNELL_CPU_AVX512_BF16 : SCHNELL_CPU_AVX512;
+}
+
+static atomic_int tier_in_use = -1;
+static char environment_error[160];
+
+// The tier SCHNELL_CPU asks for, or the CPU's highest (with environment_error set when the
+// variable names no tier or one the CPU lacks).
+static int environment_tier(void) {
+    int supported = schnell_cpu_supported_level();
+    const char *wanted = getenv("SCHNELL_CPU");
+    if (!wanted || !*wanted) return supported;
+    for (int level = SCHNELL_CPU_GENERIC; level <= SCHNELL_CPU_AVX512_BF16; level++) {
+        if (strcmp(wanted, tier_names[level]) != 0) continue;
+        if (level <= supported) return level;
+        snprintf(environment_error, sizeof environment_error,
+                 "SCHNELL_CPU=%s: this CPU supports tiers up to %s", wanted, tier_names[supported]);
+        return supported;
+    }
+    snprintf(environment_error, sizeof environment_error,
+             "SCHNELL_CPU=%.40s is not a tier (use generic, avx2, avx512 or avx512bf16)", wanted);
+    return supported;
+}
+
+static void initialize_tier(void) { atomic_store(&tier_in_use, environment_tier()); }
+
+int schnell_cpu_level(void) {
+    int known = atomic_load(&tier_in_use);
+    if (known >= 0) return known;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, initialize_tier);
+    return atomic_load(&tier_in_use);
+}
+
+const char *schnell_cpu_environment_error(void) {
+    schnell_cpu_level();
+    return environment_error[0] ? environment_error : NULL;
+}
+
+int schnell_set_cpu_level(int level) {
+    schnell_cpu_level();
+    if (level < SCHNELL_CPU_GENERIC || level > schnell_cpu_supported_level()) return -1;
+    atomic_store(&tier_in_use, level);
+    return 0;
 }

@@ -59,7 +59,7 @@ final class TensorTests: XCTestCase {
     /// Two backends in one process keep their own precision: a bf16 linear layer computes in
     /// float32 on one and on the AVX512-BF16 kernel on the other, call after call, interleaved.
     func testBackendsOfDifferentPrecisionsLiveSideBySide() throws {
-        guard schnell_cpu_level() >= 2 else {
+        guard schnell_cpu_level() >= SCHNELL_CPU_AVX512_BF16 else {
             throw XCTSkip("needs AVX512-BF16 for the bf16 kernels; this CPU computes bf16 in float32")
         }
         var random = TestRandom(state: 11)

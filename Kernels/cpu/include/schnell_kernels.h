@@ -32,8 +32,27 @@ int schnell_worker_index(void);
 // While set, OpenBLAS runs each call on the calling thread only, so our workers can each run
 // their own small GEMMs side by side; cleared, it uses schnell_threads() threads again.
 void schnell_blas_single_threaded(int single);
-// 1 when the CPU has AVX-512 F/BW/VL/DQ (the fast paths), 2 when it also has AVX512-BF16.
+// ---- CPU tiers (parallel.c) ----
+// Each fast kernel is built once per tier and picked at run time by the tier in use.
+enum {
+    SCHNELL_CPU_GENERIC = 0,      // baseline x86-64 (SSE2)
+    SCHNELL_CPU_AVX2 = 1,         // AVX2, FMA, F16C
+    SCHNELL_CPU_AVX512 = 2,       // AVX-512 F/BW/VL/DQ (with the above)
+    SCHNELL_CPU_AVX512_BF16 = 3,  // AVX-512 and AVX512-BF16
+};
+// The tier in use: the CPU's highest, or the lower one SCHNELL_CPU names
+// (generic|avx2|avx512|avx512bf16), or the one last set with schnell_set_cpu_level.
 int schnell_cpu_level(void);
+// The highest tier this CPU supports.
+int schnell_cpu_supported_level(void);
+// Uses `level` from now on (kernels running meanwhile finish on the old one). Returns 0, or -1
+// when the CPU lacks it or it is not a tier (nothing changes).
+int schnell_set_cpu_level(int level);
+// "generic", "avx2", "avx512", "avx512bf16"; NULL for a number that is not a tier.
+const char *schnell_cpu_level_name(int level);
+// Why SCHNELL_CPU was not applied (not a tier name, or a tier the CPU lacks), or NULL when it
+// was applied or is unset. The tier in use is then the CPU's highest.
+const char *schnell_cpu_environment_error(void);
 // The kernel family OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...).
 const char *schnell_blas_core_name(void);
 
