@@ -42,7 +42,13 @@ while let flag = iterator.next() {
 }
 let repeats = repeatCount
 schnell_set_threads(Int32(threads))
-print("threads: \(schnell_threads()), CPU level: \(schnell_cpu_level()) (1 = AVX-512, 2 = AVX-512 + BF16), OpenBLAS kernels: \(BLASKernels.coreName)")
+do {
+    try CPUTier.checkEnvironment()
+} catch {
+    FileHandle.standardError.write(Data("SchnellBench: \(error)\n".utf8))
+    exit(2)
+}
+print("threads: \(schnell_threads()), \(CPUTier.summary)")
 
 func seconds(_ repeats: Int = repeats, _ body: () -> Void) -> Double {
     body()  // warm-up: page in weights, spin up threads

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellImageIO
 
 /// The OpenAI-compatible HTTP front over one loaded model.
@@ -231,7 +232,8 @@ public final class ImageServer: @unchecked Sendable {
 
     private func health() -> HTTPResponse {
         guard let model = generator?.model else { return .json(["status": "loading"], status: 503) }
-        return .json(["status": "ok", "model": .string(model.id), "queue_depth": .integer(Int64(queue.depth))])
+        return .json(["status": "ok", "model": .string(model.id), "queue_depth": .integer(Int64(queue.depth)),
+                      "cpu_tier": .string(CPUTier.current.description)])
     }
 
     /// Keys are compared in constant time over the longer of the two lengths.

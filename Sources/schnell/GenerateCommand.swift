@@ -17,8 +17,12 @@ enum GenerateCommand {
           --tokenizers DIR   a folder with tokenizer/ and tokenizer_2/ (a FLUX pipeline folder), needed with
                              single files; its component configs are used where it has them
           --size WxH         multiples of 16 (default 1024x1024)
-          --precision P      f32 (default: float32 math on any stored dtype) or bf16 (bf16-stored weights
-                             run the native AVX512-BF16 GEMM on bf16-rounded activations; faster)
+          --precision P      f32 (default: float32 math on any stored dtype) or bf16, for bf16-stored weights:
+                             with AVX512-BF16, native bf16 dot products on bf16-rounded activations;
+                             with AVX2 or AVX-512 alone, the weights are widened to float32 as the GEMM
+                             packs them (float32 math, half the weight memory and traffic)
+                             (this CPU: \(CPUTier.current), SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a
+                             lower tier)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...
@@ -95,7 +99,7 @@ enum GenerateCommand {
                 try writeTimings(to: timingsPath, load: loadSeconds, stages: result.timings, imageEncode: encodeSeconds)
             }
             if !quiet {
-                var lines = [String(format: "  %-22@ %8.3f s", "load" as NSString, loadSeconds)]
+                var lines = ["  " + CPUTier.summary, String(format: "  %-22@ %8.3f s", "load" as NSString, loadSeconds)]
                 lines += result.timings.map { String(format: "  %-22@ %8.3f s", $0.stage as NSString, $0.seconds) }
                 let total = loadSeconds + result.timings.reduce(0) { $0 + $1.seconds }
                 lines.append(String(format: "  %-22@ %8.3f s", "total" as NSString, total))
@@ -155,6 +159,10 @@ enum GenerateCommand {
             "stages": stages.map { ["stage": $0.stage, "seconds": $0.seconds] },
             "image encode": imageEncode,
             "peak rss bytes": Int(usage.ru_maxrss) * 1024,  // Linux reports kilobytes
+            "cpu tier": CPUTier.current.description,
+            "cpu tier supported": CPUTier.supported.description,
+            "cpu model": CPUTier.cpuModel,
+            "blas kernels": BLASKernels.coreName,
         ]
         let json = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
         try writeAtomically([UInt8](json), to: path)

@@ -20,6 +20,11 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 guard let command = arguments.first else { fail("no command\n\(usage)", code: 2) }
+do {
+    try CPUTier.checkEnvironment()
+} catch {
+    fail("\(error)", code: 2)
+}
 switch command {
 case "generate":
     exit(GenerateCommand.run(Array(arguments.dropFirst())))

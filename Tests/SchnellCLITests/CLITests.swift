@@ -19,10 +19,11 @@ final class CLITests: XCTestCase {
 
     struct Run { let status: Int32; let output: String; let errors: String }
 
-    func schnell(_ arguments: [String], in directory: URL? = nil) throws -> Run {
+    func schnell(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> Run {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.currentDirectoryURL = directory ?? Self.repository
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
@@ -164,6 +165,27 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["load"] as? Double), 0)
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(report["image encode"] as? Double), 0)
         XCTAssertGreaterThan(try XCTUnwrap(report["peak rss bytes"] as? Int), 1 << 20)
+    }
+
+    /// SCHNELL_CPU forces a tier, named in the timings JSON beside the CPU's own; a name that is
+    /// no tier stops the command before it loads anything.
+    func testForcedCPUTierIsReportedAndABadOneRefused() throws {
+        let folder = try temporaryFolder()
+        let timings = folder.appendingPathComponent("timings.json")
+        let run = try schnell(["generate", "a cat", "--size", "32x32", "--seed", "1", "--steps", "1", "--quiet",
+                               "-o", folder.appendingPathComponent("cat.png").path, "--timings-json", timings.path],
+                              environment: ["SCHNELL_CPU": "generic"])
+        XCTAssertEqual(run.status, 0, run.errors)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: timings)) as? [String: Any])
+        XCTAssertEqual(report["cpu tier"] as? String, "generic")
+        XCTAssertTrue(["generic", "avx2", "avx512", "avx512bf16"].contains(try XCTUnwrap(report["cpu tier supported"] as? String)))
+        XCTAssertFalse(try XCTUnwrap(report["cpu model"] as? String).isEmpty)
+
+        let bad = try schnell(["generate", "a cat", "--size", "32x32", "-o", folder.appendingPathComponent("no.png").path],
+                              environment: ["SCHNELL_CPU": "avx3"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.errors.contains("SCHNELL_CPU=avx3 is not a tier (use generic, avx2, avx512 or avx512bf16)"), bad.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("no.png").path))
     }
 
     func testBF16PrecisionStaysCloseToFloat32() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Schnell
 import SchnellServer
 import XCTest
 #if canImport(Glibc)
@@ -23,7 +24,9 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(answered.filter { $0 == 200 }.count, generator.requests.count)
         XCTAssertEqual(generator.maxConcurrent, 1)
         XCTAssertLessThan(Date().timeIntervalSince(started), 20)
-        XCTAssertEqual(try client.get("/health").status, 200)
+        let health = try client.get("/health")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertEqual(health.json["cpu_tier"] as? String, CPUTier.current.description, "the kernels' tier is named")
     }
 
     func testQueueFullIsRateLimited() throws {
