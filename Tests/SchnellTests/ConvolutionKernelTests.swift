@@ -1,8 +1,9 @@
 import SchnellKernels
+import Schnell
 import XCTest
 
 /// The image kernels in Kernels/cpu/conv.c against their `_reference` loops, on sizes that are
-/// not multiples of the vector width. Tolerance: relative L2 error 1e-5 (float32 sums in a
+/// not multiples of the vector width, at every CPU tier the machine supports (`atEveryTier`). Tolerance: relative L2 error 1e-5 (float32 sums in a
 /// different order; the references accumulate in double).
 /// The kernels' precision argument, per call.
 private let precisionF32 = Int32(SCHNELL_PRECISION_F32.rawValue), precisionBF16 = Int32(SCHNELL_PRECISION_BF16.rawValue)
@@ -16,7 +17,7 @@ final class ConvolutionKernelTests: XCTestCase {
                              _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(actual.count, expected.count, what, file: file, line: line)
         let error = relativeL2(actual, expected)
-        XCTAssertLessThan(error, tolerance, "\(what): relative L2 error \(error)", file: file, line: line)
+        XCTAssertLessThan(error, tolerance, "\(what) at tier \(CPUTier.current): relative L2 error \(error)", file: file, line: line)
     }
 
     private typealias Convolution = (UnsafePointer<Float>?, UnsafeRawPointer?, Int32, UnsafeRawPointer?, Int32,
@@ -54,47 +55,55 @@ final class ConvolutionKernelTests: XCTestCase {
     }
 
     func testConvolutionMatchesReference() {
-        checkConv(inChannels: 5, height: 13, width: 17, outChannels: 7, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1))
-        checkConv(inChannels: 19, height: 9, width: 23, outChannels: 33, kernel: 1, stride: 1,
-                  padding: (0, 0, 0, 0))
-        checkConv(inChannels: 3, height: 11, width: 6, outChannels: 5, kernel: 3, stride: 1,
-                  padding: (0, 0, 0, 0))
-        checkConv(inChannels: 6, height: 8, width: 5, outChannels: 4, kernel: 5, stride: 1,
-                  padding: (2, 1, 0, 3))
-        checkConv(inChannels: 4, height: 10, width: 14, outChannels: 9, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1), bfloat16Weights: true)
+        atEveryTier { _ in
+            checkConv(inChannels: 5, height: 13, width: 17, outChannels: 7, kernel: 3, stride: 1,
+                      padding: (1, 1, 1, 1))
+            checkConv(inChannels: 19, height: 9, width: 23, outChannels: 33, kernel: 1, stride: 1,
+                      padding: (0, 0, 0, 0))
+            checkConv(inChannels: 3, height: 11, width: 6, outChannels: 5, kernel: 3, stride: 1,
+                      padding: (0, 0, 0, 0))
+            checkConv(inChannels: 6, height: 8, width: 5, outChannels: 4, kernel: 5, stride: 1,
+                      padding: (2, 1, 0, 3))
+            checkConv(inChannels: 4, height: 10, width: 14, outChannels: 9, kernel: 3, stride: 1,
+                      padding: (1, 1, 1, 1), bfloat16Weights: true)
+        }
     }
 
     /// The implicit GEMM's edges: output rows wider than a 64-pixel panel and not a multiple of
     /// it, panels spanning several rows, a depth over two k blocks (576 + 9 > 512 floats,
     /// > 1024 bf16 pairs' worth), output channels not a multiple of the 6-row micro-panel.
     func testImplicitGEMMBlockEdges() {
-        checkConv(inChannels: 65, height: 7, width: 150, outChannels: 13, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1))
-        checkConv(inChannels: 130, height: 5, width: 21, outChannels: 8, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1), bfloat16Weights: true)
-        checkConv(inChannels: 3, height: 300, width: 1, outChannels: 2, kernel: 1, stride: 1,
-                  padding: (0, 0, 0, 0))
+        atEveryTier { _ in
+            checkConv(inChannels: 65, height: 7, width: 150, outChannels: 13, kernel: 3, stride: 1,
+                      padding: (1, 1, 1, 1))
+            checkConv(inChannels: 130, height: 5, width: 21, outChannels: 8, kernel: 3, stride: 1,
+                      padding: (1, 1, 1, 1), bfloat16Weights: true)
+            checkConv(inChannels: 3, height: 300, width: 1, outChannels: 2, kernel: 1, stride: 1,
+                      padding: (0, 0, 0, 0))
+        }
     }
 
     /// The encoder's downsampling: stride 2 with zero padding only at the bottom and right.
     func testStrideTwoWithAsymmetricPadding() {
-        checkConv(inChannels: 6, height: 12, width: 10, outChannels: 6, kernel: 3, stride: 2,
-                  padding: (0, 1, 0, 1))
-        checkConv(inChannels: 5, height: 13, width: 7, outChannels: 3, kernel: 3, stride: 2,
-                  padding: (0, 1, 0, 1))
-        checkConv(inChannels: 2, height: 9, width: 11, outChannels: 4, kernel: 2, stride: 2,
-                  padding: (1, 0, 1, 0))
-        checkConv(inChannels: 4, height: 140, width: 140, outChannels: 7, kernel: 3, stride: 2,
-                  padding: (0, 1, 0, 1))
+        atEveryTier { _ in
+            checkConv(inChannels: 6, height: 12, width: 10, outChannels: 6, kernel: 3, stride: 2,
+                      padding: (0, 1, 0, 1))
+            checkConv(inChannels: 5, height: 13, width: 7, outChannels: 3, kernel: 3, stride: 2,
+                      padding: (0, 1, 0, 1))
+            checkConv(inChannels: 2, height: 9, width: 11, outChannels: 4, kernel: 2, stride: 2,
+                      padding: (1, 0, 1, 0))
+            checkConv(inChannels: 4, height: 140, width: 140, outChannels: 7, kernel: 3, stride: 2,
+                      padding: (0, 1, 0, 1))
+        }
     }
 
     /// A column matrix larger than the sgemm path's 64 MB scratch bound (1152 x 70 x 400 floats
     /// = 129 MB), so that path computes the output in bands of 36 rows.
     func testConvolutionInBands() {
-        checkConv(inChannels: 128, height: 70, width: 400, outChannels: 2, kernel: 3, stride: 1,
-                  padding: (1, 1, 1, 1), paths: [("sgemm", schnell_conv2d_sgemm)])
+        atEveryTier { _ in
+            checkConv(inChannels: 128, height: 70, width: 400, outChannels: 2, kernel: 3, stride: 1,
+                      padding: (1, 1, 1, 1), paths: [("sgemm", schnell_conv2d_sgemm)])
+        }
     }
 
     /// 3x3 convolutions whose width is a multiple of 32 take Winograd F(2x2, 3x3)
@@ -129,9 +138,11 @@ final class ConvolutionKernelTests: XCTestCase {
     }
 
     func testWinogradMatchesReference() {
-        for (inChannels, height, width, outChannels) in Self.winogradSizes {
-            checkWinograd(inChannels: inChannels, height: height, width: width, outChannels: outChannels,
-                          bf16Activations: false)
+        atEveryTier { _ in
+            for (inChannels, height, width, outChannels) in Self.winogradSizes {
+                checkWinograd(inChannels: inChannels, height: height, width: width, outChannels: outChannels,
+                              bf16Activations: false)
+            }
         }
     }
 
@@ -212,17 +223,19 @@ final class ConvolutionKernelTests: XCTestCase {
     }
 
     func testUpsampledConvolutionMatchesUpsampleThenConvolution() {
-        for (channels, height, width, outChannels, kernel) in
-            [(5, 4, 7, 3, 3), (6, 3, 40, 7, 3), (2, 2, 1, 2, 3), (3, 4, 36, 5, 5), (4, 3, 20, 6, 1)] {
-            checkUpsampledConvolution(channels: channels, height: height, width: width, outChannels: outChannels,
-                                      kernel: kernel, bf16Activations: false)
+        atEveryTier { _ in
+            for (channels, height, width, outChannels, kernel) in
+                [(5, 4, 7, 3, 3), (6, 3, 40, 7, 3), (2, 2, 1, 2, 3), (3, 4, 36, 5, 5), (4, 3, 20, 6, 1)] {
+                checkUpsampledConvolution(channels: channels, height: height, width: width, outChannels: outChannels,
+                                          kernel: kernel, bf16Activations: false)
+            }
+            let f32 = Int32(SCHNELL_F32.rawValue)
+            var odd = schnell_conv2d_shape(in_channels: 1, height: 5, width: 4, out_channels: 1, kernel_h: 1,
+                                           kernel_w: 1, stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0)
+            var output = [Float](repeating: 0, count: 20)
+            XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd, precisionF32), -2,
+                           "an odd upsampled height is refused")
         }
-        let f32 = Int32(SCHNELL_F32.rawValue)
-        var odd = schnell_conv2d_shape(in_channels: 1, height: 5, width: 4, out_channels: 1, kernel_h: 1,
-                                       kernel_w: 1, stride: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0)
-        var output = [Float](repeating: 0, count: 20)
-        XCTAssertEqual(schnell_conv2d_upsampled([1, 2, 3, 4, 5, 6], [Float(1)], f32, nil, f32, &output, &odd, precisionF32), -2,
-                       "an odd upsampled height is refused")
     }
 
     func testUpsampledConvolutionBF16MatchesUpsampleThenConvolution() throws {
@@ -234,61 +247,67 @@ final class ConvolutionKernelTests: XCTestCase {
     }
 
     func testGroupNormMatchesReference() {
-        for (channels, spatial, groups, silu) in [(12, 37, 4, false), (32, 5 * 7, 8, true),
-                                                  (6, 1030, 3, true), (5, 3, 5, false)] {
-            let x = randomFloats(channels * spatial).map { $0 * 3 + 0.5 }
-            let weight = randomFloats(channels), bias = randomFloats(channels)
-            var fast = [Float](repeating: .nan, count: x.count), reference = fast
-            schnell_group_norm(x, &fast, channels, spatial, groups, 1e-6, weight, bias, silu ? 1 : 0)
-            schnell_group_norm_reference(x, &reference, channels, spatial, groups, 1e-6, weight, bias,
-                                         silu ? 1 : 0)
-            assertClose(fast, reference, "group norm C=\(channels) HW=\(spatial) G=\(groups) silu=\(silu)")
-            var inPlace = x
-            inPlace.withUnsafeMutableBufferPointer { buffer in
-                schnell_group_norm(buffer.baseAddress, buffer.baseAddress, channels, spatial, groups, 1e-6, weight, bias,
-                                   silu ? 1 : 0)
+        atEveryTier { _ in
+            for (channels, spatial, groups, silu) in [(12, 37, 4, false), (32, 5 * 7, 8, true),
+                                                      (6, 1030, 3, true), (5, 3, 5, false)] {
+                let x = randomFloats(channels * spatial).map { $0 * 3 + 0.5 }
+                let weight = randomFloats(channels), bias = randomFloats(channels)
+                var fast = [Float](repeating: .nan, count: x.count), reference = fast
+                schnell_group_norm(x, &fast, channels, spatial, groups, 1e-6, weight, bias, silu ? 1 : 0)
+                schnell_group_norm_reference(x, &reference, channels, spatial, groups, 1e-6, weight, bias,
+                                             silu ? 1 : 0)
+                assertClose(fast, reference, "group norm C=\(channels) HW=\(spatial) G=\(groups) silu=\(silu)")
+                var inPlace = x
+                inPlace.withUnsafeMutableBufferPointer { buffer in
+                    schnell_group_norm(buffer.baseAddress, buffer.baseAddress, channels, spatial, groups, 1e-6, weight, bias,
+                                       silu ? 1 : 0)
+                }
+                XCTAssertEqual(inPlace, fast, "in place, the same values as out of place")
+                var plain = [Float](repeating: .nan, count: x.count)
+                schnell_group_norm(x, &plain, channels, spatial, groups, 1e-6, nil, nil, 0)
+                let perGroup = channels / groups * spatial
+                let firstGroup = plain[0..<perGroup]
+                let mean = firstGroup.reduce(0, +) / Float(perGroup)
+                XCTAssertEqual(mean, 0, accuracy: 1e-5, "a normalised group has mean 0")
             }
-            XCTAssertEqual(inPlace, fast, "in place, the same values as out of place")
-            var plain = [Float](repeating: .nan, count: x.count)
-            schnell_group_norm(x, &plain, channels, spatial, groups, 1e-6, nil, nil, 0)
-            let perGroup = channels / groups * spatial
-            let firstGroup = plain[0..<perGroup]
-            let mean = firstGroup.reduce(0, +) / Float(perGroup)
-            XCTAssertEqual(mean, 0, accuracy: 1e-5, "a normalised group has mean 0")
+            // The one-pass variance is taken about the mean of a group's first 1,024 values. Group 0:
+            // those sit near 0, the rest near 300. Group 1: every value is 300 +- 0.01, where moments
+            // about 0 in float would cancel every digit of the variance.
+            let (channels, spatial) = (4, 2500)
+            let x = randomFloats(channels * spatial).enumerated().map { index, value -> Float in
+                if index >= 5000 { return 300 + value * 0.01 }
+                return index < 1024 ? value : 300 + value * 0.1
+            }
+            var fast = [Float](repeating: .nan, count: x.count), reference = fast
+            schnell_group_norm(x, &fast, channels, spatial, 2, 1e-6, nil, nil, 0)
+            schnell_group_norm_reference(x, &reference, channels, spatial, 2, 1e-6, nil, nil, 0)
+            assertClose(fast, reference, "group norm of groups far from zero")
         }
-        // The one-pass variance is taken about the mean of a group's first 1,024 values. Group 0:
-        // those sit near 0, the rest near 300. Group 1: every value is 300 +- 0.01, where moments
-        // about 0 in float would cancel every digit of the variance.
-        let (channels, spatial) = (4, 2500)
-        let x = randomFloats(channels * spatial).enumerated().map { index, value -> Float in
-            if index >= 5000 { return 300 + value * 0.01 }
-            return index < 1024 ? value : 300 + value * 0.1
-        }
-        var fast = [Float](repeating: .nan, count: x.count), reference = fast
-        schnell_group_norm(x, &fast, channels, spatial, 2, 1e-6, nil, nil, 0)
-        schnell_group_norm_reference(x, &reference, channels, spatial, 2, 1e-6, nil, nil, 0)
-        assertClose(fast, reference, "group norm of groups far from zero")
     }
 
     func testUpsampleMatchesReference() {
-        for (channels, height, width) in [(3, 5, 7), (2, 1, 17), (4, 6, 33)] {
-            let x = randomFloats(channels * height * width)
-            var fast = [Float](repeating: .nan, count: x.count * 4), reference = fast
-            schnell_upsample_nearest2x(x, &fast, channels, height, width)
-            schnell_upsample_nearest2x_reference(x, &reference, channels, height, width)
-            XCTAssertEqual(fast, reference, "upsample \(channels)x\(height)x\(width) is exact")
-            XCTAssertEqual(fast[2 * width * 2 + 1], x[width], "output (row 2, column 1) = input (1, 0)")
+        atEveryTier { _ in
+            for (channels, height, width) in [(3, 5, 7), (2, 1, 17), (4, 6, 33)] {
+                let x = randomFloats(channels * height * width)
+                var fast = [Float](repeating: .nan, count: x.count * 4), reference = fast
+                schnell_upsample_nearest2x(x, &fast, channels, height, width)
+                schnell_upsample_nearest2x_reference(x, &reference, channels, height, width)
+                XCTAssertEqual(fast, reference, "upsample \(channels)x\(height)x\(width) is exact")
+                XCTAssertEqual(fast[2 * width * 2 + 1], x[width], "output (row 2, column 1) = input (1, 0)")
+            }
         }
     }
 
     func testTransposeMatchesReference() {
-        for (rows, width, stride) in [(37, 70, 70), (5, 3, 9), (64, 33, 40)] {
-            let x = randomFloats(rows * stride)
-            var fast = [Float](repeating: .nan, count: rows * width), reference = fast
-            schnell_transpose(x, stride, &fast, rows, width)
-            schnell_transpose_reference(x, stride, &reference, rows, width)
-            XCTAssertEqual(fast, reference, "transpose \(rows)x\(width) is exact")
-            XCTAssertEqual(fast[1 * rows + 2], x[2 * stride + 1])
+        atEveryTier { _ in
+            for (rows, width, stride) in [(37, 70, 70), (5, 3, 9), (64, 33, 40)] {
+                let x = randomFloats(rows * stride)
+                var fast = [Float](repeating: .nan, count: rows * width), reference = fast
+                schnell_transpose(x, stride, &fast, rows, width)
+                schnell_transpose_reference(x, stride, &reference, rows, width)
+                XCTAssertEqual(fast, reference, "transpose \(rows)x\(width) is exact")
+                XCTAssertEqual(fast[1 * rows + 2], x[2 * stride + 1])
+            }
         }
     }
 }

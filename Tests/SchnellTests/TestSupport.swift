@@ -32,6 +32,17 @@ func requireAVX512BF16(for what: String) throws {
     }
 }
 
+/// Runs `body` at every CPU tier this machine supports, lowest first, then goes back to the tier
+/// that was in use. `CPUTierTests` reports the tiers the machine lacks as skipped.
+func atEveryTier(_ body: (CPUTier) throws -> Void) rethrows {
+    let saved = CPUTier.current
+    defer { try? CPUTier.use(saved) }
+    for tier in CPUTier.allCases where tier.rawValue <= CPUTier.supported.rawValue {
+        XCTAssertNoThrow(try CPUTier.use(tier))
+        try body(tier)
+    }
+}
+
 /// Deterministic pseudo-random floats in [-1, 1) for kernel tests.
 struct TestRandom {
     var state: UInt64
