@@ -3,7 +3,7 @@
 seed and sizes: per-stage medians, peak RSS, start-up time and image agreement.
 
     python3 Benchmarks/compare_diffusers.py [--sizes 512 1024] [--runs 3] [--config mid] [--write-results]
-                                            [--baseline OTHER/.build/release/schnell]
+                                            [--baseline OTHER/.build/release/schnell] [--tiers avx2 avx512bf16]
 
 It builds (once, cached under Benchmarks/work/models/) a random-weight pipeline with the real
 FLUX.1 architecture at a width this machine can run, in the diffusers folder layout with float32
@@ -12,7 +12,12 @@ that configuration. The torch side runs in diffusers_worker.py under --python (d
 in Benchmarks/work/venv with the pinned torch, diffusers and transformers, made when missing).
 Every generation runs in a fresh process, so each peak RSS is that system's alone. --baseline runs
 a second Schnell binary (a release build of an earlier commit, say) on the same cases in the same
-sitting and adds a before/after table per size. This script itself needs only the standard library.
+sitting and adds a before/after table per size. --tiers runs both systems once per CPU tier, as a
+machine with only that tier would: Schnell with SCHNELL_CPU=<tier> and OpenBLAS's kernels for it
+(OPENBLAS_CORETYPE), torch with its own switches capped at the same instruction set
+(ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); diffusers bf16 runs only at
+the AVX512-BF16 tier (without native bf16 it takes many minutes an image), and below it Schnell's
+bf16 column is compared with diffusers float32. This script itself needs only the standard library.
 It is not run in CI.
 """
 import argparse
@@ -34,6 +39,18 @@ WORK = os.path.join(HERE, "work")
 WORKER = os.path.join(HERE, "diffusers_worker.py")
 SCHNELL = os.path.join(ROOT, ".build", "release", "schnell")
 PINS = ["torch==2.15.0", "diffusers==0.42.1", "transformers==5.23.0", "pillow", "numpy"]
+
+# Per tier: what OpenBLAS and torch are told, so that both run as on a CPU with only that tier.
+# None: that library's own choice (the CPU's best).
+TIERS = {
+    "generic": dict(openblas="Prescott", torch=dict(ATEN_CPU_CAPABILITY="default", MKL_ENABLE_INSTRUCTIONS="SSE4_2",
+                                                     ONEDNN_MAX_CPU_ISA="SSE41")),
+    "avx2": dict(openblas="Haswell", torch=dict(ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2",
+                                                ONEDNN_MAX_CPU_ISA="AVX2")),
+    "avx512": dict(openblas="SkylakeX", torch=dict(ATEN_CPU_CAPABILITY="avx512", MKL_ENABLE_INSTRUCTIONS="AVX512",
+                                                   ONEDNN_MAX_CPU_ISA="AVX512_CORE")),
+    "avx512bf16": dict(openblas=None, torch={}),
+}
 
 # "mid": FLUX.1's block structure at hidden 1536 (12 heads x 128), CLIP-L at its real size,
 # a 4-layer T5 at d_model 1024 and FLUX.1's real VAE. "small" is for checking the script.
@@ -75,6 +92,8 @@ def parse_arguments():
     parser.add_argument("--rebuild", action="store_true", help="rebuild the random model even if it is cached")
     parser.add_argument("--write-results", action="store_true", help="append the Markdown section to Benchmarks/RESULTS.md")
     parser.add_argument("--baseline", help="another schnell binary to run on the same cases (before/after)")
+    parser.add_argument("--tiers", nargs="+", choices=list(TIERS),
+                        help="run both systems at each of these CPU tiers (default: each at the CPU's best, unrestricted)")
     args = parser.parse_args()
 
     config = dict(PRESETS[args.config], seed=args.model_seed)
@@ -169,12 +188,22 @@ def openblas_kernels(env):
     return result.stdout.strip() if result.returncode == 0 else "unknown (libopenblas.so.0 not loadable)"
 
 
-def run_diffusers(python, model, dtype, size, runs, args, output):
+def tier_environments(env, tier):
+    """(Schnell's, torch's) environments for a tier (None: unrestricted)."""
+    if tier is None:
+        return env, None
+    schnell = dict(env, SCHNELL_CPU=tier)
+    if TIERS[tier]["openblas"]:
+        schnell["OPENBLAS_CORETYPE"] = TIERS[tier]["openblas"]
+    return schnell, dict(os.environ, **TIERS[tier]["torch"])
+
+
+def run_diffusers(python, model, dtype, size, runs, args, output, env=None):
     result_path = output + ".json"
     request = dict(dtype=dtype, threads=args.threads, prompt=args.prompt, seed=args.seed, size=size, steps=args.steps,
                    max_sequence_length=args.max_sequence_length, runs=runs, output=output, result=result_path)
     start = time.time()
-    run([python, WORKER, "generate", model, json.dumps(request)])
+    run([python, WORKER, "generate", model, json.dumps(request)], env=env)
     with open(result_path) as f:
         report = json.load(f)
     report["start-up"] = report["first image at"] - start
@@ -199,8 +228,10 @@ def run_schnell(model, size, runs, args, env, extra, output, binary=SCHNELL):
         stages = {entry["stage"]: entry["seconds"] for entry in timings["stages"]}
         stages["image encode"] = timings["image encode"]
         stages["end to end"] = sum(stages.values())
-        reports.append(dict(load=timings["load"], stages=stages, wall=wall, peak=timings["peak rss bytes"]))
+        reports.append(dict(load=timings["load"], stages=stages, wall=wall, peak=timings["peak rss bytes"],
+                            tier=timings.get("cpu tier", "?"), blas=timings.get("blas kernels", "?")))
     return dict(load=statistics.median(r["load"] for r in reports), runs=[r["stages"] for r in reports],
+                tier=reports[0]["tier"], blas=reports[0]["blas"],
                 **{"start-up": reports[0]["wall"], "peak rss bytes": max(r["peak"] for r in reports)})
 
 
@@ -213,7 +244,8 @@ def machine_description(env):
     family = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("cpu family")), "?")
     flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     memory_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    features = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
+    features = ", ".join(f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
+                                     "avx512_vnni", "amx_bf16") if f in flags)
     return (f"{os.cpu_count()} cores of {model_name} (family {family}; {features}), "
             f"{memory_kb / 2**20:.1f} GiB RAM, {platform.platform()}, OpenBLAS kernels for Schnell: {openblas_kernels(env)}")
 
@@ -260,11 +292,20 @@ def runs_text(runs):
     return f"median of {runs} run{'s' if runs > 1 else ''}"
 
 
-def size_table(size, runs, results, schnell_bf16_label):
-    """Schnell against diffusers; ratio = diffusers / Schnell."""
-    pairs = [("diffusers f32", "diffusers f32", "schnell f32", "Schnell f32"),
-             ("diffusers bf16", "diffusers bf16", "schnell bf16", f"Schnell {schnell_bf16_label}")]
-    return stage_table(f"### {size}×{size}, {runs_text(runs)} (seconds)", pairs, results, load_average=True)
+def size_table(size, runs, results, schnell_bf16_label, tier=None):
+    """Schnell against diffusers; ratio = diffusers / Schnell. Without diffusers bf16, Schnell's
+    bf16 column is set against diffusers float32 and, in a third pair, against Schnell float32."""
+    if "diffusers bf16" in results:
+        pairs = [("diffusers f32", "diffusers f32", "schnell f32", "Schnell f32"),
+                 ("diffusers bf16", "diffusers bf16", "schnell bf16", f"Schnell {schnell_bf16_label}")]
+    else:
+        pairs = [("diffusers f32", "diffusers f32", "schnell f32", "Schnell f32"),
+                 ("diffusers f32", "diffusers f32", "schnell bf16", f"Schnell {schnell_bf16_label}"),
+                 ("schnell f32", "Schnell f32", "schnell bf16", f"Schnell {schnell_bf16_label}")]
+    at = "" if tier is None else (f", CPU tier {tier} (Schnell: SCHNELL_CPU={results['schnell f32']['tier']}, "
+                                  f"OpenBLAS {results['schnell f32']['blas']}; torch: "
+                                  + (", ".join(f"{k}={v}" for k, v in TIERS[tier]["torch"].items()) or "unrestricted") + ")")
+    return stage_table(f"### {size}×{size}{at}, {runs_text(runs)} (seconds)", pairs, results, load_average=True)
 
 
 def baseline_table(size, runs, results):
@@ -289,35 +330,47 @@ def main():
     os.makedirs(outputs, exist_ok=True)
 
     sections, agreement = [], []
+    tiers = args.tiers or [None]
     for size in args.sizes:
-        results = {}
-        for dtype, torch_dtype in (("f32", "float32"), ("bf16", "bfloat16")):
-            output = os.path.join(outputs, f"diffusers-{dtype}-{size}.png")
-            print(f"{size}x{size} diffusers {dtype}: {args.runs} runs", flush=True)
-            load_average = os.getloadavg()[0]
-            results[f"diffusers {dtype}"] = run_diffusers(python, os.path.join(folder, dtype), torch_dtype, size,
-                                                         args.runs, args, output)
-            results[f"diffusers {dtype}"]["load average"] = load_average
-        for dtype, extra in (("f32", []), ("bf16", bf16_extra)):
-            output = os.path.join(outputs, f"schnell-{dtype}-{size}.png")
-            print(f"{size}x{size} Schnell {dtype}: {args.runs} runs", flush=True)
-            load_average = os.getloadavg()[0]
-            results[f"schnell {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, env, extra, output)
-            results[f"schnell {dtype}"]["load average"] = load_average
+        for tier in tiers:
+            schnell_env, torch_env = tier_environments(env, tier)
+            label = "" if tier is None else f" [{tier}]"
+            suffix = f"{size}" if tier is None else f"{size}-{tier}"
+            results = {}
+            # diffusers' bf16 without native bf16 instructions takes many minutes an image.
+            torch_dtypes = [("f32", "float32"), ("bf16", "bfloat16")] if tier in (None, "avx512bf16") else [("f32", "float32")]
+            for dtype, torch_dtype in torch_dtypes:
+                output = os.path.join(outputs, f"diffusers-{dtype}-{suffix}.png")
+                print(f"{size}x{size}{label} diffusers {dtype}: {args.runs} runs", flush=True)
+                load_average = os.getloadavg()[0]
+                results[f"diffusers {dtype}"] = run_diffusers(python, os.path.join(folder, dtype), torch_dtype, size,
+                                                             args.runs, args, output, torch_env)
+                results[f"diffusers {dtype}"]["load average"] = load_average
+            for dtype, extra in (("f32", []), ("bf16", bf16_extra)):
+                output = os.path.join(outputs, f"schnell-{dtype}-{suffix}.png")
+                print(f"{size}x{size}{label} Schnell {dtype}: {args.runs} runs", flush=True)
+                load_average = os.getloadavg()[0]
+                results[f"schnell {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, schnell_env,
+                                                         extra, output)
+                results[f"schnell {dtype}"]["load average"] = load_average
+                if args.baseline:
+                    print(f"{size}x{size}{label} baseline {dtype}: {args.runs} runs", flush=True)
+                    results[f"baseline {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args,
+                                                              schnell_env, extra,
+                                                              os.path.join(outputs, f"baseline-{dtype}-{suffix}.png"),
+                                                              args.baseline)
+            reference = os.path.join(outputs, f"diffusers-f32-{suffix}.png")
+            f32 = compare_images(python, reference, os.path.join(outputs, f"schnell-f32-{suffix}.png"))
+            bf16 = compare_images(python, reference, os.path.join(outputs, f"schnell-bf16-{suffix}.png"))
+            torch_bf16 = (compare_images(python, reference, os.path.join(outputs, f"diffusers-bf16-{suffix}.png"))
+                          if "diffusers bf16" in results else None)
+            agreement.append(
+                f"| {size}×{size}{label} | {f32['max abs']:.0f}/255 ({'pass' if f32['max abs'] <= 2 else 'FAIL'}, ≤ 2) "
+                f"| {bf16['psnr']:.1f} dB ({'pass' if bf16['psnr'] >= 30 else 'below'} 30) | "
+                + (f"{torch_bf16['psnr']:.1f} dB |" if torch_bf16 else "not run at this tier |"))
+            sections += size_table(size, args.runs, results, bf16_label, tier) + [""]
             if args.baseline:
-                print(f"{size}x{size} baseline {dtype}: {args.runs} runs", flush=True)
-                results[f"baseline {dtype}"] = run_schnell(os.path.join(folder, dtype), size, args.runs, args, env, extra,
-                                                          os.path.join(outputs, f"baseline-{dtype}-{size}.png"), args.baseline)
-        reference = os.path.join(outputs, f"diffusers-f32-{size}.png")
-        f32 = compare_images(python, reference, os.path.join(outputs, f"schnell-f32-{size}.png"))
-        bf16 = compare_images(python, reference, os.path.join(outputs, f"schnell-bf16-{size}.png"))
-        torch_bf16 = compare_images(python, reference, os.path.join(outputs, f"diffusers-bf16-{size}.png"))
-        agreement.append(
-            f"| {size}×{size} | {f32['max abs']:.0f}/255 ({'pass' if f32['max abs'] <= 2 else 'FAIL'}, ≤ 2) "
-            f"| {bf16['psnr']:.1f} dB ({'pass' if bf16['psnr'] >= 30 else 'below'} 30) | {torch_bf16['psnr']:.1f} dB |")
-        sections += size_table(size, args.runs, results, bf16_label) + [""]
-        if args.baseline:
-            sections += baseline_table(size, args.runs, results) + [""]
+                sections += baseline_table(size, args.runs, results) + [""]
 
     tiny_size = min(args.sizes)
     print(f"start-up with the bundled tiny model at {tiny_size}x{tiny_size}", flush=True)
