@@ -14,7 +14,9 @@
 // Work items are 64 consecutive tiles (one micro-kernel panel); transforms run on 16 tiles of one
 // tile row at a time, so the output width must be a multiple of 32. Input channels are taken 256
 // at a time: V for them (16 x 256 x 64 x 4 B = 1 MB in float32, half that in bf16) stays in L2
-// while the 16 products accumulate into M (16 x Cout x 64 floats).
+// while the 16 products accumulate into M (16 x Cout x 64 floats). That is the AVX-512 tier; the
+// filter transform and the entry below serve the AVX2 tier too, whose items
+// (conv_winograd_avx2.c) transform 8 tiles at a time (a width multiple of 16).
 //
 // In float32 the result differs from the direct sum by rounding only (the tests bound it as
 // tightly as the direct convolution). Rounding V and U to bf16 loses a little more than the
@@ -28,8 +30,9 @@
 enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, CHUNK = 256, GROUP = 16 };
 
 int schnell_winograd_applies(const schnell_conv2d_shape *s) {
+    size_t width_multiple = schnell_cpu_level() >= SCHNELL_CPU_AVX512 ? 2 * GROUP : 2 * SCHNELL_WINOGRAD_AVX2_GROUP;
     return s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 && s->pad_bottom == 1 &&
-           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % 32 == 0 && s->height > 0;
+           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % width_multiple == 0 && s->height > 0;
 }
 
 typedef struct {
@@ -66,18 +69,6 @@ static void transform_filters(void *context, size_t begin, size_t end) {
         }
     }
 }
-
-typedef struct {
-    const float *x;
-    const schnell_conv2d_shape *s;
-    const void *u;          // [16][Cout][Cin], bf16 or float32
-    int bf16;
-    const float *bias;      // [Cout] or NULL
-    float *y;
-    size_t tile_rows, tile_columns, tiles;
-    char *scratch;          // per worker: V (CHUNK channels), then M
-    size_t scratch_bytes;
-} winograd_job;
 
 // 16 tiles of one tile row, from tile row ti and tile column tj, and which lanes of the four
 // loads of a patch row (columns 2tj - 1 + {0, 16, 2, 18} onwards) lie inside the image.
@@ -229,7 +220,9 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
                             const schnell_conv2d_shape *s) {
     size_t cin = s->in_channels, cout = s->out_channels;
     size_t workers = (size_t)schnell_threads();
-    size_t scratch_bytes = (size_t)16 * CHUNK * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
+    int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
+    size_t v_bytes = avx512 ? (size_t)16 * CHUNK * NR * 4 : (size_t)16 * SCHNELL_WINOGRAD_AVX2_CHUNK * SCHNELL_WINOGRAD_ITEM * 4;
+    size_t scratch_bytes = v_bytes + (size_t)16 * cout * SCHNELL_WINOGRAD_ITEM * sizeof(float);
     float *owned;
     const float *w = schnell_as_f32(weight, bf16 ? SCHNELL_BF16 : SCHNELL_F32, cout * cin * 9, &owned);
     void *u = malloc((size_t)16 * cout * cin * (bf16 ? sizeof(uint16_t) : sizeof(float)));
@@ -246,7 +239,8 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
     size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
     winograd_job job = {x, s, u, bf16, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch,
                         scratch_bytes};
-    schnell_parallel_for((job.tiles + NR - 1) / NR, 1, winograd_items, &job);
+    schnell_parallel_for((job.tiles + SCHNELL_WINOGRAD_ITEM - 1) / SCHNELL_WINOGRAD_ITEM, 1,
+                         avx512 ? winograd_items : schnell_winograd_items_avx2, &job);
     free(u);
     free(scratch);
     return 0;
