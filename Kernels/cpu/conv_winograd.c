@@ -38,14 +38,23 @@ int schnell_winograd_applies(const schnell_conv2d_shape *s) {
 typedef struct {
     const float *weight;  // [Cout][Cin][3][3]
     int bf16;
-    size_t filters;
-    void *u;              // [16][Cout][Cin], bf16 on the bf16 path, else float32
+    size_t filters, in_channels, chunk;
+    void *u;              // bf16 on the bf16 path, else float32: see transform_filters
 } filter_job;
 
-// U[xi][co][ci] = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path).
+// U = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path). With job->chunk 0,
+// U[xi][co][ci]; else U[xi] is cut into chunks of `chunk` input channels, each [Cout][kc]
+// (kc = chunk, less in the last), so that a micro-kernel's 6 rows of U are one contiguous run.
 static void transform_filters(void *context, size_t begin, size_t end) {
     const filter_job *job = context;
+    size_t cin = job->in_channels;
     for (size_t f = begin; f < end; f++) {
+        size_t at = f;
+        if (job->chunk) {
+            size_t co = f / cin, ci = f % cin, c0 = ci - ci % job->chunk;
+            size_t kc = cin - c0 < job->chunk ? cin - c0 : job->chunk;
+            at = c0 * (job->filters / cin) + co * kc + ci - c0;
+        }
         const float *g = job->weight + f * 9;
         float gg[4][3], values[16];
         for (int c = 0; c < 3; c++) {
@@ -63,9 +72,9 @@ static void transform_filters(void *context, size_t begin, size_t end) {
         if (job->bf16) {
             uint16_t rounded[16];
             schnell_f32_to_bf16(values, rounded, 16);
-            for (int xi = 0; xi < 16; xi++) ((uint16_t *)job->u)[(size_t)xi * job->filters + f] = rounded[xi];
+            for (int xi = 0; xi < 16; xi++) ((uint16_t *)job->u)[(size_t)xi * job->filters + at] = rounded[xi];
         } else {
-            for (int xi = 0; xi < 16; xi++) ((float *)job->u)[(size_t)xi * job->filters + f] = values[xi];
+            for (int xi = 0; xi < 16; xi++) ((float *)job->u)[(size_t)xi * job->filters + at] = values[xi];
         }
     }
 }
@@ -221,8 +230,13 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
     size_t cin = s->in_channels, cout = s->out_channels;
     size_t workers = (size_t)schnell_threads();
     int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
-    size_t v_bytes = avx512 ? (size_t)16 * CHUNK * NR * 4 : (size_t)16 * SCHNELL_WINOGRAD_AVX2_CHUNK * SCHNELL_WINOGRAD_ITEM * 4;
-    size_t scratch_bytes = v_bytes + (size_t)16 * cout * SCHNELL_WINOGRAD_ITEM * sizeof(float);
+    // Per worker: V of one chunk of channels, then M [16][Cout][tiles of an item].
+    // AVX2: U streams from memory once per item when it outgrows the caches (16 MB at 512
+    // channels), so there twice the tiles per item halve that traffic, at twice the size of M.
+    size_t u_bytes = (size_t)16 * cout * cin * sizeof(float);
+    size_t item = avx512 ? NR : u_bytes > ((size_t)8 << 20) ? SCHNELL_WINOGRAD_AVX2_MAX_ITEM : 64;
+    size_t chunk = avx512 ? CHUNK : SCHNELL_WINOGRAD_AVX2_CHUNK;
+    size_t scratch_bytes = (size_t)16 * (chunk + cout) * item * sizeof(float);
     float *owned;
     const float *w = schnell_as_f32(weight, bf16 ? SCHNELL_BF16 : SCHNELL_F32, cout * cin * 9, &owned);
     void *u = malloc((size_t)16 * cout * cin * (bf16 ? sizeof(uint16_t) : sizeof(float)));
@@ -233,13 +247,13 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
         free(scratch);
         return -1;
     }
-    filter_job filters = {w, bf16, cout * cin, u};
+    filter_job filters = {w, bf16, cout * cin, cin, avx512 ? 0 : SCHNELL_WINOGRAD_AVX2_CHUNK, u};
     schnell_parallel_for(cout * cin, 256, transform_filters, &filters);
     free(owned);
     size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
     winograd_job job = {x, s, u, bf16, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch,
-                        scratch_bytes};
-    schnell_parallel_for((job.tiles + SCHNELL_WINOGRAD_ITEM - 1) / SCHNELL_WINOGRAD_ITEM, 1,
+                        scratch_bytes, item};
+    schnell_parallel_for((job.tiles + item - 1) / item, 1,
                          avx512 ? winograd_items : schnell_winograd_items_avx2, &job);
     free(u);
     free(scratch);

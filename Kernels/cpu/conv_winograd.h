@@ -21,19 +21,20 @@ int schnell_winograd_applies(const schnell_conv2d_shape *shape);
 int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const float *bias, float *y,
                             const schnell_conv2d_shape *shape);
 
-// Shared by the tiers' parts: work items are SCHNELL_WINOGRAD_ITEM consecutive tiles.
-enum { SCHNELL_WINOGRAD_ITEM = 64, SCHNELL_WINOGRAD_AVX2_GROUP = 8, SCHNELL_WINOGRAD_AVX2_CHUNK = 128 };
+// The AVX2 tier's work items: 64 or 128 consecutive tiles (winograd_job.item_tiles), transformed
+// GROUP at a time, input channels CHUNK at a time.
+enum { SCHNELL_WINOGRAD_AVX2_MAX_ITEM = 128, SCHNELL_WINOGRAD_AVX2_GROUP = 8, SCHNELL_WINOGRAD_AVX2_CHUNK = 128 };
 
 typedef struct {
     const float *x;
     const schnell_conv2d_shape *s;
-    const void *u;          // [16][Cout][Cin], bf16 or float32
+    const void *u;          // [16][Cout][Cin] (AVX2: in chunks of Cin), bf16 or float32
     int bf16;
     const float *bias;      // [Cout] or NULL
     float *y;
     size_t tile_rows, tile_columns, tiles;
-    char *scratch;          // per worker: V (one chunk of channels), then M [16][Cout][64]
-    size_t scratch_bytes;
+    char *scratch;          // per worker: V (one chunk of channels), then M [16][Cout][item_tiles]
+    size_t scratch_bytes, item_tiles;
 } winograd_job;
 
 // The AVX2 tier's work items (float32): V of SCHNELL_WINOGRAD_AVX2_CHUNK channels, then M.

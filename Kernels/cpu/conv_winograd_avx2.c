@@ -1,11 +1,14 @@
-// Winograd F(2x2, 3x3) on AVX2+FMA, float32: the work items of conv_winograd.c's path (same U,
-// same transforms; see there), with 8-lane transforms and the 6 x 16 AVX2 micro-kernel.
+// Winograd F(2x2, 3x3) on AVX2+FMA, float32: the work items of conv_winograd.c's path (same
+// transforms; see there), with 8-lane transforms and the 6 x 16 AVX2 micro-kernel.
 //
-// Layouts, per work item of 64 consecutive tiles (four 16-column micro-panels):
+// Layouts, per work item of item_tiles (64, or 128 when U outgrows the caches) consecutive tiles,
+// that is 4 or 8 micro-panels of 16 columns:
+//   U   [16][chunk][Cout][kc] (transform_filters with a chunk): the 6 rows of U one micro-kernel
+//       call reads are one contiguous run, fetched ahead while the previous 6 rows run.
 //   V   [xi][micro-panel][channel][16] for a chunk of 128 input channels: each product's B panel
-//       (128 x 16 floats, 8 KB) is contiguous; a position's four panels (32 KB) stay in L2
+//       (128 x 16 floats, 8 KB) is contiguous; a position's panels (32 or 64 KB) stay in L2
 //       while every 6-row block of U[xi] meets them.
-//   M   [xi][Cout][64], as on AVX-512.
+//   M   [xi][Cout][item_tiles].
 //
 // Transforms run on 8 tiles of one tile row (one ymm lane per tile), so the width must be a
 // multiple of 16. A patch row's even and odd columns are split with in-lane shuffles only, which
@@ -16,8 +19,8 @@
 #include "conv_winograd.h"
 #include "dispatch.h"
 
-enum { MR = SCHNELL_F32_MR, NR = SCHNELL_AVX2_F32_NR, ITEM = SCHNELL_WINOGRAD_ITEM };
-enum { GROUP = SCHNELL_WINOGRAD_AVX2_GROUP, CHUNK = SCHNELL_WINOGRAD_AVX2_CHUNK, MICRO = ITEM / NR };
+enum { MR = SCHNELL_F32_MR, NR = SCHNELL_AVX2_F32_NR, MAX_ITEM = SCHNELL_WINOGRAD_AVX2_MAX_ITEM };
+enum { GROUP = SCHNELL_WINOGRAD_AVX2_GROUP, CHUNK = SCHNELL_WINOGRAD_AVX2_CHUNK };
 
 // Lanes l of a load at column `first` that lie inside [0, width), as a maskload mask.
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE __m256i inside_row(ptrdiff_t first, ptrdiff_t width) {
@@ -64,8 +67,8 @@ SCHNELL_TARGET_AVX2 static void transform_inputs(const winograd_job *job, size_t
                                                  size_t kc, float *vp) {
     const schnell_conv2d_shape *s = job->s;
     size_t plane = s->height * s->width, groups = columns / GROUP;
-    size_t ti[ITEM / GROUP], tj[ITEM / GROUP];
-    __m256i masks[ITEM / GROUP][4];
+    size_t ti[MAX_ITEM / GROUP], tj[MAX_ITEM / GROUP], micro_panels = job->item_tiles / NR;
+    __m256i masks[MAX_ITEM / GROUP][4];
     for (size_t g = 0; g < groups; g++) {
         size_t tile = t0 + g * GROUP;
         ti[g] = tile / job->tile_columns;
@@ -80,7 +83,7 @@ SCHNELL_TARGET_AVX2 static void transform_inputs(const winograd_job *job, size_t
         for (size_t g = 0; g < groups; g++) {
             // Group g is lanes 8 (g % 2) ... of micro-panel g / 2.
             float *v = vp + ((g / 2) * kc + c) * NR + GROUP * (g % 2);
-            input_tiles(x, s->height, s->width, ti[g], tj[g], masks[g], v, MICRO * kc * NR);
+            input_tiles(x, s->height, s->width, ti[g], tj[g], masks[g], v, micro_panels * kc * NR);
         }
     }
 }
@@ -88,12 +91,12 @@ SCHNELL_TARGET_AVX2 static void transform_inputs(const winograd_job *job, size_t
 // y = A^T M A + bias over the item's tiles, 8 at a time: rows 2ti and 2ti + 1, columns 2tj ... 2tj + 15.
 SCHNELL_TARGET_AVX2 static void transform_outputs(const winograd_job *job, size_t t0, size_t columns, const float *m) {
     const schnell_conv2d_shape *s = job->s;
-    size_t cout = s->out_channels, plane = s->height * s->width, xi_stride = cout * ITEM;
+    size_t cout = s->out_channels, plane = s->height * s->width, item = job->item_tiles, xi_stride = cout * item;
     for (size_t o = 0; o < cout; o++) {
         __m256 b = _mm256_set1_ps(job->bias ? job->bias[o] : 0.0f);
         for (size_t g = 0; g < columns; g += GROUP) {
             size_t tile = t0 + g, ti = tile / job->tile_columns, tj = tile % job->tile_columns;
-            const float *q = m + o * ITEM + g;
+            const float *q = m + o * item + g;
             __m256 r0[4], r1[4];
             for (int c = 0; c < 4; c++) {
                 __m256 q0 = _mm256_load_ps(q + c * xi_stride), q1 = _mm256_load_ps(q + (4 + c) * xi_stride);
@@ -119,21 +122,29 @@ void schnell_winograd_items_avx2(void *context, size_t begin, size_t end) {
     size_t cin = job->s->in_channels, cout = job->s->out_channels;
     char *base = job->scratch + (size_t)schnell_worker_index() * job->scratch_bytes;
     float *vp = (float *)base;                                     // V of one chunk of channels
-    float *m = (float *)(base + (size_t)16 * CHUNK * ITEM * 4);    // [16][Cout][64]
+    size_t item_tiles = job->item_tiles, item_panels = item_tiles / NR;
+    float *m = (float *)(base + (size_t)16 * CHUNK * item_tiles * 4);  // [16][Cout][item_tiles]
     for (size_t item = begin; item < end; item++) {
-        size_t t0 = item * ITEM, columns = job->tiles - t0 < ITEM ? job->tiles - t0 : ITEM;
+        size_t t0 = item * item_tiles, columns = job->tiles - t0 < item_tiles ? job->tiles - t0 : item_tiles;
         size_t micro_panels = (columns + NR - 1) / NR;
         for (size_t c0 = 0; c0 < cin; c0 += CHUNK) {
             size_t kc = cin - c0 < CHUNK ? cin - c0 : CHUNK;
             transform_inputs(job, t0, columns, c0, kc, vp);
             for (int xi = 0; xi < 16; xi++) {
-                const float *u = (const float *)job->u + (size_t)xi * cout * cin;
+                const float *u = (const float *)job->u + (size_t)xi * cout * cin + c0 * cout;  // [Cout][kc]
                 for (size_t o = 0; o < cout; o += MR) {
                     size_t mr = cout - o < MR ? cout - o : MR;
+                    // U[xi] outgrows L2 at 512 channels: fetch the next 6 rows while these run.
+                    if (o + MR < cout) {
+                        const char *next = (const char *)(u + (o + MR) * kc);
+                        size_t bytes = (cout - o - MR < MR ? cout - o - MR : MR) * kc * sizeof(float);
+                        for (size_t line = 0; line < bytes; line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
+                    }
                     for (size_t p = 0; p < micro_panels; p++) {
                         size_t left = columns - p * NR;
-                        schnell_f32_micro_kernels_avx2[mr](u + o * cin + c0, cin, vp + ((size_t)xi * MICRO + p) * kc * NR, kc,
-                                                           NULL, c0 == 0, m + ((size_t)xi * cout + o) * ITEM + p * NR, ITEM,
+                        const float *v = vp + ((size_t)xi * item_panels + p) * kc * NR;
+                        float *out = m + ((size_t)xi * cout + o) * item_tiles + p * NR;
+                        schnell_f32_micro_kernels_avx2[mr](u + o * kc, kc, v, kc, NULL, c0 == 0, out, item_tiles,
                                                            left < NR ? left : NR);
                     }
                 }
