@@ -30,9 +30,11 @@
 enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, CHUNK = 256, GROUP = 16 };
 
 int schnell_winograd_applies(const schnell_conv2d_shape *s) {
-    size_t width_multiple = schnell_cpu_level() >= SCHNELL_CPU_AVX512 ? 2 * GROUP : 2 * SCHNELL_WINOGRAD_AVX2_GROUP;
+    int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
+    size_t width_multiple = avx512 ? 2 * GROUP : 2 * SCHNELL_WINOGRAD_AVX2_GROUP;
     return s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 && s->pad_bottom == 1 &&
-           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % width_multiple == 0 && s->height > 0;
+           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % width_multiple == 0 &&
+           s->height > 0 && (avx512 || s->in_channels >= SCHNELL_WINOGRAD_AVX2_MIN_CHANNELS);
 }
 
 typedef struct {

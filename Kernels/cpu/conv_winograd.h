@@ -11,7 +11,9 @@
 
 // 3x3, stride 1, padding 1 on every side, even height, and a width that the input transform's
 // vectors of tiles cover: a multiple of 32 on AVX-512 (16 tiles of 2 columns), of 16 on AVX2
-// (8 tiles).
+// (8 tiles). On AVX2 also at least 16 input channels: below that the transforms and the short
+// products cost more than they save (3 -> 128 and 8 -> 128 channels run 2x and 1.1x faster as
+// implicit GEMMs there; 16 -> 512 runs 1.3x faster as Winograd).
 int schnell_winograd_applies(const schnell_conv2d_shape *shape);
 
 // y = conv(x, weight) + bias (bias float32 or NULL), on AVX-512 or AVX2. `bf16`: weight is bf16
@@ -24,6 +26,7 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
 // The AVX2 tier's work items: 64 or 128 consecutive tiles (winograd_job.item_tiles), transformed
 // GROUP at a time, input channels CHUNK at a time.
 enum { SCHNELL_WINOGRAD_AVX2_MAX_ITEM = 128, SCHNELL_WINOGRAD_AVX2_GROUP = 8, SCHNELL_WINOGRAD_AVX2_CHUNK = 128 };
+enum { SCHNELL_WINOGRAD_AVX2_MIN_CHANNELS = 16 };
 
 typedef struct {
     const float *x;
