@@ -394,9 +394,10 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         return status;
     }
     conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0, NULL, NULL, 0, 0};
-    int status = schnell_cpu_level() < SCHNELL_CPU_AVX512 ? run_conv(&job, schnell_conv_f32_items_avx2, SCHNELL_CONV_AVX2_BLOCK_FLOATS)
-                 : bf16                                    ? run_conv(&job, conv_bf16_items, (size_t)KC_BF16 / 2 * NC)
-                                                           : run_conv(&job, conv_f32_items, (size_t)KC_F32 * NC);
+    int status = schnell_cpu_level() < SCHNELL_CPU_AVX512
+                     ? run_conv(&job, schnell_conv_f32_items_avx2, SCHNELL_CONV_AVX2_BLOCK_FLOATS)
+                 : bf16 ? run_conv(&job, conv_bf16_items, (size_t)KC_BF16 / 2 * NC)
+                        : run_conv(&job, conv_f32_items, (size_t)KC_F32 * NC);
     free(owned_weight);
     free(owned_bias);
     return status;

@@ -32,22 +32,24 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE __m256i lane_mask(unsigned bits) {
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE void gather_entry(const float *plane, const plan_entry *entry, int upsampled,
                                                    __m256 *low, __m256 *high) {
     const float *at = offset_floats(plane, entry->offset);
+    unsigned low_lanes = entry->lanes & 0xff, high_lanes = entry->lanes >> 8;
     if (!upsampled) {
-        unsigned low_lanes = entry->lanes & 0xff, high_lanes = entry->lanes >> 8;
         if (low_lanes) *low = _mm256_or_ps(*low, _mm256_maskload_ps(at, lane_mask(low_lanes)));
         if (high_lanes) *high = _mm256_or_ps(*high, _mm256_maskload_ps(at + 8, lane_mask(high_lanes)));
         return;
     }
     // Output lane d reads source value (d + odd) / 2 from the load: lanes 0-7 from `at`, lanes
     // 8-15 from at + 4 (source lanes 4-11 of the group's load mask).
-    const __m256i duplicate = entry->odd ? _mm256_setr_epi32(0, 1, 1, 2, 2, 3, 3, 4) : _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    unsigned low_lanes = entry->lanes & 0xff, high_lanes = entry->lanes >> 8;
+    const __m256i duplicate = entry->odd ? _mm256_setr_epi32(0, 1, 1, 2, 2, 3, 3, 4)
+                                         : _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     if (low_lanes) {
-        __m256 value = _mm256_permutevar8x32_ps(_mm256_maskload_ps(at, lane_mask(entry->load & 0xff)), duplicate);
+        __m256 source = _mm256_maskload_ps(at, lane_mask(entry->load & 0xff));
+        __m256 value = _mm256_permutevar8x32_ps(source, duplicate);
         *low = _mm256_blendv_ps(*low, value, _mm256_castsi256_ps(lane_mask(low_lanes)));
     }
     if (high_lanes) {
-        __m256 value = _mm256_permutevar8x32_ps(_mm256_maskload_ps(at + 4, lane_mask((entry->load >> 4) & 0xff)), duplicate);
+        __m256 source = _mm256_maskload_ps(at + 4, lane_mask((entry->load >> 4) & 0xff));
+        __m256 value = _mm256_permutevar8x32_ps(source, duplicate);
         *high = _mm256_blendv_ps(*high, value, _mm256_castsi256_ps(lane_mask(high_lanes)));
     }
 }
@@ -139,7 +141,8 @@ void schnell_conv_f32_items_avx2(void *context, size_t begin, size_t end) {
                     size_t left = columns - u * NR;
                     schnell_f32_micro_kernels_avx2[mr](w + m * job->depth + k0, job->depth, bp + u * kc * NR, kc,
                                                        job->bias ? job->bias + m : NULL, k0 == 0,
-                                                       y + m * job->pixels + u * NR, job->pixels, left < NR ? left : NR);
+                                                       y + m * job->pixels + u * NR, job->pixels,
+                                                       left < NR ? left : NR);
                 }
             }
         }
