@@ -25,7 +25,7 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
 
 // The AVX2 tier's work items: 64 or 128 consecutive tiles (winograd_job.item_tiles), transformed
 // GROUP at a time, input channels CHUNK at a time.
-enum { SCHNELL_WINOGRAD_AVX2_MAX_ITEM = 128, SCHNELL_WINOGRAD_AVX2_GROUP = 8, SCHNELL_WINOGRAD_AVX2_CHUNK = 128 };
+enum { SCHNELL_WINOGRAD_AVX2_MAX_ITEM = 128, SCHNELL_WINOGRAD_AVX2_GROUP = 8, SCHNELL_WINOGRAD_AVX2_CHUNK = 512 };
 enum { SCHNELL_WINOGRAD_AVX2_MIN_CHANNELS = 16 };
 
 typedef struct {

@@ -5,9 +5,11 @@
 // that is 4 or 8 micro-panels of 16 columns:
 //   U   [16][chunk][Cout][kc] (transform_filters with a chunk): the 6 rows of U one micro-kernel
 //       call reads are one contiguous run, fetched ahead while the previous 6 rows run.
-//   V   [xi][micro-panel][channel][16] for a chunk of 128 input channels: each product's B panel
-//       (128 x 16 floats, 8 KB) is contiguous; a position's panels (32 or 64 KB) stay in L2
-//       while every 6-row block of U[xi] meets them.
+//   V   [xi][micro-panel][channel][16] for a chunk of up to 512 input channels (all of them in
+//       the VAE, so M is written once and never reloaded from memory: 11% faster at 512 channels
+//       than chunks of 128). Each product's B panel (kc x 16 floats) is contiguous; a position's
+//       panels (at most 512 x 128 floats, 256 KB) stay in L2 while every 6-row block of U[xi]
+//       meets them.
 //   M   [xi][Cout][item_tiles].
 //
 // Transforms run on 8 tiles of one tile row (one ymm lane per tile), so the width must be a
