@@ -237,7 +237,7 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
     // channels), so there twice the tiles per item halve that traffic, at twice the size of M.
     size_t u_bytes = (size_t)16 * cout * cin * sizeof(float);
     size_t item = avx512 ? NR : u_bytes > ((size_t)8 << 20) ? SCHNELL_WINOGRAD_AVX2_MAX_ITEM : 64;
-    size_t chunk = avx512 ? CHUNK : SCHNELL_WINOGRAD_AVX2_CHUNK;
+    size_t chunk = avx512 ? CHUNK : cin < SCHNELL_WINOGRAD_AVX2_CHUNK ? cin : SCHNELL_WINOGRAD_AVX2_CHUNK;
     size_t scratch_bytes = (size_t)16 * (chunk + cout) * item * sizeof(float);
     float *owned;
     const float *w = schnell_as_f32(weight, bf16 ? SCHNELL_BF16 : SCHNELL_F32, cout * cin * 9, &owned);

@@ -125,7 +125,7 @@ void schnell_winograd_items_avx2(void *context, size_t begin, size_t end) {
     char *base = job->scratch + (size_t)schnell_worker_index() * job->scratch_bytes;
     float *vp = (float *)base;                                     // V of one chunk of channels
     size_t item_tiles = job->item_tiles, item_panels = item_tiles / NR;
-    float *m = (float *)(base + (size_t)16 * CHUNK * item_tiles * 4);  // [16][Cout][item_tiles]
+    float *m = (float *)(base + job->scratch_bytes) - (size_t)16 * cout * item_tiles;  // [16][Cout][item_tiles]
     for (size_t item = begin; item < end; item++) {
         size_t t0 = item * item_tiles, columns = job->tiles - t0 < item_tiles ? job->tiles - t0 : item_tiles;
         size_t micro_panels = (columns + NR - 1) / NR;
