@@ -138,12 +138,12 @@ void schnell_winograd_items_avx2(void *context, size_t begin, size_t end) {
                     size_t mr = cout - o < MR ? cout - o : MR;
                     // U[xi] outgrows L2 at 512 channels: fetch the next 6 rows while these run, a
                     // share before each call (all at once, the prefetches wait for fill buffers).
-                    const char *next = (const char *)(u + (o + MR) * kc);
                     size_t next_rows = o + MR < cout ? (cout - o - MR < MR ? cout - o - MR : MR) : 0;
-                    size_t share = (next_rows * kc * sizeof(float) / 64 + micro_panels - 1) / micro_panels * 64;
+                    size_t next_bytes = next_rows * kc * sizeof(float);
+                    const char *next = next_rows ? (const char *)(u + (o + MR) * kc) : NULL;
+                    size_t share = (next_bytes / 64 + micro_panels - 1) / micro_panels * 64;
                     for (size_t p = 0; p < micro_panels; p++) {
-                        for (size_t line = p * share; line < (p + 1) * share && line < next_rows * kc * sizeof(float);
-                             line += 64) {
+                        for (size_t line = p * share; line < (p + 1) * share && line < next_bytes; line += 64) {
                             _mm_prefetch(next + line, _MM_HINT_T0);
                         }
                         size_t left = columns - p * NR;
