@@ -22,7 +22,7 @@
 #include "dispatch.h"
 
 enum { MR = SCHNELL_F32_MR, NR = SCHNELL_AVX2_F32_NR, MAX_ITEM = SCHNELL_WINOGRAD_AVX2_MAX_ITEM };
-enum { GROUP = SCHNELL_WINOGRAD_AVX2_GROUP, CHUNK = SCHNELL_WINOGRAD_AVX2_CHUNK };
+enum { GROUP = SCHNELL_WINOGRAD_AVX2_GROUP, CHUNK = SCHNELL_WINOGRAD_AVX2_CHUNK, PREFETCH_CHANNELS = 2 };
 
 // Lanes l of a load at column `first` that lie inside [0, width), as a maskload mask.
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE __m256i inside_row(ptrdiff_t first, ptrdiff_t width) {
@@ -86,6 +86,14 @@ SCHNELL_TARGET_AVX2 static void transform_inputs(const winograd_job *job, size_t
             // Group g is lanes 8 (g % 2) ... of micro-panel g / 2.
             float *v = vp + ((g / 2) * kc + c) * NR + GROUP * (g % 2);
             input_tiles(x, s->height, s->width, ti[g], tj[g], masks[g], v, micro_panels * kc * NR);
+            // Each channel reads four short runs of rows a plane apart, which the hardware
+            // prefetchers miss: fetch them PREFETCH_CHANNELS channels ahead (5% at 256x256).
+            if (c0 + c + PREFETCH_CHANNELS < s->in_channels) {
+                const float *ahead = x + PREFETCH_CHANNELS * plane + 2 * tj[g];
+                for (size_t row = ti[g] ? 2 * ti[g] - 1 : 0; row <= 2 * ti[g] + 2 && row < s->height; row++) {
+                    _mm_prefetch((const char *)(ahead + row * s->width), _MM_HINT_T0);
+                }
+            }
         }
     }
 }
