@@ -1,5 +1,5 @@
-// Image kernels for the VAE: 2-D convolution as im2col + sgemm (the path for CPUs without
-// AVX-512; conv_gemm.c has the fast one), group norm (+ SiLU), nearest x2 upsampling and a
+// Image kernels for the VAE: 2-D convolution as im2col + sgemm (the generic tier's path;
+// conv_gemm.c has the fast ones), group norm (+ SiLU), nearest x2 upsampling and a
 // blocked transpose. Activations are channel-first [C, H, W] float32.
 //
 // Threading: im2col splits the rows of its column matrix, group norm its groups, upsampling

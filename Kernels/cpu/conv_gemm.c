@@ -1,4 +1,5 @@
-// Convolutions as implicit GEMMs on AVX-512: y[Cout, P] = W[Cout, depth] . C[depth, P] (+ bias),
+// Convolutions as implicit GEMMs on AVX-512 (this file) and AVX2 (conv_gemm_avx2.c, with the
+// panels and gather plans of conv_gemm.h): y[Cout, P] = W[Cout, depth] . C[depth, P] (+ bias),
 // P = OH x OW output pixels, depth = Cin x kh x kw, C the im2col matrix. C is never built: each
 // block of it is gathered from the input image straight into the layout the micro-kernel reads.
 // That saves im2col's pass over memory, the page faults of a fresh column buffer per call and
@@ -24,37 +25,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "conv_gemm.h"
 #include "conv_winograd.h"
 #include "gemm_bf16.h"
-#include "schnell_conv.h"
 
-enum { MR = 6, NR = 64, PANELS = 4, NC = NR * PANELS, KC_F32 = 512, KC_BF16 = 1024 };
-enum { PREFETCH_CHANNELS = 2 };
+enum { MR = 6, NR = SCHNELL_CONV_PANEL, PANELS = SCHNELL_CONV_PANELS, NC = SCHNELL_CONV_ITEM, KC_F32 = 512, KC_BF16 = 1024 };
+enum { PREFETCH_CHANNELS = SCHNELL_CONV_PREFETCH_CHANNELS };
 
-// Lanes [lane, lane + count) of a panel are output row oy, columns ox ... ox + count - 1.
-typedef struct {
-    size_t lane, count, oy, ox;
-} segment;
-
-typedef struct {
-    segment runs[NR];
-    size_t count, columns;  // runs used; pixels in the panel (1...64)
-} panel_layout;
-
-typedef struct {
-    const float *x;
-    const schnell_conv2d_shape *s;
-    int upsampled;       // x is the input at half the height and width (nearest x2)
-    size_t ow, pixels, depth;
-    const void *w;       // float32 or bf16 [Cout, depth]
-    const float *bias;   // float32 [Cout] or NULL
-    float *y;
-    void *scratch;       // one packed block per worker
-    size_t scratch_floats;
-    struct plan_entry *plans;  // stride 1: per worker, the gather plan of the current item
-    size_t *plan_starts;
-    size_t plan_capacity, taps;
-} conv_job;
+// ---- tier-independent: panels and gather plans (conv_gemm.h) ----
 
 static void layout_panel(size_t first_pixel, size_t columns, size_t ow, panel_layout *panel) {
     panel->count = 0;
@@ -67,49 +45,8 @@ static void layout_panel(size_t first_pixel, size_t columns, size_t ow, panel_la
     }
 }
 
-// row + offset floats, formed as an address: the masked loads below never touch the lanes that
-// would fall outside the row, but the base of a vector may.
-SCHNELL_INLINE const float *offset_floats(const float *row, ptrdiff_t offset) {
-    return (const float *)((uintptr_t)row + (uintptr_t)(offset * (ptrdiff_t)sizeof(float)));
-}
-
-// Row k of C is input channel c under kernel tap (i, j); k + 1 is the next tap.
-typedef struct {
-    size_t c, i, j;
-} tap;
-
-SCHNELL_INLINE tap tap_of(size_t k, const schnell_conv2d_shape *s) {
-    size_t taps = s->kernel_h * s->kernel_w;
-    return (tap){k / taps, k % taps / s->kernel_w, k % s->kernel_w};
-}
-
-SCHNELL_INLINE void next_tap(tap *t, const schnell_conv2d_shape *s) {
-    if (++t->j < s->kernel_w) return;
-    t->j = 0;
-    if (++t->i < s->kernel_h) return;
-    t->i = 0;
-    t->c++;
-}
-
 // Floor of value / 2 for negative values too.
 SCHNELL_INLINE ptrdiff_t floor_half(ptrdiff_t value) { return value >= 0 ? value / 2 : -((1 - value) / 2); }
-
-// Stride 1 gathers by plan. Which lanes of a panel a tap (i, j) reads, and from where within a
-// channel's plane, is the same for every input channel, so each work item works it out once per
-// panel and tap: one entry per (run of the panel, 16-lane vector) that reads anything. Gathering
-// a row of C is then a masked load (a permute too when upsampled) per entry.
-typedef struct plan_entry {
-    ptrdiff_t offset;  // floats from the channel plane's start to the vector's load
-    uint16_t load;     // lanes loaded (upsampled: from the half-width source row)
-    uint16_t lanes;    // lanes of the panel's vector written
-    uint8_t v;         // which of the panel's four vectors
-    uint8_t odd;       // upsampled: the first lane is an odd column of the upsampled row
-} plan_entry;
-
-typedef struct {
-    const plan_entry *entries;  // this worker's, for the current item
-    const size_t *starts;       // [panel * taps + tap ... + 1]
-} gather_plan;
 
 // Appends the entries of tap (i, j) over one panel; returns how many.
 static size_t plan_tap(const conv_job *job, const panel_layout *panel, size_t i, size_t j, plan_entry *entry) {
@@ -145,7 +82,7 @@ static size_t plan_tap(const conv_job *job, const panel_layout *panel, size_t i,
 }
 
 // The plans of an item's panels into the worker's arrays (job->taps taps each).
-static gather_plan plan_item(const conv_job *job, const panel_layout *panels, size_t count) {
+gather_plan schnell_conv_plan_item(const conv_job *job, const panel_layout *panels, size_t count) {
     size_t worker = (size_t)schnell_worker_index();
     plan_entry *entries = job->plans + worker * job->plan_capacity;
     size_t *starts = job->plan_starts + worker * (PANELS * job->taps + 1);
@@ -160,6 +97,36 @@ static gather_plan plan_item(const conv_job *job, const panel_layout *panels, si
     starts[count * job->taps] = written;
     return (gather_plan){entries, starts};
 }
+
+size_t schnell_conv_item_panels(const conv_job *job, size_t item, panel_layout *panels) {
+    size_t p0 = item * NC, columns = job->pixels - p0 < NC ? job->pixels - p0 : NC;
+    size_t count = (columns + NR - 1) / NR;
+    for (size_t q = 0; q < count; q++) {
+        size_t left = columns - q * NR;
+        layout_panel(p0 + q * NR, left < NR ? left : NR, job->ow, &panels[q]);
+    }
+    return count;
+}
+
+void schnell_conv_gather_strided(const conv_job *job, tap t, const panel_layout *panel, float lanes[NR]) {
+    const schnell_conv2d_shape *s = job->s;
+    const float *plane = job->x + t.c * s->height * s->width;
+    memset(lanes, 0, NR * sizeof(float));
+    for (size_t g = 0; g < panel->count; g++) {
+        const segment *run = &panel->runs[g];
+        size_t padded_row = run->oy * s->stride + t.i;
+        if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
+        const float *row = plane + (padded_row - s->pad_top) * s->width;
+        for (size_t d = 0; d < run->count; d++) {
+            size_t padded_column = (run->ox + d) * s->stride + t.j;
+            if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
+                lanes[run->lane + d] = row[padded_column - s->pad_left];
+            }
+        }
+    }
+}
+
+// ---- AVX-512 gathers ----
 
 // Row k of C over panel q by plan (stride 1), zero where padding or past the panel's columns.
 SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_planned(const conv_job *job, gather_plan plan, tap t, size_t q,
@@ -203,21 +170,8 @@ SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_planned(const conv_job *job, ga
 // Row k of C over a panel for strides above 1 (the encoder's downsamplings), lane by lane.
 SCHNELL_TARGET_AVX512 SCHNELL_INLINE void gather_strided(const conv_job *job, tap t,
                                                        const panel_layout *panel, __m512 out[4]) {
-    const schnell_conv2d_shape *s = job->s;
-    const float *plane = job->x + t.c * s->height * s->width;
-    float lanes[NR] = {0};
-    for (size_t g = 0; g < panel->count; g++) {
-        const segment *run = &panel->runs[g];
-        size_t padded_row = run->oy * s->stride + t.i;
-        if (padded_row < s->pad_top || padded_row >= s->pad_top + s->height) continue;
-        const float *row = plane + (padded_row - s->pad_top) * s->width;
-        for (size_t d = 0; d < run->count; d++) {
-            size_t padded_column = (run->ox + d) * s->stride + t.j;
-            if (padded_column >= s->pad_left && padded_column < s->pad_left + s->width) {
-                lanes[run->lane + d] = row[padded_column - s->pad_left];
-            }
-        }
-    }
+    float lanes[NR];
+    schnell_conv_gather_strided(job, t, panel, lanes);
     for (int v = 0; v < 4; v++) out[v] = _mm512_loadu_ps(lanes + 16 * v);
 }
 
@@ -293,17 +247,6 @@ const schnell_f32_micro_kernel schnell_f32_micro_kernels[MR + 1] = {
     f32_micro_kernel_5, f32_micro_kernel_6,
 };
 
-// The panels of work item `item`; returns how many (1...4).
-static size_t item_panels(const conv_job *job, size_t item, panel_layout *panels) {
-    size_t p0 = item * NC, columns = job->pixels - p0 < NC ? job->pixels - p0 : NC;
-    size_t count = (columns + NR - 1) / NR;
-    for (size_t q = 0; q < count; q++) {
-        size_t left = columns - q * NR;
-        layout_panel(p0 + q * NR, left < NR ? left : NR, job->ow, &panels[q]);
-    }
-    return count;
-}
-
 static void conv_f32_items(void *context, size_t begin, size_t end) {
     const conv_job *job = context;
     const float *w = job->w;
@@ -311,8 +254,8 @@ static void conv_f32_items(void *context, size_t begin, size_t end) {
     size_t out_channels = job->s->out_channels;
     panel_layout panels[PANELS];
     for (size_t item = begin; item < end; item++) {
-        size_t count = item_panels(job, item, panels);
-        gather_plan plan = job->s->stride == 1 ? plan_item(job, panels, count) : (gather_plan){NULL, NULL};
+        size_t count = schnell_conv_item_panels(job, item, panels);
+        gather_plan plan = job->s->stride == 1 ? schnell_conv_plan_item(job, panels, count) : (gather_plan){NULL, NULL};
         float *y = job->y + item * NC;
         for (size_t k0 = 0; k0 < job->depth; k0 += KC_F32) {
             size_t kc = job->depth - k0 < KC_F32 ? job->depth - k0 : KC_F32;
@@ -367,8 +310,8 @@ static void conv_bf16_items(void *context, size_t begin, size_t end) {
     size_t out_channels = job->s->out_channels;
     panel_layout panels[PANELS];
     for (size_t item = begin; item < end; item++) {
-        size_t count = item_panels(job, item, panels);
-        gather_plan plan = job->s->stride == 1 ? plan_item(job, panels, count) : (gather_plan){NULL, NULL};
+        size_t count = schnell_conv_item_panels(job, item, panels);
+        gather_plan plan = job->s->stride == 1 ? schnell_conv_plan_item(job, panels, count) : (gather_plan){NULL, NULL};
         float *y = job->y + item * NC;
         // The bf16 micro-kernel's bias runs along columns; a convolution's runs along rows, so
         // the block starts as the bias and every k block adds to it.
@@ -399,20 +342,21 @@ static void conv_bf16_items(void *context, size_t begin, size_t end) {
 
 // ---- entry ----
 
-static int run_conv(conv_job *job, int bf16) {
-    size_t block = bf16 ? (size_t)KC_BF16 / 2 * NC : (size_t)KC_F32 * NC;  // 4-byte elements
+// Runs job's work items on `items_fn` with a packed block of block_floats 4-byte elements per
+// worker, and (stride 1) room for each worker's gather plans.
+static int run_conv(conv_job *job, schnell_range_fn items_fn, size_t block_floats) {
     size_t workers = (size_t)schnell_threads();
     // At most one entry per (run, vector) of a panel and tap: 4 per run, at most 64 runs.
     job->taps = job->s->kernel_h * job->s->kernel_w;
     job->plan_capacity = job->s->stride == 1 ? PANELS * job->taps * NR * 4 : 0;
-    job->scratch = aligned_alloc(64, workers * block * sizeof(float));
+    job->scratch = aligned_alloc(64, workers * block_floats * sizeof(float));
     job->plans = malloc((workers * job->plan_capacity + 1) * sizeof(plan_entry));
     job->plan_starts = malloc(workers * (PANELS * job->taps + 1) * sizeof(size_t));
     int status = -1;
     if (job->scratch && job->plans && job->plan_starts) {
-        job->scratch_floats = block;
+        job->scratch_floats = block_floats;
         size_t items = (job->pixels + NC - 1) / NC;
-        schnell_parallel_for(items, 1, bf16 ? conv_bf16_items : conv_f32_items, job);
+        schnell_parallel_for(items, 1, items_fn, job);
         status = 0;
     }
     free(job->scratch);
@@ -442,7 +386,7 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_bias);
         return -1;
     }
-    // 3x3 with padding 1 on a width that is a multiple of 32: Winograd (conv_winograd.c).
+    // 3x3 with padding 1 on a width that is a multiple of 32 (AVX2: 16): Winograd (conv_winograd.c).
     if (!upsampled && schnell_winograd_applies(s)) {
         int status = schnell_conv2d_winograd(x, w, bf16, b, y, s);
         free(owned_weight);
@@ -450,7 +394,10 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         return status;
     }
     conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0, NULL, NULL, 0, 0};
-    int status = run_conv(&job, bf16);
+    int status = schnell_cpu_level() < SCHNELL_CPU_AVX512
+                     ? run_conv(&job, schnell_conv_f32_items_avx2, SCHNELL_CONV_AVX2_BLOCK_FLOATS)
+                 : bf16 ? run_conv(&job, conv_bf16_items, (size_t)KC_BF16 / 2 * NC)
+                        : run_conv(&job, conv_f32_items, (size_t)KC_F32 * NC);
     free(owned_weight);
     free(owned_bias);
     return status;
@@ -458,7 +405,7 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
 
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
                    const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *s, int precision) {
-    if (schnell_cpu_level() < SCHNELL_CPU_AVX512) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
+    if (schnell_cpu_level() < SCHNELL_CPU_AVX2) return schnell_conv2d_sgemm(x, weight, weight_dtype, bias, bias_dtype, y, s);
     return conv2d(x, 0, weight, weight_dtype, bias, bias_dtype, y, s, precision);
 }
 
@@ -549,10 +496,10 @@ int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtyp
     if (s->height % 2 || s->width % 2) return -2;
     int three_by_three = s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 &&
                          s->pad_bottom == 1 && s->pad_left == 1 && s->pad_right == 1;
-    if (schnell_cpu_level() >= SCHNELL_CPU_AVX512 && three_by_three) {
+    if (schnell_cpu_level() >= SCHNELL_CPU_AVX2 && three_by_three) {
         return upsampled_by_phases(x, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     }
-    if (schnell_cpu_level() >= SCHNELL_CPU_AVX512) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s, precision);
+    if (schnell_cpu_level() >= SCHNELL_CPU_AVX2) return conv2d(x, 1, weight, weight_dtype, bias, bias_dtype, y, s, precision);
     float *upsampled = schnell_buffer_allocate(s->in_channels * s->height * s->width * sizeof(float));
     if (!upsampled) return -1;
     schnell_upsample_nearest2x(x, upsampled, s->in_channels, s->height / 2, s->width / 2);

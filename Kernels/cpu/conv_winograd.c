@@ -14,7 +14,9 @@
 // Work items are 64 consecutive tiles (one micro-kernel panel); transforms run on 16 tiles of one
 // tile row at a time, so the output width must be a multiple of 32. Input channels are taken 256
 // at a time: V for them (16 x 256 x 64 x 4 B = 1 MB in float32, half that in bf16) stays in L2
-// while the 16 products accumulate into M (16 x Cout x 64 floats).
+// while the 16 products accumulate into M (16 x Cout x 64 floats). That is the AVX-512 tier; the
+// filter transform and the entry below serve the AVX2 tier too, whose items
+// (conv_winograd_avx2.c) transform 8 tiles at a time (a width multiple of 16).
 //
 // In float32 the result differs from the direct sum by rounding only (the tests bound it as
 // tightly as the direct convolution). Rounding V and U to bf16 loses a little more than the
@@ -28,21 +30,33 @@
 enum { MR = SCHNELL_BF16_MR, NR = SCHNELL_BF16_NR, CHUNK = 256, GROUP = 16 };
 
 int schnell_winograd_applies(const schnell_conv2d_shape *s) {
+    int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
+    size_t width_multiple = avx512 ? 2 * GROUP : 2 * SCHNELL_WINOGRAD_AVX2_GROUP;
     return s->kernel_h == 3 && s->kernel_w == 3 && s->stride == 1 && s->pad_top == 1 && s->pad_bottom == 1 &&
-           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % 32 == 0 && s->height > 0;
+           s->pad_left == 1 && s->pad_right == 1 && s->height % 2 == 0 && s->width % width_multiple == 0 &&
+           s->height > 0 && (avx512 || s->in_channels >= SCHNELL_WINOGRAD_AVX2_MIN_CHANNELS);
 }
 
 typedef struct {
     const float *weight;  // [Cout][Cin][3][3]
     int bf16;
-    size_t filters;
-    void *u;              // [16][Cout][Cin], bf16 on the bf16 path, else float32
+    size_t filters, in_channels, chunk;
+    void *u;              // bf16 on the bf16 path, else float32: see transform_filters
 } filter_job;
 
-// U[xi][co][ci] = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path).
+// U = (G g G^T)[xi] for every filter g (rounded to bf16 on the bf16 path). With job->chunk 0,
+// U[xi][co][ci]; else U[xi] is cut into chunks of `chunk` input channels, each [Cout][kc]
+// (kc = chunk, less in the last), so that a micro-kernel's 6 rows of U are one contiguous run.
 static void transform_filters(void *context, size_t begin, size_t end) {
     const filter_job *job = context;
+    size_t cin = job->in_channels;
     for (size_t f = begin; f < end; f++) {
+        size_t at = f;
+        if (job->chunk) {
+            size_t co = f / cin, ci = f % cin, c0 = ci - ci % job->chunk;
+            size_t kc = cin - c0 < job->chunk ? cin - c0 : job->chunk;
+            at = c0 * (job->filters / cin) + co * kc + ci - c0;
+        }
         const float *g = job->weight + f * 9;
         float gg[4][3], values[16];
         for (int c = 0; c < 3; c++) {
@@ -60,24 +74,12 @@ static void transform_filters(void *context, size_t begin, size_t end) {
         if (job->bf16) {
             uint16_t rounded[16];
             schnell_f32_to_bf16(values, rounded, 16);
-            for (int xi = 0; xi < 16; xi++) ((uint16_t *)job->u)[(size_t)xi * job->filters + f] = rounded[xi];
+            for (int xi = 0; xi < 16; xi++) ((uint16_t *)job->u)[(size_t)xi * job->filters + at] = rounded[xi];
         } else {
-            for (int xi = 0; xi < 16; xi++) ((float *)job->u)[(size_t)xi * job->filters + f] = values[xi];
+            for (int xi = 0; xi < 16; xi++) ((float *)job->u)[(size_t)xi * job->filters + at] = values[xi];
         }
     }
 }
-
-typedef struct {
-    const float *x;
-    const schnell_conv2d_shape *s;
-    const void *u;          // [16][Cout][Cin], bf16 or float32
-    int bf16;
-    const float *bias;      // [Cout] or NULL
-    float *y;
-    size_t tile_rows, tile_columns, tiles;
-    char *scratch;          // per worker: V (CHUNK channels), then M
-    size_t scratch_bytes;
-} winograd_job;
 
 // 16 tiles of one tile row, from tile row ti and tile column tj, and which lanes of the four
 // loads of a patch row (columns 2tj - 1 + {0, 16, 2, 18} onwards) lie inside the image.
@@ -229,7 +231,14 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
                             const schnell_conv2d_shape *s) {
     size_t cin = s->in_channels, cout = s->out_channels;
     size_t workers = (size_t)schnell_threads();
-    size_t scratch_bytes = (size_t)16 * CHUNK * NR * 4 + (size_t)16 * cout * NR * sizeof(float);
+    int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
+    // Per worker: V of one chunk of channels, then M [16][Cout][tiles of an item].
+    // AVX2: U streams from memory once per item when it outgrows the caches (16 MB at 512
+    // channels), so there twice the tiles per item halve that traffic, at twice the size of M.
+    size_t u_bytes = (size_t)16 * cout * cin * sizeof(float);
+    size_t item = avx512 ? NR : u_bytes > ((size_t)8 << 20) ? SCHNELL_WINOGRAD_AVX2_MAX_ITEM : 64;
+    size_t chunk = avx512 ? CHUNK : cin < SCHNELL_WINOGRAD_AVX2_CHUNK ? cin : SCHNELL_WINOGRAD_AVX2_CHUNK;
+    size_t scratch_bytes = (size_t)16 * (chunk + cout) * item * sizeof(float);
     float *owned;
     const float *w = schnell_as_f32(weight, bf16 ? SCHNELL_BF16 : SCHNELL_F32, cout * cin * 9, &owned);
     void *u = malloc((size_t)16 * cout * cin * (bf16 ? sizeof(uint16_t) : sizeof(float)));
@@ -240,13 +249,14 @@ int schnell_conv2d_winograd(const float *x, const void *weight, int bf16, const 
         free(scratch);
         return -1;
     }
-    filter_job filters = {w, bf16, cout * cin, u};
+    filter_job filters = {w, bf16, cout * cin, cin, avx512 ? 0 : SCHNELL_WINOGRAD_AVX2_CHUNK, u};
     schnell_parallel_for(cout * cin, 256, transform_filters, &filters);
     free(owned);
     size_t tile_rows = s->height / 2, tile_columns = s->width / 2;
     winograd_job job = {x, s, u, bf16, bias, y, tile_rows, tile_columns, tile_rows * tile_columns, scratch,
-                        scratch_bytes};
-    schnell_parallel_for((job.tiles + NR - 1) / NR, 1, winograd_items, &job);
+                        scratch_bytes, item};
+    schnell_parallel_for((job.tiles + item - 1) / item, 1,
+                         avx512 ? winograd_items : schnell_winograd_items_avx2, &job);
     free(u);
     free(scratch);
     return 0;

@@ -26,18 +26,20 @@ size_t schnell_conv2d_out_height(const schnell_conv2d_shape *shape);
 size_t schnell_conv2d_out_width(const schnell_conv2d_shape *shape);
 
 // y[Cout, OH, OW] = weight * x[Cin, H, W] (+ bias[Cout]). Returns 0, or -1 when scratch cannot
-// be allocated. On AVX-512 it runs as an implicit GEMM (conv_gemm.c: the column matrix is
-// gathered block by block, never built); with SCHNELL_PRECISION_BF16, a bf16 weight with an
-// even Cin x kh x kw and AVX512-BF16, that GEMM is bf16(x) . weight with fp32 accumulation, as
-// schnell_linear does. 3x3 convolutions with padding 1, an even height and
-// a width that is a multiple of 32 run as Winograd F(2x2, 3x3) instead (conv_winograd.c: 16
-// multiply-adds per 2x2 outputs instead of 36; on the bf16 path the transformed values are
-// rounded to bf16). Elsewhere it is schnell_conv2d_sgemm.
+// be allocated. On AVX2 and AVX-512 tiers it runs as an implicit GEMM (conv_gemm.c,
+// conv_gemm_avx2.c: the column matrix is gathered block by block, never built); with
+// SCHNELL_PRECISION_BF16, a bf16 weight with an even Cin x kh x kw and AVX512-BF16, that GEMM is
+// bf16(x) . weight with fp32 accumulation, as schnell_linear does (on other tiers f16 and bf16
+// weights are converted to float32 once per call). 3x3 convolutions with padding 1, an even
+// height and a width that is a multiple of 32 (AVX2 tier: 16) run as Winograd F(2x2, 3x3)
+// instead (conv_winograd.c: 16 multiply-adds per 2x2 outputs instead of 36; on the bf16 path the
+// transformed values are rounded to bf16). On the generic tier it is schnell_conv2d_sgemm.
 int schnell_conv2d(const float *x, const void *weight, int weight_dtype,
                    const void *bias, int bias_dtype, float *y, const schnell_conv2d_shape *shape,
                    int precision);
 // schnell_conv2d over the nearest x2 upsampling of x, without building it: x is
 // [Cin, H / 2, W / 2] where shape's height H and width W (the convolution's input) are even.
+// (AVX2 and AVX-512 tiers; the generic tier builds the upsampled input for schnell_conv2d_sgemm.)
 // Returns 0, -1 when scratch cannot be allocated, -2 for an odd H or W.
 int schnell_conv2d_upsampled(const float *x, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, float *y,
