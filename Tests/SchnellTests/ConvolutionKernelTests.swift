@@ -112,8 +112,11 @@ final class ConvolutionKernelTests: XCTestCase {
     /// are rounded to bf16, so it sits further from the bf16 reference: bound 1e-2, against
     /// measured errors of 3.9e-3 to 4.3e-3, the same order as rounding the input to bf16 at all.
     /// Sizes: partial 64-tile items, items spanning tile rows, two 256-channel chunks, odd Cin
-    /// (float32 only: an odd depth keeps the bf16 path off).
-    private static let winogradSizes = [(2, 2, 32, 5), (6, 6, 64, 13), (260, 4, 32, 7), (8, 10, 96, 6), (3, 4, 32, 4)]
+    /// (float32 only: an odd depth keeps the bf16 path off). The AVX2 tier takes Winograd from 16
+    /// input channels on widths that are multiples of 16: 48 and 16 wide, two of its 512-channel
+    /// chunks, and a U over 8 MB (400 x 400 filters: 128-tile items).
+    private static let winogradSizes = [(2, 2, 32, 5), (6, 6, 64, 13), (260, 4, 32, 7), (8, 10, 96, 6), (3, 4, 32, 4),
+                                        (16, 4, 48, 7), (20, 6, 16, 9), (520, 2, 16, 5), (400, 2, 272, 400)]
 
     private func checkWinograd(inChannels: Int, height: Int, width: Int, outChannels: Int, bf16Activations: Bool) {
         let f32 = Int32(SCHNELL_F32.rawValue), bf16 = Int32(SCHNELL_BF16.rawValue)
