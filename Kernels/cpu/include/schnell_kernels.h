@@ -97,6 +97,14 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *bias, int bias_dtype,
                               size_t n, float *y, size_t y_stride);
 
+// ---- packed float32 GEMM (gemm_f32.c) ----
+// schnell_linear's contract in float32 on the AVX2 or AVX-512 micro-kernels; the weight (any
+// dtype) is converted to float32 block by block while it is packed, never as a whole.
+// Returns 0 when done, -1 (y untouched) on the generic tier or when memory is short.
+// Its reference is schnell_linear_reference.
+int schnell_linear_f32(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
+                       const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
+
 // ---- bf16 GEMM (gemm_bf16.c) ----
 // schnell_linear's contract for a bf16 weight, computed as bf16(x) . weight^T in fp32.
 // Returns 0 when done, -1 (y untouched) when the CPU lacks AVX512-BF16 or memory is short.
