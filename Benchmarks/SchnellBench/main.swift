@@ -100,6 +100,10 @@ let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 2
 print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
 print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio   linear bf16 native   ratio")
 var sgemmRates: [Double] = [], nativeRates: [Double] = []
+// The packed float32 kernel (gemm_f32.c) called directly, with f32 and with bf16 weights: schnell_linear
+// keeps f32 weights on sgemm and sends bf16 ones there. It needs the AVX2 tier (NaN below it).
+var packedF32Rates: [Double] = [], packedBF16Rates: [Double] = []
+let packedAvailable = Int(schnell_cpu_level()) >= SCHNELL_CPU_AVX2
 for (k, n) in shapes {
     let values = (0..<(m * k)).map { $0 < 1 << 20 ? Float($0 % 7) * 0.1 : 0 }
     let x = ops.upload(values, shape: [m, k])
@@ -112,15 +116,31 @@ for (k, n) in shapes {
     } / 1e9
     let layerF32 = try Linear(weight: f32, bias: nil)
     let linearF32 = flops / seconds { _ = ops.linear(x, layerF32) } / 1e9
-    let layerBF16 = try Linear(weight: try weightTensor(rows: n, columns: k, dtype: .bf16), bias: nil)
+    let bf16 = try weightTensor(rows: n, columns: k, dtype: .bf16)
+    let layerBF16 = try Linear(weight: bf16, bias: nil)
     let linearBF16 = flops / seconds { _ = ops.linear(x, layerBF16) } / 1e9
     // The bf16 precision: the native AVX512-BF16 kernel (the float32 path on CPUs without it).
     let bf16Input = bf16Ops.upload(values, shape: [m, k])
     let nativeBF16 = flops / seconds { _ = bf16Ops.linear(bf16Input, layerBF16) } / 1e9
+    func packedRate(_ weights: WeightTensor, _ dtype: schnell_dtype) -> Double {
+        guard packedAvailable else { return .nan }
+        return flops / seconds {
+            _ = schnell_linear_f32(values, m, k, weights.pointer, Int32(dtype.rawValue), nil, 0, n, &output, n)
+        } / 1e9
+    }
+    packedF32Rates.append(packedRate(f32, SCHNELL_F32))
+    packedBF16Rates.append(packedRate(bf16, SCHNELL_BF16))
     sgemmRates.append(sgemm)
     nativeRates.append(nativeBF16)
     print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f %20.0f %7.2f", k, n, sgemm, linearF32,
                  linearF32 / sgemm, linearBF16, linearBF16 / sgemm, nativeBF16, nativeBF16 / sgemm))
+}
+
+print("\nPacked float32 GEMM (gemm_f32.c), M = \(m): GFLOP/s (best of \(repeats)), against the sgemm above")
+print("   K      N   sgemm   packed f32   ratio   packed bf16   ratio")
+for (index, (k, n)) in shapes.enumerated() {
+    let sgemm = sgemmRates[index], f32 = packedF32Rates[index], bf16 = packedBF16Rates[index]
+    print(String(format: "%5d %6d %7.0f %12.0f %7.2f %13.0f %7.2f", k, n, sgemm, f32, f32 / sgemm, bf16, bf16 / sgemm))
 }
 
 let tokens = 4608, heads = 24, headDim = 128

@@ -1,7 +1,10 @@
-// Linear layers on OpenBLAS sgemm. float32 weights go straight from the memory map to sgemm;
-// other dtypes are converted in blocks of output rows (a few MB of scratch), so a 12B-parameter
-// bf16 model is never expanded to float32 as a whole. At SCHNELL_PRECISION_BF16, bf16 weights go
-// to the native AVX512-BF16 kernel instead (gemm_bf16.c).
+// Linear layers. float32 weights go straight from the memory map to OpenBLAS sgemm (measured as
+// fast as or faster than gemm_f32.c's packed kernel at both the AVX2 and the AVX-512 tier). bf16
+// and f16 weights go to that packed kernel, which converts them while it packs them (half the
+// weight traffic of float32, no scratch copy); on the generic tier, and for fp8, they are
+// converted in blocks of output rows (a few MB of scratch) for sgemm, so a 12B-parameter model
+// is never expanded to float32 as a whole. At SCHNELL_PRECISION_BF16, bf16 weights go to the
+// native AVX512-BF16 kernel instead (gemm_bf16.c).
 #include <cblas.h>
 #include <stdlib.h>
 
@@ -36,6 +39,10 @@ void schnell_linear(const float *x, size_t rows, size_t k,
     if (rows == 0 || n == 0) return;
     if (weight_dtype == SCHNELL_BF16 && precision == SCHNELL_PRECISION_BF16 &&
         schnell_linear_bf16(x, rows, k, weight, bias, bias_dtype, n, y, y_stride) == 0) {
+        return;
+    }
+    if ((weight_dtype == SCHNELL_BF16 || weight_dtype == SCHNELL_F16) &&
+        schnell_linear_f32(x, rows, k, weight, weight_dtype, bias, bias_dtype, n, y, y_stride) == 0) {
         return;
     }
     float beta = 0.0f;

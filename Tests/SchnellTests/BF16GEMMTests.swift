@@ -78,6 +78,9 @@ final class BF16GEMMTests: XCTestCase {
         schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n, Int32(SCHNELL_PRECISION_BF16.rawValue))
         XCTAssertLessThanOrEqual(maxError(y, bf16Reference), tolerance, "bf16 precision")
         schnell_linear(c.x, rows, k, c.weight, 2, c.biasF32, 0, n, &y, n, Int32(SCHNELL_PRECISION_F32.rawValue))
-        XCTAssertLessThanOrEqual(maxError(y, f32Reference), tolerance, "float32 precision: the float32 path")
+        // The float32 path (gemm_f32.c) sums each output's 515 products in one float32 chain: its
+        // error walks to ~3e-6 and reaches 1e-5 on the worst of these 2,590 outputs (sums of
+        // |x w| ~ 130), against the reference's double accumulation.
+        XCTAssertLessThanOrEqual(maxError(y, f32Reference), 2e-5, "float32 precision: the float32 path")
     }
 }

@@ -87,7 +87,8 @@ typedef enum {
 // y[m, 0:n] = x[m, 0:k] . weight[0:n, 0:k]^T (+ bias[0:n]) for m < rows.
 // weight and bias are in `weight_dtype` / `bias_dtype`; bias may be NULL.
 // y has row stride `y_stride` (>= n), so several weight blocks fill one wide output.
-// With SCHNELL_PRECISION_BF16 and AVX512-BF16, a bf16 weight runs on schnell_linear_bf16.
+// With SCHNELL_PRECISION_BF16 and AVX512-BF16, a bf16 weight runs on schnell_linear_bf16;
+// otherwise bf16 and f16 weights run on schnell_linear_f32 (AVX2 tier and up), float32 on sgemm.
 void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *weight, int weight_dtype,
                     const void *bias, int bias_dtype,
@@ -96,6 +97,14 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *weight, int weight_dtype,
                               const void *bias, int bias_dtype,
                               size_t n, float *y, size_t y_stride);
+
+// ---- packed float32 GEMM (gemm_f32.c) ----
+// schnell_linear's contract in float32 on the AVX2 or AVX-512 micro-kernels; the weight (any
+// dtype) is converted to float32 block by block while it is packed, never as a whole.
+// Returns 0 when done, -1 (y untouched) on the generic tier or when memory is short.
+// Its reference is schnell_linear_reference.
+int schnell_linear_f32(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
+                       const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
 
 // ---- bf16 GEMM (gemm_bf16.c) ----
 // schnell_linear's contract for a bf16 weight, computed as bf16(x) . weight^T in fp32.
