@@ -18,7 +18,7 @@ final class KernelTests: XCTestCase {
 
     func testLinearMatchesReferenceForEveryDType() {
         atEveryTier { _ in
-            for (rows, k, n) in [(1, 7, 5), (17, 33, 65), (64, 256, 130)] {
+            for (rows, k, n) in [(1, 7, 5), (5, 300, 40), (17, 33, 65), (64, 256, 130), (97, 1031, 300)] {
                 let x = random.values(rows * k), weights = random.values(n * k), bias = random.values(n)
                 var bf16 = [UInt16](repeating: 0, count: weights.count)
                 schnell_f32_to_bf16(weights, &bf16, weights.count)
@@ -32,7 +32,9 @@ final class KernelTests: XCTestCase {
                     // Output rows wider than n (stride n + 3) as when blocks fill one fused output.
                     schnell_linear(x, rows, k, bytes, dtype, bias, 0, n, &fast, n + 3, Int32(SCHNELL_PRECISION_F32.rawValue))
                     schnell_linear_reference(x, rows, k, bytes, dtype, bias, 0, n, &reference, n + 3)
-                    assertClose(fast, reference, tolerance: 1e-5, "linear \(name) \(rows)x\(k)x\(n)")
+                    // float32 sums of k products against double ones: 1e-5 up to k = 256, 4e-5 at k = 1,031
+                // (measured up to 1.9e-5 there, OpenBLAS's sgemm included).
+                assertClose(fast, reference, tolerance: k > 256 ? 4e-5 : 1e-5, "linear \(name) \(rows)x\(k)x\(n)")
                 }
             }
         }
