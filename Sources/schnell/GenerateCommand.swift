@@ -20,9 +20,9 @@ enum GenerateCommand {
           --precision P      f32 (default: float32 math on any stored dtype) or bf16, for bf16-stored weights:
                              with AVX512-BF16, native bf16 dot products on bf16-rounded activations;
                              with AVX2 or AVX-512 alone, the weights are widened to float32 as the GEMM
-                             packs them (float32 math, half the weight memory and traffic)
-                             (this CPU: \(CPUTier.current), SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a
-                             lower tier)
+                             packs them (float32 math, half the weight memory and traffic). Here: tier
+                             \(CPUTier.current), \(CPUTier.current.bf16Meaning)
+                             (SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower tier)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...
