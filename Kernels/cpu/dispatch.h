@@ -48,6 +48,24 @@ SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t c
                                            : name##_generic;                                \
     }
 
+// How a packed GEMM of `rows` rows and `column_blocks` column blocks splits into work items: the
+// column blocks, and when they are too few for the pool (4 items a worker), row chunks too, never
+// below 96 rows so re-packing a weight block per item stays a small cost. Returns the rows per
+// chunk (a multiple of mr); *chunks receives the chunk count.
+SCHNELL_INLINE size_t schnell_gemm_row_chunks(size_t rows, size_t column_blocks, size_t mr, size_t *chunks) {
+    size_t wanted = (size_t)schnell_threads() * 4;
+    size_t row_chunks = 1;
+    if (column_blocks < wanted) {
+        row_chunks = (wanted + column_blocks - 1) / column_blocks;
+        size_t most = (rows + 95) / 96;
+        if (row_chunks > most) row_chunks = most;
+    }
+    size_t rows_per_chunk = (rows + row_chunks - 1) / row_chunks;
+    rows_per_chunk = (rows_per_chunk + mr - 1) / mr * mr;
+    *chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    return rows_per_chunk;
+}
+
 // exp(x) for float32 without a libm call, so loops vectorise. Cody-Waite range reduction
 // (x = n ln2 + r) and a degree-6 polynomial: relative error below 2e-7 over the float range.
 SCHNELL_INLINE float schnell_expf(float x) {

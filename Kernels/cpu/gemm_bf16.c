@@ -360,19 +360,8 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
         return 0;
     }
 
-    // Column blocks are the work items; when they are too few for the pool, rows are split too
-    // (never below 96 rows, so re-packing a block per item stays a small cost).
-    size_t column_blocks = (n + NC - 1) / NC;
-    size_t wanted = (size_t)schnell_threads() * 4;
-    size_t row_chunks = 1;
-    if (column_blocks < wanted) {
-        row_chunks = (wanted + column_blocks - 1) / column_blocks;
-        size_t most = (rows + 95) / 96;
-        if (row_chunks > most) row_chunks = most;
-    }
-    size_t rows_per_chunk = (rows + row_chunks - 1) / row_chunks;
-    rows_per_chunk = (rows_per_chunk + MR - 1) / MR * MR;
-    row_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    size_t column_blocks = (n + NC - 1) / NC, row_chunks;
+    size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, MR, &row_chunks);
     gemm_job job = {x, a, rows, k, kp, weight, bias, bias_dtype, bias_f32, n, y, y_stride,
                     row_chunks, rows_per_chunk};
     schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);

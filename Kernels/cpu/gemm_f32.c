@@ -350,20 +350,9 @@ int schnell_linear_f32(const float *x, size_t rows, size_t k, const void *weight
     blocking tier = level >= SCHNELL_CPU_AVX512
                         ? (blocking){schnell_f32_micro_kernels, SCHNELL_AVX512_F32_NR, 384, 384, 96}
                         : (blocking){schnell_f32_micro_kernels_avx2, SCHNELL_AVX2_F32_NR, 384, 192, 96};
-    // Column blocks are the work items; when they are too few for the pool, rows are split too
-    // (never below 96 rows, so re-packing a block per item stays a small cost).
-    size_t column_blocks = (n + tier.nc - 1) / tier.nc;
+    size_t column_blocks = (n + tier.nc - 1) / tier.nc, row_chunks;
+    size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, MR, &row_chunks);
     size_t workers = (size_t)schnell_threads();
-    size_t wanted = workers * 4;
-    size_t row_chunks = 1;
-    if (column_blocks < wanted) {
-        row_chunks = (wanted + column_blocks - 1) / column_blocks;
-        size_t most = (rows + 95) / 96;
-        if (row_chunks > most) row_chunks = most;
-    }
-    size_t rows_per_chunk = (rows + row_chunks - 1) / row_chunks;
-    rows_per_chunk = (rows_per_chunk + MR - 1) / MR * MR;
-    row_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
     // Per worker, in whole cache lines: the packed block, the packed rows of x, and for e4m3
     // the staging rows.
     size_t scratch_floats = (tier.kc * tier.nc + tier.mc * (tier.kc + 16) + 8 * tier.kc + 15) / 16 * 16;
