@@ -27,8 +27,9 @@ enum ServeCommand {
           --max-body-size    largest request body (default \(defaults.maxBodyBytes)); --max-body-memory: body bytes
                              held at once across connections, more is refused 503 (default \(defaults.maxBodyMemoryBytes))
           --shutdown-timeout on SIGTERM/SIGINT, seconds to wait for the running generation to cancel (default \(defaults.shutdownTimeoutSeconds))
-          --precision        f32 (default) or bf16 for bf16-stored weights: \(CPUTier.current.bf16Meaning) on this
-                             CPU (tier \(CPUTier.current); SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower one)
+          --precision        f32 (default) or bf16, for bf16-stored weights; at this CPU's tier (\(CPUTier.current)):
+                             \(CPUTier.current.bf16Meaning)
+                             (SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower tier)
         """
     private static let defaults = ServerOptions(), server = defaults.limits, pipeline = GenerationLimits.pipeline
 
