@@ -242,11 +242,12 @@ def compare_images(python, reference, image):
 def machine_description(env):
     model_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     family = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("cpu family")), "?")
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.split(":")[0].strip() == "model"), "?")
     flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     memory_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     features = ", ".join(f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
                                      "avx512_vnni", "amx_bf16") if f in flags)
-    return (f"{os.cpu_count()} cores of {model_name} (family {family}; {features}), "
+    return (f"{os.cpu_count()} cores of {model_name} (family {family}, model {model}; {features}), "
             f"{memory_kb / 2**20:.1f} GiB RAM, {platform.platform()}, OpenBLAS kernels for Schnell: {openblas_kernels(env)}")
 
 
