@@ -263,7 +263,7 @@ static void conv_f32_items(void *context, size_t begin, size_t end) {
             for (size_t m = 0; m < out_channels; m += MR) {
                 size_t mr = out_channels - m < MR ? out_channels - m : MR;
                 for (size_t q = 0; q < count; q++) {
-                    schnell_f32_micro_kernels[mr](w + m * job->depth + k0, job->depth, bp + q * kc * NR, kc,
+                    schnell_f32_micro_kernels[mr](w + m * job->w_stride + k0, job->w_stride, bp + q * kc * NR, kc,
                                     job->bias ? job->bias + m : NULL, k0 == 0,
                                     y + m * job->pixels + q * NR, job->pixels, panels[q].columns);
                 }
@@ -393,11 +393,29 @@ static int conv2d(const float *x, int upsampled, const void *weight, int weight_
         free(owned_bias);
         return status;
     }
-    conv_job job = {x, s, upsampled, ow, oh * ow, depth, w, b, y, NULL, 0, NULL, NULL, 0, 0};
+    // A micro-kernel broadcasts from six weight rows at once; rows a multiple of 4 KB apart (the
+    // phase convolutions' 2,048 and 1,024 floats) share their L1 sets and evict one another, so
+    // those weights are copied to rows one cache line longer.
+    size_t w_stride = depth;
+    float *padded = NULL;
+    if (!bf16 && depth % 1024 == 0) {
+        w_stride = depth + 16;
+        padded = malloc(s->out_channels * w_stride * sizeof(float));
+        if (!padded) {
+            free(owned_weight);
+            free(owned_bias);
+            return -1;
+        }
+        for (size_t m = 0; m < s->out_channels; m++) {
+            memcpy(padded + m * w_stride, (const float *)w + m * depth, depth * sizeof(float));
+        }
+    }
+    conv_job job = {x, s, upsampled, ow, oh * ow, depth, padded ? padded : w, w_stride, b, y, NULL, 0, NULL, NULL, 0, 0};
     int status = schnell_cpu_level() < SCHNELL_CPU_AVX512
                      ? run_conv(&job, schnell_conv_f32_items_avx2, SCHNELL_CONV_AVX2_BLOCK_FLOATS)
                  : bf16 ? run_conv(&job, conv_bf16_items, (size_t)KC_BF16 / 2 * NC)
                         : run_conv(&job, conv_f32_items, (size_t)KC_F32 * NC);
+    free(padded);
     free(owned_weight);
     free(owned_bias);
     return status;

@@ -47,7 +47,8 @@ typedef struct {
     const schnell_conv2d_shape *s;
     int upsampled;       // x is the input at half the height and width (nearest x2)
     size_t ow, pixels, depth;
-    const void *w;       // float32 or bf16 [Cout, depth]
+    const void *w;       // float32 [Cout, w_stride] or bf16 [Cout, depth]
+    size_t w_stride;     // float32: depth, or depth + 16 where depth floats are a multiple of 4 KB
     const float *bias;   // float32 [Cout] or NULL
     float *y;
     void *scratch;       // one packed block per worker

@@ -139,7 +139,7 @@ void schnell_conv_f32_items_avx2(void *context, size_t begin, size_t end) {
                 size_t mr = out_channels - m < MR ? out_channels - m : MR;
                 for (size_t u = 0; u < micro_panels; u++) {
                     size_t left = columns - u * NR;
-                    schnell_f32_micro_kernels_avx2[mr](w + m * job->depth + k0, job->depth, bp + u * kc * NR, kc,
+                    schnell_f32_micro_kernels_avx2[mr](w + m * job->w_stride + k0, job->w_stride, bp + u * kc * NR, kc,
                                                        job->bias ? job->bias + m : NULL, k0 == 0,
                                                        y + m * job->pixels + u * NR, job->pixels,
                                                        left < NR ? left : NR);

@@ -80,6 +80,9 @@ final class ConvolutionKernelTests: XCTestCase {
                       padding: (1, 1, 1, 1), bfloat16Weights: true)
             checkConv(inChannels: 3, height: 300, width: 1, outChannels: 2, kernel: 1, stride: 1,
                       padding: (0, 0, 0, 0))
+            // A depth of 1,024 floats (4 KB): the weights are read from padded rows.
+            checkConv(inChannels: 1024, height: 3, width: 20, outChannels: 7, kernel: 1, stride: 1,
+                      padding: (0, 0, 0, 0))
         }
     }
 
@@ -228,7 +231,7 @@ final class ConvolutionKernelTests: XCTestCase {
     func testUpsampledConvolutionMatchesUpsampleThenConvolution() {
         atEveryTier { _ in
             for (channels, height, width, outChannels, kernel) in
-                [(5, 4, 7, 3, 3), (6, 3, 40, 7, 3), (2, 2, 1, 2, 3), (3, 4, 36, 5, 5), (4, 3, 20, 6, 1)] {
+                [(5, 4, 7, 3, 3), (6, 3, 40, 7, 3), (2, 2, 1, 2, 3), (3, 4, 36, 5, 5), (4, 3, 20, 6, 1), (256, 3, 10, 7, 3)] {
                 checkUpsampledConvolution(channels: channels, height: height, width: width, outChannels: outChannels,
                                           kernel: kernel, bf16Activations: false)
             }
