@@ -130,8 +130,6 @@ typedef struct {
     size_t *packed_head;    // per worker: the head its panels hold (SIZE_MAX: none)
 } packed_job;
 
-static size_t round_up(size_t value, size_t step) { return (value + step - 1) / step * step; }
-
 // Head h's K and V into the worker's panels, zero past the tokens and the head dimension.
 static void pack_head(const packed_job *job, size_t h, float *kp, float *vp) {
     size_t n = job->kv_tokens, d = job->head_dim, nr = job->nr;
@@ -159,7 +157,7 @@ SCHNELL_INLINE void packed_items_body(void *context, size_t begin, size_t end) {
     size_t worker = (size_t)schnell_worker_index();
     float *scores = job->scratch + worker * job->scratch_floats;
     float *sums = scores + job->score_floats;
-    float *queries = sums + round_up(PACKED_BLOCK, 16);
+    float *queries = sums + schnell_round_up(PACKED_BLOCK, 16);
     float *kp = queries + PACKED_BLOCK * job->query_stride, *vp = kp + job->k_floats;
     for (size_t item = begin; item < end; item++) {
         size_t h = item / blocks, first = item % blocks * PACKED_BLOCK;
@@ -211,14 +209,14 @@ static int attention_packed(const float *q, size_t q_stride, const float *k, siz
     if (kv_tokens == 0 || head_dim == 0) return -1;
     int avx512 = schnell_cpu_level() >= SCHNELL_CPU_AVX512;
     size_t nr = avx512 ? SCHNELL_AVX512_F32_NR : SCHNELL_AVX2_F32_NR;
-    size_t score_floats = round_up(PACKED_BLOCK * kv_tokens, 16);
-    size_t k_floats = round_up(kv_tokens, nr) * head_dim, v_floats = round_up(head_dim, nr) * kv_tokens;
+    size_t score_floats = schnell_round_up(PACKED_BLOCK * kv_tokens, 16);
+    size_t k_floats = schnell_round_up(kv_tokens, nr) * head_dim, v_floats = schnell_round_up(head_dim, nr) * kv_tokens;
     // Queries are copied to rows one cache line longer than the head: the rows' stride in the
     // fused qkv buffer is a multiple of 4 KB at FLUX's widths, which puts a micro-panel's six
     // rows in the same L1 set.
-    size_t query_stride = round_up(head_dim, 16) + 16;
-    size_t scratch_floats = score_floats + round_up(PACKED_BLOCK, 16) + PACKED_BLOCK * query_stride + k_floats +
-                            round_up(v_floats, 16);
+    size_t query_stride = schnell_round_up(head_dim, 16) + 16;
+    size_t scratch_floats = score_floats + schnell_round_up(PACKED_BLOCK, 16) + PACKED_BLOCK * query_stride + k_floats +
+                            schnell_round_up(v_floats, 16);
     size_t workers = (size_t)schnell_threads();
     float *scratch = aligned_alloc(64, workers * scratch_floats * sizeof(float));
     size_t *packed_head = malloc(workers * sizeof(size_t));

@@ -25,8 +25,6 @@ typedef struct {
     uint16_t *rows;         // per worker: one head's K rounded to bf16 row by row
 } pack_job;
 
-static size_t round_up(size_t value, size_t step) { return (value + step - 1) / step * step; }
-
 SCHNELL_TARGET_BF16 static void pack_heads(void *context, size_t begin, size_t end) {
     const pack_job *job = context;
     size_t n = job->kv_tokens, d = job->head_dim, kp = 2 * job->dp;
@@ -124,9 +122,9 @@ int schnell_attention_bf16(const float *q, size_t q_stride,
     if (schnell_cpu_level() < SCHNELL_CPU_AVX512_BF16 || kv_tokens == 0 || head_dim == 0) return -1;
     if (q_tokens == 0 || heads == 0) return 0;
     size_t dp = (head_dim + 1) / 2, tp = (kv_tokens + 1) / 2;
-    size_t k_words = round_up(kv_tokens, NR) * dp, v_words = round_up(head_dim, NR) * tp;
+    size_t k_words = schnell_round_up(kv_tokens, NR) * dp, v_words = schnell_round_up(head_dim, NR) * tp;
     size_t workers = (size_t)schnell_threads();
-    size_t scratch_bytes = round_up(BLOCK * (kv_tokens + 1) * sizeof(float) + BLOCK * (2 * dp + 2 * tp) * 2, 64);
+    size_t scratch_bytes = schnell_round_up(BLOCK * (kv_tokens + 1) * sizeof(float) + BLOCK * (2 * dp + 2 * tp) * 2, 64);
     uint32_t *packed = aligned_alloc(64, heads * (k_words + v_words) * sizeof(uint32_t));
     uint16_t *rows = malloc(workers * kv_tokens * 2 * dp * sizeof(uint16_t));
     char *scratch = aligned_alloc(64, workers * scratch_bytes);

@@ -48,6 +48,9 @@ SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t c
                                            : name##_generic;                                \
     }
 
+// value rounded up to a multiple of step.
+SCHNELL_INLINE size_t schnell_round_up(size_t value, size_t step) { return (value + step - 1) / step * step; }
+
 // How a packed GEMM of `rows` rows and `column_blocks` column blocks splits into work items: the
 // column blocks, and when they are too few for the pool (4 items a worker), row chunks too, never
 // below 96 rows so re-packing a weight block per item stays a small cost. Returns the rows per

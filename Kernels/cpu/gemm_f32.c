@@ -355,7 +355,7 @@ int schnell_linear_f32(const float *x, size_t rows, size_t k, const void *weight
     size_t workers = (size_t)schnell_threads();
     // Per worker, in whole cache lines: the packed block, the packed rows of x, and for e4m3
     // the staging rows.
-    size_t scratch_floats = (tier.kc * tier.nc + tier.mc * (tier.kc + 16) + 8 * tier.kc + 15) / 16 * 16;
+    size_t scratch_floats = schnell_round_up(tier.kc * tier.nc + tier.mc * (tier.kc + 16) + 8 * tier.kc, 16);
     float *scratch = schnell_buffer_allocate(workers * scratch_floats * sizeof(float));
     if (!scratch) {
         free(bias_f32);
