@@ -10,8 +10,42 @@ size_t schnell_dtype_size(int dtype) {
     case SCHNELL_F32: return 4;
     case SCHNELL_F16:
     case SCHNELL_BF16: return 2;
-    default: return 1;
+    case SCHNELL_F8_E4M3:
+    case SCHNELL_F8_E5M2: return 1;
+    default: return 0;
     }
+}
+
+size_t schnell_dtype_block_values(int dtype) {
+    switch (dtype) {
+    case SCHNELL_Q4_0: case SCHNELL_Q4_1: case SCHNELL_Q5_0: case SCHNELL_Q5_1: case SCHNELL_Q8_0:
+        return 32;
+    case SCHNELL_Q2_K: case SCHNELL_Q3_K: case SCHNELL_Q4_K: case SCHNELL_Q5_K: case SCHNELL_Q6_K:
+        return 256;
+    default:
+        return schnell_dtype_size(dtype) ? 1 : 0;
+    }
+}
+
+size_t schnell_dtype_block_bytes(int dtype) {
+    switch (dtype) {
+    case SCHNELL_Q4_0: return 18;
+    case SCHNELL_Q4_1: return 20;
+    case SCHNELL_Q5_0: return 22;
+    case SCHNELL_Q5_1: return 24;
+    case SCHNELL_Q8_0: return 34;
+    case SCHNELL_Q2_K: return 84;
+    case SCHNELL_Q3_K: return 110;
+    case SCHNELL_Q4_K: return 144;
+    case SCHNELL_Q5_K: return 176;
+    case SCHNELL_Q6_K: return 210;
+    default: return schnell_dtype_size(dtype);
+    }
+}
+
+size_t schnell_dtype_row_bytes(int dtype, size_t count) {
+    size_t values = schnell_dtype_block_values(dtype);
+    return values ? count / values * schnell_dtype_block_bytes(dtype) : 0;
 }
 
 static float half_to_float(uint16_t h) {

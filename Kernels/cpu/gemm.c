@@ -64,10 +64,10 @@ void schnell_linear(const float *x, size_t rows, size_t k,
         schnell_linear_reference(x, rows, k, weight, weight_dtype, bias, bias_dtype, n, y, y_stride);
         return;
     }
-    size_t element = schnell_dtype_size(weight_dtype);
+    size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
     for (size_t start = 0; start < n; start += block) {
         size_t count = n - start < block ? n - start : block;
-        schnell_convert_to_f32((const char *)weight + start * k * element, weight_dtype, scratch,
+        schnell_convert_to_f32((const char *)weight + start * row_bytes, weight_dtype, scratch,
                                count * k);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)count,
                     (blasint)k, 1.0f, x, (blasint)k, scratch, (blasint)k, beta, y + start,
@@ -80,12 +80,12 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *weight, int weight_dtype,
                               const void *bias, int bias_dtype,
                               size_t n, float *y, size_t y_stride) {
-    size_t element = schnell_dtype_size(weight_dtype);
+    size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
     size_t bias_element = schnell_dtype_size(bias_dtype);
     float *row = malloc((k ? k : 1) * sizeof(float));
     if (!row) return;
     for (size_t j = 0; j < n; j++) {
-        schnell_convert_to_f32_reference((const char *)weight + j * k * element, weight_dtype, row, k);
+        schnell_convert_to_f32_reference((const char *)weight + j * row_bytes, weight_dtype, row, k);
         float b = 0.0f;
         if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &b, 1);
         for (size_t r = 0; r < rows; r++) {

@@ -63,15 +63,52 @@ void *schnell_buffer_allocate(size_t bytes);
 void schnell_buffer_free(void *buffer);
 
 // ---- dtypes (convert.c) ----
+// Float types are stored value by value; the block types are ggml's (GGUF's) layouts, a row of
+// a weight being whole blocks of `block values` values in `block bytes` bytes each:
+//   type   values bytes  layout (ggml's block_* structs, little-endian, no padding)
+//   Q4_0   32     18     f16 d; 16 bytes of 4-bit q (low nibbles values 0-15, high 16-31); v = d (q - 8)
+//   Q4_1   32     20     f16 d, f16 m; 16 bytes of nibbles; v = d q + m
+//   Q5_0   32     22     f16 d; 4 bytes of high bits; 16 bytes of nibbles; v = d (q - 16)
+//   Q5_1   32     24     f16 d, f16 m; 4 bytes of high bits; 16 bytes of nibbles; v = d q + m
+//   Q8_0   32     34     f16 d; 32 int8 q; v = d q
+//   Q2_K   256    84     16 bytes of 4-bit scales|mins; 64 bytes of 2-bit q; f16 d, f16 dmin
+//   Q3_K   256    110    32 bytes of high bits; 64 bytes of 2-bit q; 12 bytes of 6-bit scales; f16 d
+//   Q4_K   256    144    f16 d, f16 dmin; 12 bytes of 6-bit scales|mins; 128 bytes of nibbles
+//   Q5_K   256    176    f16 d, f16 dmin; 12 bytes of scales|mins; 32 bytes high bits; 128 nibbles
+//   Q6_K   256    210    128 bytes of low nibbles; 64 bytes of high 2 bits; 16 int8 scales; f16 d
 typedef enum {
     SCHNELL_F32 = 0,
     SCHNELL_F16 = 1,
     SCHNELL_BF16 = 2,
-    SCHNELL_F8_E4M3 = 3,
+    SCHNELL_F8_E4M3 = 3,  // OCP e4m3fn (torch.float8_e4m3fn)
+    SCHNELL_F8_E5M2 = 4,  // OCP e5m2 (torch.float8_e5m2)
+    SCHNELL_Q4_0 = 16,
+    SCHNELL_Q4_1 = 17,
+    SCHNELL_Q5_0 = 18,
+    SCHNELL_Q5_1 = 19,
+    SCHNELL_Q8_0 = 20,
+    SCHNELL_Q2_K = 21,
+    SCHNELL_Q3_K = 22,
+    SCHNELL_Q4_K = 23,
+    SCHNELL_Q5_K = 24,
+    SCHNELL_Q6_K = 25,
 } schnell_dtype;
+// Bytes per value of a float type; 0 for a block type (use the row size).
 size_t schnell_dtype_size(int dtype);
+// Values per block (1 for float types) and bytes per block; 0 for a code that is not a dtype.
+size_t schnell_dtype_block_values(int dtype);
+size_t schnell_dtype_block_bytes(int dtype);
+// Bytes of `count` values (count a multiple of the block values).
+size_t schnell_dtype_row_bytes(int dtype, size_t count);
+// Any dtype -> float32. For a block type `source` is at a block start and count is a multiple of
+// the block values. The block types' reference follows ggml's dequantize_row_* exactly (bit for
+// bit the same floats as the gguf Python package's dequantize).
 void schnell_convert_to_f32(const void *source, int dtype, float *destination, size_t count);
 void schnell_convert_to_f32_reference(const void *source, int dtype, float *destination, size_t count);
+// float32 -> a block type (count a multiple of its block values), rounding as ggml's reference
+// quantizers (quantize_row_*_ref, no importance matrix) do; also F16, BF16, F8_E4M3, F8_E5M2
+// (round to nearest even, saturating the fp8 types to their largest finite value).
+void schnell_quantize_reference(const float *source, int dtype, void *destination, size_t count);
 // Round-to-nearest-even float32 -> bfloat16, as torch's .to(torch.bfloat16).
 void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
 
