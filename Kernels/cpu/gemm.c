@@ -76,6 +76,33 @@ void schnell_linear(const float *x, size_t rows, size_t k,
     free(scratch);
 }
 
+typedef struct {
+    float *y;
+    size_t y_stride, n;
+    const float *scale;
+    size_t scale_count;
+    const float *bias;
+} scale_job;
+
+static void scale_rows(void *context, size_t begin, size_t end) {
+    const scale_job *job = context;
+    for (size_t r = begin; r < end; r++) {
+        float *row = job->y + r * job->y_stride;
+        for (size_t j = 0; j < job->n; j++) {
+            row[j] = row[j] * job->scale[job->scale_count == 1 ? 0 : j] + (job->bias ? job->bias[j] : 0.0f);
+        }
+    }
+}
+
+void schnell_scale_columns(float *y, size_t rows, size_t n, size_t y_stride, const float *scale,
+                           size_t scale_count, const void *bias, int bias_dtype) {
+    float *owned;
+    const float *bias_f32 = schnell_as_f32(bias, bias_dtype, n, &owned);
+    scale_job job = {y, y_stride, n, scale, scale_count, bias_f32};
+    if (!bias || bias_f32) schnell_parallel_for(rows, 16, scale_rows, &job);
+    free(owned);
+}
+
 void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *weight, int weight_dtype,
                               const void *bias, int bias_dtype,

@@ -54,6 +54,23 @@ struct CommandLineOptions {
         return value
     }
 
+    /// `--weights TYPE`: the transformer's and T5's linear layers quantized as they load (nil: as stored).
+    func weights() throws -> WeightQuantization? {
+        guard let text = values["--weights"] else { return nil }
+        guard let quantization = WeightQuantization(name: text) else {
+            throw UsageError(description: "--weights must be one of \(WeightQuantization.choiceNames), not '\(text)'")
+        }
+        return quantization
+    }
+
+    /// Help text for `--weights`, shared by generate and serve.
+    static let weightsHelp = """
+          --weights TYPE     quantize the transformer's and T5's linear layers as they load, in memory (no file
+                             is written): q8_0 (about 1.06 bytes a weight, integer kernels), q6_k, q5_k, q5_1,
+                             q5_0, q4_k, q4_1, q4_0, q3_k, q2_k (smaller, less exact), f16 or bf16. GGUF files
+                             are computed on in their own types without it. `schnell quantize` writes such files.
+        """
+
     /// `--precision f32|bf16`: whether linear layers, attention and convolutions with bf16 weights
     /// round activations to bf16 and run the native bf16 kernels (faster, not bit-comparable with
     /// float32 references).

@@ -8,12 +8,14 @@ enum GenerateCommand {
     static let usage = """
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
-                                [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--timings-json FILE] [--quiet]
+                                [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--weights TYPE]
+                                [--timings-json FILE] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
-                             single files (flux1-schnell.safetensors, ae.safetensors, clip_l.safetensors,
-                             t5xxl_fp16.safetensors); each overrides the --model folder's part
+                             single files (flux1-schnell.safetensors or a GGUF such as flux1-schnell-Q8_0.gguf,
+                             ae.safetensors, clip_l.safetensors, t5xxl_fp16.safetensors or t5-v1_1-xxl-encoder-Q8_0.gguf;
+                             fp8 files, scaled or not, too); each overrides the --model folder's part
           --tokenizers DIR   a folder with tokenizer/ and tokenizer_2/ (a FLUX pipeline folder), needed with
                              single files; its component configs are used where it has them
           --size WxH         multiples of 16 (default 1024x1024)
@@ -23,6 +25,7 @@ enum GenerateCommand {
                              packs them (float32 math, half the weight memory and traffic). Here: tier
                              \(CPUTier.current), \(CPUTier.current.bf16Meaning)
                              (SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower tier)
+        \(CommandLineOptions.weightsHelp)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...
@@ -36,7 +39,7 @@ enum GenerateCommand {
         do {
             options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
-                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision",
+                                                                 "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision", "--weights",
                                                                  "--timings-json"],
                                              boolean: ["--quiet", "-q", "-h", "--help"])
         } catch {
@@ -72,7 +75,8 @@ enum GenerateCommand {
             let progress = ProgressLine(enabled: !quiet)
             progress.show("loading \(files.model ?? files.transformer ?? "")")
             let loadStart = Date()
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
+                                                 quantization: options.weights())
             try pipeline.validate(request)
             let loadSeconds = Date().timeIntervalSince(loadStart)
             let result = try pipeline.generate(request) { update in

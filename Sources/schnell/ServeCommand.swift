@@ -9,6 +9,7 @@ enum ServeCommand {
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
                              [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
+                             [--weights TYPE]
                              [--max-side PIXELS] [--max-steps N] [--max-images N] [--cors-origin ORIGIN]...
                              [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
@@ -30,6 +31,7 @@ enum ServeCommand {
           --precision        f32 (default) or bf16, for bf16-stored weights; at this CPU's tier (\(CPUTier.current)):
                              \(CPUTier.current.bf16Meaning)
                              (SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower tier)
+        \(CommandLineOptions.weightsHelp)
         """
     private static let defaults = ServerOptions(), server = defaults.limits, pipeline = GenerationLimits.pipeline
 
@@ -41,7 +43,7 @@ enum ServeCommand {
             }
             let (serverOptions, remaining) = try ServerOptions.parse(arguments)
             let options = try CommandLineOptions(remaining, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
-                                                                     "--tokenizers", "--threads", "--precision"], boolean: [])
+                                                                     "--tokenizers", "--threads", "--precision", "--weights"], boolean: [])
             guard options.positionals.isEmpty else {
                 throw CommandLineOptions.UsageError(description: "unexpected argument '\(options.positionals[0])'")
             }
@@ -50,7 +52,8 @@ enum ServeCommand {
             let server = try ImageServer(options: serverOptions)
             try server.start()
             log("loading \(files.model ?? files.transformer ?? "")")
-            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()))
+            let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
+                                                 quantization: options.weights())
             server.setGenerator(PipelineGenerator(pipeline: pipeline))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             guard try server.run() else {

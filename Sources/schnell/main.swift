@@ -7,11 +7,14 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 let usage = """
     usage: schnell generate PROMPT [options]   (schnell generate --help)
            schnell serve [options]             (schnell serve --help)
-           schnell inspect PATH
+           schnell inspect [--tensors] PATH
+           schnell quantize IN OUT.gguf --type TYPE   (schnell quantize --help)
       generate  make images from a prompt with a FLUX model (default: the bundled tiny model)
       serve     the OpenAI-compatible HTTP API (POST /v1/images/generations, ...) on a model
       inspect   print the model kind, configuration, parameter count and any missing or
-                unexpected tensors of a pipeline folder, component folder or single file
+                unexpected tensors of a pipeline folder, component folder, safetensors or GGUF file
+                (--tensors: every tensor's name, type and shape)
+      quantize  write a FLUX transformer or T5 encoder as a GGUF file (q8_0, q4_k, ...)
     """
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -32,6 +35,8 @@ case "serve":
     exit(ServeCommand.run(Array(arguments.dropFirst())))
 case "inspect":
     exit(InspectCommand.run(Array(arguments.dropFirst())))
+case "quantize":
+    exit(QuantizeCommand.run(Array(arguments.dropFirst())))
 case "-h", "--help", "help":
     print(usage)
 default:

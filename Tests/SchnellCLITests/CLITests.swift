@@ -51,7 +51,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(folder.output.contains("blocks: 2 double-stream + 3 single-stream"), folder.output)
         let single = try schnell(["inspect", Self.fixtures.appendingPathComponent("transformer/tiny-dev/tiny-dev.safetensors").path])
         XCTAssertEqual(single.status, 0, single.errors)
-        XCTAssertTrue(single.output.contains("layout: original single file"), single.output)
+        XCTAssertTrue(single.output.contains("layout: original (BFL) names"), single.output)
         XCTAssertTrue(single.output.contains("dev-like (guidance embedding)"), single.output)
         XCTAssertTrue(single.output.contains("hidden size: 24 (3 heads x 8)"), single.output)
     }

@@ -135,6 +135,11 @@ void schnell_linear_reference(const float *x, size_t rows, size_t k,
                               const void *bias, int bias_dtype,
                               size_t n, float *y, size_t y_stride);
 
+// y[m, j] = y[m, j] * scale[j] (+ bias[j]) for m < rows, j < n; scale_count is 1 (one scale
+// for every column) or n. Applies a scaled fp8 weight's scale after the GEMM on its raw values.
+void schnell_scale_columns(float *y, size_t rows, size_t n, size_t y_stride, const float *scale,
+                           size_t scale_count, const void *bias, int bias_dtype);
+
 // ---- packed float32 GEMM (gemm_f32.c) ----
 // schnell_linear's contract in float32 on the AVX2 or AVX-512 micro-kernels; the weight (any
 // dtype) is converted to float32 block by block while it is packed, never as a whole.

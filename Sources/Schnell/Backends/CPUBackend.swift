@@ -61,14 +61,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             case .f16:
                 let halves = target.assumingMemoryBound(to: Float16.self)
                 for index in source.indices { halves[index] = Float16(source[index]) }
-            case .f8e4m3:
-                preconditionFailure("tensors are not uploaded as fp8; fp8 is a weight storage dtype")
+            default:
+                preconditionFailure("tensors are not uploaded as \(dtype.rawValue), a weight storage dtype")
             }
         }
         return result
     }
 
     public func upload(_ weight: WeightTensor) -> Tensor {
+        if weight.scale != nil { return upload(weight.floats(), shape: weight.shape.isEmpty ? [1] : weight.shape) }
         let result = output(weight.shape.isEmpty ? [1] : weight.shape)
         schnell_convert_to_f32(weight.pointer, weight.dtype.kernelCode, floats(result), weight.count)
         return result
@@ -147,10 +148,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             var column = 0
             for block in layer.blocks {
                 let rows = block.weight.shape[0]
+                // A scaled fp8 weight: the GEMM on its stored values, then scale and bias per column.
+                let scale = block.weight.scale
                 schnell_linear(input, x.rows, layer.inFeatures,
                                block.weight.pointer, block.weight.dtype.kernelCode,
-                               block.bias?.pointer, block.bias?.dtype.kernelCode ?? 0,
+                               scale == nil ? block.bias?.pointer : nil, block.bias?.dtype.kernelCode ?? 0,
                                rows, target + column, result.rowStride, kernelPrecision)
+                if let scale {
+                    schnell_scale_columns(target + column, x.rows, rows, result.rowStride, scale.values, scale.values.count,
+                                          block.bias?.pointer, block.bias?.dtype.kernelCode ?? 0)
+                }
                 column += rows
             }
         }
@@ -237,8 +244,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let result = output([ids.count, width])
         let target = floats(result)
         for (row, id) in ids.enumerated() {
-            let source = table.pointer + Int(id) * width * table.dtype.sizeBytes
+            let source = table.pointer + Int(id) * (table.dtype.byteCount(of: width) ?? 0)
             schnell_convert_to_f32(source, table.dtype.kernelCode, target + row * width, width)
+            if let scale = table.scale?.value(row: Int(id)) {
+                for index in 0..<width { target[row * width + index] *= scale }
+            }
         }
         return result
     }

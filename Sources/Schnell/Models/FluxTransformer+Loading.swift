@@ -5,7 +5,9 @@ extension FluxTransformer {
     /// (config.json + one or more safetensors), or an original single file. Without a
     /// config the shape is inferred from the tensors; `axesDimsRope` overrides the rotary
     /// axes, which tensors cannot tell (16/56/56 is assumed for 128-wide heads).
-    public static func load(path: String, backend: any Backend, axesDimsRope: [Int]? = nil) throws -> FluxTransformer {
+    /// `quantization` stores the linear layers in a GGUF block type as they load.
+    public static func load(path: String, backend: any Backend, axesDimsRope: [Int]? = nil,
+                            quantization: WeightQuantization? = nil) throws -> FluxTransformer {
         let checkpoint = try Checkpoint(path: path, family: .transformer)
         var config = try TransformerConfig(checkpoint: checkpoint)
         if let axesDimsRope {
@@ -13,7 +15,7 @@ extension FluxTransformer {
             try config.validate(file: path)
         }
         return try FluxTransformer(config: config, store: checkpoint.store, layout: checkpoint.layout,
-                                   prefix: checkpoint.prefix, backend: backend)
+                                   prefix: checkpoint.prefix, backend: backend, quantization: quantization)
     }
 }
 

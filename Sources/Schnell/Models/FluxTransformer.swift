@@ -20,12 +20,12 @@ public final class FluxTransformer: Sendable {
     /// Builds the model from resolved checkpoint tensors; see `load(path:)` for files. Every layer
     /// is prepared by `backend` here, once.
     init(config: TransformerConfig, store: WeightStore, layout: CheckpointLayout, prefix: String,
-         backend: any Backend) throws {
+         backend: any Backend, quantization: WeightQuantization? = nil) throws {
         guard config.axesDimsRope != nil else {
             throw WeightsError.invalidConfig(file: store.path, reason: "cannot infer the rotary axes for head width \(config.headDim); put a diffusers config.json beside the file or pass the axes explicitly")
         }
         let mapped = try FluxWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix)
-        let weights = LayerWeights(mapped: mapped, backend: backend)
+        let weights = LayerWeights(mapped: mapped, backend: backend, quantization: quantization)
         self.config = config
         self.layout = layout
         ops = backend

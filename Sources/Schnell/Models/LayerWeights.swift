@@ -3,6 +3,8 @@
 struct LayerWeights {
     let mapped: MappedWeights
     let backend: any Backend
+    /// `--weights TYPE`: linear layers quantized as they load (nil: as stored).
+    var quantization: WeightQuantization? = nil
 
     /// A checkpoint tensor as stored (embedding tables, read by row).
     func tensor(_ name: String) throws -> WeightTensor {
@@ -15,7 +17,8 @@ struct LayerWeights {
     }
 
     func linear(_ name: String) throws -> Linear {
-        try backend.prepare(mapped.linear(name))
+        let layer = try mapped.linear(name)
+        return try backend.prepare(quantization.map { try $0.quantize(layer, engineName: name) } ?? layer)
     }
 
     func conv(_ name: String, stride: Int = 1, padding: Conv2d.Padding) throws -> Conv2d {

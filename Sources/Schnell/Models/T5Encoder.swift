@@ -24,11 +24,12 @@ public final class T5Encoder: @unchecked Sendable {
     let finalNorm: Tensor
 
     /// Builds the encoder from a store holding exactly the tensors `T5WeightNames.table(config)` lists.
-    public init(weights store: WeightStore, config: T5Config, backend: any Backend) throws {
+    public init(weights store: WeightStore, config: T5Config, backend: any Backend,
+                quantization: WeightQuantization? = nil) throws {
         try config.validate(file: store.path)
         let (layout, prefix) = try ModelFamily.t5.requireLayout(of: store)
         let weights = LayerWeights(mapped: try T5WeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix),
-                                   backend: backend)
+                                   backend: backend, quantization: quantization)
         let (gated, activation) = try config.feedForward(file: store.path)
         blocks = try (0..<config.layerCount).map { index in
             let block = "blocks.\(index)"
@@ -51,10 +52,11 @@ public final class T5Encoder: @unchecked Sendable {
     /// A `text_encoder_2/` folder with config.json (or a pipeline folder holding one), or a
     /// single safetensors file such as `t5xxl_fp16.safetensors`. `config` overrides both the
     /// folder's config.json and the configuration inferred from a single file's shapes.
-    public static func load(path: String, config: T5Config? = nil, backend: any Backend) throws -> T5Encoder {
+    public static func load(path: String, config: T5Config? = nil, backend: any Backend,
+                            quantization: WeightQuantization? = nil) throws -> T5Encoder {
         let checkpoint = try Checkpoint(path: path, family: .t5)
         let resolved = try config ?? T5Config(checkpoint: checkpoint)
-        return try T5Encoder(weights: checkpoint.store, config: resolved, backend: backend)
+        return try T5Encoder(weights: checkpoint.store, config: resolved, backend: backend, quantization: quantization)
     }
 
     /// ids (256 for FLUX.1-schnell, 512 for dev) -> last hidden states [tokens, modelSize].

@@ -24,11 +24,15 @@ public final class FluxPipeline: Sendable {
     public var defaultGuidance: Float? { hasGuidance ? 3.5 : nil }
     public var defaultMaxSequenceLength: Int { hasGuidance ? 512 : 256 }
 
-    public static func load(_ files: PipelineFiles, backend: any Backend) throws -> FluxPipeline {
+    /// `quantization` (`--weights TYPE`) stores the transformer's and T5's linear layers in a GGUF
+    /// block type as they load; CLIP and the VAE stay as stored.
+    public static func load(_ files: PipelineFiles, backend: any Backend,
+                            quantization: WeightQuantization? = nil) throws -> FluxPipeline {
         let transformerPath = try files.path(files.transformer, subfolder: "transformer", flag: "--transformer")
         let axes = try files.configFile("transformer/config.json").flatMap { try TransformerConfig(contentsOf: $0).axesDimsRope }
         let transformer = try FluxTransformer.load(path: transformerPath, backend: backend,
-                                                   axesDimsRope: files.transformer == nil ? nil : axes)
+                                                   axesDimsRope: files.transformer == nil ? nil : axes,
+                                                   quantization: quantization)
         let vaePath = try files.path(files.vae, subfolder: "vae", flag: "--vae")
         let vaeConfig = try files.vae == nil ? nil : files.configFile("vae/config.json").map { try AutoencoderConfig(contentsOf: $0) }
         let vae = try AutoencoderKL.load(from: vaePath, config: vaeConfig, backend: backend)
@@ -37,7 +41,7 @@ public final class FluxPipeline: Sendable {
         let clip = try CLIPTextModel.load(path: clipPath, config: clipConfig, backend: backend)
         let t5Path = try files.path(files.t5, subfolder: "text_encoder_2", flag: "--t5")
         let t5Config = try files.t5 == nil ? nil : files.configFile("text_encoder_2/config.json").map { try T5Config.read(path: $0) }
-        let t5 = try T5Encoder.load(path: t5Path, config: t5Config, backend: backend)
+        let t5 = try T5Encoder.load(path: t5Path, config: t5Config, backend: backend, quantization: quantization)
         guard let clipTokenizerFolder = files.configFile("tokenizer"), let t5TokenizerFolder = files.configFile("tokenizer_2") else {
             throw PipelineError.missingComponent("tokenizer/ and tokenizer_2/ folders (pass --tokenizers DIR with single files)")
         }

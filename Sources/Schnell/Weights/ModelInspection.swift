@@ -21,6 +21,10 @@ public struct ModelReport: Sendable {
     public let details: [(String, String)]
     public let parameterCount: Int
     public let dtypeCounts: [String: Int]
+    /// Bytes of the tensors as stored.
+    public let sizeBytes: Int
+    /// Each tensor's name (as the file has it), dtype and shape, in name order.
+    public let tensors: [(name: String, dtype: String, shape: [Int])]
     /// Tensors the loader would look for and not find, or find in another shape.
     public let missing: [String]
     /// Tensors the loader would refuse as belonging to no layer.
@@ -45,12 +49,15 @@ public enum ModelInspector {
                            details: [("components", present.map(\.component).joined(separator: ", "))],
                            parameterCount: components.reduce(0) { $0 + $1.parameterCount },
                            dtypeCounts: components.reduce(into: [:]) { $0.merge($1.dtypeCounts, uniquingKeysWith: +) },
+                           sizeBytes: components.reduce(0) { $0 + $1.sizeBytes }, tensors: [],
                            missing: [], unexpected: [], components: components)
     }
 
     static func report(path: String, checkpoint: Checkpoint) throws -> ModelReport {
         let configSource = checkpoint.folder.configPath == nil ? "tensor shapes" : "config.json"
-        let layout = checkpoint.layout == .diffusers ? "diffusers" : "original single file"
+        let layout = checkpoint.layout == .diffusers
+            ? (checkpoint.store.metadata["general.architecture"] == nil ? "diffusers" : "llama.cpp names (GGUF)")
+            : "original (BFL) names"
         let table: WeightTable
         let details: [(String, String)]
         switch checkpoint.family {
@@ -97,8 +104,14 @@ public enum ModelInspector {
             default: break
             }
         }
-        return ModelReport(path: path, kind: .model(checkpoint.family), details: details,
+        var fileDetails = [("format", checkpoint.store.format)]
+        if checkpoint.store.scaledWeightCount > 0 {
+            fileDetails.append(("fp8 scales", "\(checkpoint.store.scaledWeightCount) weights carry a scale (scaled fp8)"))
+        }
+        let tensors = checkpoint.store.tensors.sorted { $0.name < $1.name }.map { ($0.name, $0.dtype.rawValue, $0.shape) }
+        return ModelReport(path: path, kind: .model(checkpoint.family), details: fileDetails + details,
                            parameterCount: checkpoint.store.parameterCount, dtypeCounts: checkpoint.store.dtypeCounts,
+                           sizeBytes: checkpoint.store.sizeBytes, tensors: tensors,
                            missing: missing, unexpected: unexpected, components: [])
     }
 }

@@ -4,63 +4,6 @@ import SchnellKernels
 import Glibc
 #endif
 
-/// A read-only memory map of a whole file; unmapped when the last tensor viewing it goes.
-final class MappedFile: @unchecked Sendable {
-    let base: UnsafeRawPointer
-    let sizeBytes: Int
-
-    init(path: String) throws {
-        let (descriptor, sizeBytes) = try ModelFile.open(path)
-        defer { close(descriptor) }
-        self.sizeBytes = sizeBytes
-        guard sizeBytes > 0 else { throw WeightsError.tooSmall(file: path, sizeBytes: 0) }
-        guard let mapped = mmap(nil, sizeBytes, PROT_READ, MAP_PRIVATE, descriptor, 0),
-              mapped != MAP_FAILED else {
-            throw WeightsError.cannotOpen(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
-        }
-        base = UnsafeRawPointer(mapped)
-    }
-
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), sizeBytes) }
-}
-
-/// One tensor inside a memory-mapped weight file, in its stored dtype.
-public struct WeightTensor: @unchecked Sendable {
-    public let name: String
-    public let dtype: DType
-    public let shape: [Int]
-    /// The file it came from, for error messages.
-    public let file: String
-    let mapping: MappedFile
-    let byteOffset: Int
-
-    public var count: Int { shape.reduce(1, *) }
-    public var pointer: UnsafeRawPointer { mapping.base + byteOffset }
-
-    /// Rows [start, start + count) of the first axis, as a view (no copy).
-    public func rows(_ range: Range<Int>) -> WeightTensor {
-        let rowElements = shape.dropFirst().reduce(1, *)
-        var newShape = shape
-        newShape[0] = range.count
-        return WeightTensor(name: name, dtype: dtype, shape: newShape, file: file, mapping: mapping,
-                            byteOffset: byteOffset + range.lowerBound * rowElements * dtype.sizeBytes)
-    }
-
-    /// The same elements viewed with `newShape`; nil when the element counts differ.
-    public func reshaped(_ newShape: [Int]) -> WeightTensor? {
-        guard newShape.reduce(1, *) == count else { return nil }
-        return WeightTensor(name: name, dtype: dtype, shape: newShape, file: file, mapping: mapping, byteOffset: byteOffset)
-    }
-
-    /// The values as float32 on the host (small tensors: norms, biases, test data).
-    public func floats() -> [Float] {
-        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            schnell_convert_to_f32(pointer, dtype.kernelCode, buffer.baseAddress, count)
-            initialized = count
-        }
-    }
-}
-
 /// A parsed safetensors file: an 8-byte little-endian header length, a JSON header mapping
 /// names to {dtype, shape, data_offsets}, then the data section the offsets point into.
 public final class SafeTensorsFile: @unchecked Sendable {
@@ -117,7 +60,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw WeightsError.offsetsOutOfRange(file: path, tensor: name, begin: begin, end: end, dataBytes: dataBytes)
             }
             // Checked: [2^31, 2^31] F32 is 2^64 bytes, which wraps to 0 and would fit a 0-byte span.
-            guard checkedProduct(shape + [dtype.sizeBytes]) == end - begin else {
+            guard !dtype.isBlockType, checkedProduct(shape + [dtype.sizeBytes]) == end - begin else {
                 throw WeightsError.sizeMismatch(file: path, tensor: name, shape: shape, dtype: dtypeName, spanBytes: end - begin)
             }
             spans.append((name, begin, end))

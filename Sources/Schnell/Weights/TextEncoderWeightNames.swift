@@ -71,4 +71,38 @@ public enum T5WeightNames {
         entries.append(.tensor("final_norm", [model], "encoder.final_layer_norm.weight"))
         return WeightTable(entries: entries)
     }
+
+    /// llama.cpp's names of a T5 encoder block's tensors (city96's t5-v1_1-xxl-encoder-gguf) and
+    /// transformers' names after `encoder.block.N.`; `ffn_up` is wi_1 beside a gate, else wi.
+    static func llamaCppBlockNames(gated: Bool) -> [(llamaCpp: String, transformers: String)] {
+        [("attn_q", "layer.0.SelfAttention.q"), ("attn_k", "layer.0.SelfAttention.k"), ("attn_v", "layer.0.SelfAttention.v"),
+         ("attn_o", "layer.0.SelfAttention.o"), ("attn_rel_b", "layer.0.SelfAttention.relative_attention_bias"),
+         ("attn_norm", "layer.0.layer_norm"), ("ffn_gate", "layer.1.DenseReluDense.wi_0"),
+         ("ffn_up", gated ? "layer.1.DenseReluDense.wi_1" : "layer.1.DenseReluDense.wi"),
+         ("ffn_down", "layer.1.DenseReluDense.wo"), ("ffn_norm", "layer.1.layer_norm")]
+    }
+
+    static let llamaCppFixedNames = [("token_embd.weight", "shared.weight"), ("enc.output_norm.weight", "encoder.final_layer_norm.weight")]
+
+    /// transformers' name of a tensor llama.cpp names `name` (`enc.blk.N.attn_q.weight`, ...);
+    /// nil for any other name.
+    static func transformersName(llamaCpp name: String, gated: Bool) -> String? {
+        if let fixed = llamaCppFixedNames.first(where: { $0.0 == name }) { return fixed.1 }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[0] == "enc", parts[1] == "blk", parts[4] == "weight",
+              let index = Int(parts[2]), String(index) == parts[2],
+              let pair = llamaCppBlockNames(gated: gated).first(where: { $0.llamaCpp == parts[3] }) else { return nil }
+        return "\(blocks).\(index).\(pair.transformers).weight"
+    }
+
+    /// The inverse: llama.cpp's name of a transformers T5 encoder tensor; nil for any other name.
+    static func llamaCppName(transformers name: String, gated: Bool) -> String? {
+        if name == "encoder.embed_tokens.weight" { return "token_embd.weight" }
+        if let fixed = llamaCppFixedNames.first(where: { $0.1 == name }) { return fixed.0 }
+        guard name.hasPrefix(blocks + "."), name.hasSuffix(".weight") else { return nil }
+        let rest = name.dropFirst(blocks.count + 1).dropLast(".weight".count)
+        guard let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]),
+              let pair = llamaCppBlockNames(gated: gated).first(where: { $0.transformers == rest[rest.index(after: dot)...] }) else { return nil }
+        return "enc.blk.\(index).\(pair.llamaCpp).weight"
+    }
 }

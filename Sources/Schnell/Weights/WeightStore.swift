@@ -1,19 +1,31 @@
 import Foundation
 
-/// The tensors of one model component, from a single safetensors file or from the shards
-/// listed in a `*.safetensors.index.json`. Name lookups go through here so errors can name
+/// The tensors of one model component, from a single safetensors or GGUF file or from the
+/// shards listed in a `*.safetensors.index.json`. Name lookups go through here so errors can name
 /// the file a tensor should have been in.
+///
+/// Two conventions are resolved here, once, so that no model sees them: ComfyUI's scaled fp8
+/// (a `scaled_fp8` marker and per-layer `.scale_weight`/`.scale_input`, or `.weight_scale`/
+/// `.input_scale`: the weight scale is attached to its weight, the input scale, which only an
+/// fp8 matmul of the activations uses, is dropped), and llama.cpp's T5 names in GGUF encoders
+/// (`enc.blk.N.attn_q`, ...), which `T5WeightNames.transformersName` maps onto transformers'.
 public final class WeightStore: @unchecked Sendable {
     /// What a user pointed at (a file, an index, or a folder), for messages.
     public let path: String
-    public let files: [SafeTensorsFile]
+    /// Metadata of the files (safetensors' `__metadata__`, GGUF's key/value pairs), merged.
+    public let metadata: [String: String]
+    /// How many weights carry an fp8 scale.
+    public let scaledWeightCount: Int
+    /// The files' format: "safetensors", or "GGUF v3" and the architecture its metadata names.
+    public let format: String
     private let byName: [String: WeightTensor]
 
     public var names: Set<String> { Set(byName.keys) }
     public var tensors: [WeightTensor] { Array(byName.values) }
 
-    /// Opens a `.safetensors` file, a `.safetensors.index.json`, or a folder holding either
-    /// (a folder's index wins; without one, all `.safetensors` files in it are read).
+    /// Opens a `.safetensors` or `.gguf` file, a `.safetensors.index.json`, or a folder holding
+    /// either (a folder's index wins; without one, all `.safetensors` files in it are read, or
+    /// else its one `.gguf` file).
     public init(path: String) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
@@ -26,29 +38,108 @@ public final class WeightStore: @unchecked Sendable {
                 filePaths = try Self.shardPaths(index: (path as NSString).appendingPathComponent(index))
             } else {
                 filePaths = entries.filter { $0.hasSuffix(".safetensors") }.sorted()
-                    .map { (path as NSString).appendingPathComponent($0) }
+                if filePaths.isEmpty {
+                    filePaths = entries.filter { $0.hasSuffix(".gguf") }.sorted()
+                    guard filePaths.count <= 1 else {
+                        throw WeightsError.cannotOpen(file: path, reason: "the folder holds several .gguf files (\(filePaths.joined(separator: ", "))); name one")
+                    }
+                }
+                filePaths = filePaths.map { (path as NSString).appendingPathComponent($0) }
             }
             guard !filePaths.isEmpty else {
-                throw WeightsError.cannotOpen(file: path, reason: "the folder holds no .safetensors file")
+                throw WeightsError.cannotOpen(file: path, reason: "the folder holds no .safetensors or .gguf file")
             }
         } else if path.hasSuffix(".index.json") {
             filePaths = try Self.shardPaths(index: path)
         } else {
             filePaths = [path]
         }
-        let files = try filePaths.map { try SafeTensorsFile(path: $0) }
         var byName: [String: WeightTensor] = [:]
-        for file in files {
-            for (name, tensor) in file.tensors {
+        var metadata: [String: String] = [:]
+        var formats: [String] = []
+        for filePath in filePaths {
+            let (tensors, fileMetadata, format) = try Self.readFile(filePath)
+            if !formats.contains(format) { formats.append(format) }
+            metadata.merge(fileMetadata) { first, _ in first }
+            for (name, tensor) in tensors {
                 if let earlier = byName[name] {
-                    throw WeightsError.invalidIndex(file: path, reason: "tensor '\(name)' is in both \(earlier.file) and \(file.path)")
+                    throw WeightsError.invalidIndex(file: path, reason: "tensor '\(name)' is in both \(earlier.file) and \(filePath)")
                 }
                 byName[name] = tensor
             }
         }
+        byName = try Self.renamingLlamaCppT5(byName, metadata: metadata)
+        (byName, scaledWeightCount) = try Self.attachingFP8Scales(byName)
         self.path = path
-        self.files = files
+        self.metadata = metadata
+        self.format = formats.joined(separator: " + ")
         self.byName = byName
+    }
+
+    /// A file's tensors and metadata, by its magic: GGUF files start with "GGUF".
+    static func readFile(_ path: String) throws -> (tensors: [String: WeightTensor], metadata: [String: String], format: String) {
+        let (descriptor, _) = try ModelFile.open(path)
+        var magic = [UInt8](repeating: 0, count: 4)
+        let got = read(descriptor, &magic, 4)
+        close(descriptor)
+        if got == 4, magic == Array("GGUF".utf8) {
+            let file = try GGUFFile(path: path)
+            let architecture = file.metadata["general.architecture"].map { "general.architecture \($0)" } ?? "no architecture metadata"
+            return (file.tensors, file.metadata, "GGUF v\(file.version) (\(architecture))")
+        }
+        let file = try SafeTensorsFile(path: path)
+        return (file.tensors, file.metadata, "safetensors")
+    }
+
+    /// Tensors named as llama.cpp names T5 encoders, under transformers' names (each keeps its
+    /// own name for messages); other stores unchanged.
+    static func renamingLlamaCppT5(_ tensors: [String: WeightTensor], metadata: [String: String]) throws -> [String: WeightTensor] {
+        guard metadata["general.architecture"] == "t5encoder" || metadata["general.architecture"] == "t5"
+                || tensors["enc.output_norm.weight"] != nil else { return tensors }
+        let gated = tensors.keys.contains { $0.hasSuffix(".ffn_gate.weight") }
+        var renamed: [String: WeightTensor] = [:]
+        for (name, tensor) in tensors {
+            let target = T5WeightNames.transformersName(llamaCpp: name, gated: gated) ?? name
+            if renamed[target] != nil {
+                throw WeightsError.invalidIndex(file: tensor.file, reason: "tensors '\(name)' and another both map to '\(target)'")
+            }
+            renamed[target] = tensor
+        }
+        return renamed
+    }
+
+    /// fp8 weights with their scales attached; scale tensors, input scales and the marker removed.
+    static func attachingFP8Scales(_ tensors: [String: WeightTensor]) throws -> ([String: WeightTensor], Int) {
+        var result = tensors
+        var scaled = 0
+        for (name, scale) in tensors {
+            let base: Substring
+            if name.hasSuffix(".scale_weight") {
+                base = name.dropLast(".scale_weight".count)
+            } else if name.hasSuffix(".weight_scale") {
+                base = name.dropLast(".weight_scale".count)
+            } else {
+                if name == "scaled_fp8" || name.hasSuffix(".scale_input") || name.hasSuffix(".input_scale") {
+                    result[name] = nil
+                }
+                continue
+            }
+            result[name] = nil
+            guard let weight = tensors[base + ".weight"] else {
+                throw WeightsError.unexpectedTensors(names: [name], file: scale.file)
+            }
+            let rows = weight.shape.first ?? 1
+            guard !scale.dtype.isBlockType, scale.count == 1 || scale.count == rows else {
+                throw WeightsError.wrongShape(name: name, file: scale.file, expected: [rows], actual: scale.shape)
+            }
+            let values = scale.floats()
+            guard values.allSatisfy({ $0.isFinite }) else {
+                throw WeightsError.invalidHeader(file: scale.file, reason: "tensor '\(name)' holds a scale that is not finite")
+            }
+            result[weight.name] = weight.scaled(by: ScaleVector(values: values))
+            scaled += 1
+        }
+        return (result, scaled)
     }
 
     /// The shard files an index names, in a stable order; each must exist beside the index.
@@ -103,6 +194,9 @@ public final class WeightStore: @unchecked Sendable {
     /// Parameters in all tensors. The sum cannot overflow: each tensor's bytes lie inside its
     /// file without overlapping another's, so it is at most the files' total size.
     public var parameterCount: Int { byName.values.reduce(0) { $0 + $1.count } }
+
+    /// Bytes of all tensors as stored.
+    public var sizeBytes: Int { byName.values.reduce(0) { $0 + $1.sizeBytes } }
 
     /// Tensor count per dtype, e.g. ["BF16": 780].
     public var dtypeCounts: [String: Int] {

@@ -5,6 +5,7 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case tooSmall(file: String, sizeBytes: Int)
     case headerLengthPastEnd(file: String, headerBytes: UInt64, fileBytes: Int)
     case invalidHeader(file: String, reason: String)
+    case invalidGGUF(file: String, reason: String)
     case unsupportedDType(file: String, tensor: String, dtype: String)
     case offsetsOutOfRange(file: String, tensor: String, begin: Int, end: Int, dataBytes: Int)
     case overlapping(file: String, tensor: String, other: String)
@@ -27,8 +28,10 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
             return "\(file): header length \(header) runs past the end of the \(fileBytes)-byte file"
         case let .invalidHeader(file, reason):
             return "\(file): invalid safetensors header: \(reason)"
+        case let .invalidGGUF(file, reason):
+            return "\(file): invalid GGUF file: \(reason)"
         case let .unsupportedDType(file, tensor, dtype):
-            return "\(file): tensor '\(tensor)' has unsupported dtype \(dtype) (supported: F32, F16, BF16, F8_E4M3)"
+            return "\(file): tensor '\(tensor)' has unsupported dtype \(dtype)\(dtype.contains("(") ? "" : " (supported: F32, F16, BF16, F8_E4M3, F8_E5M2)")"
         case let .offsetsOutOfRange(file, tensor, begin, end, data):
             return "\(file): tensor '\(tensor)' data offsets [\(begin), \(end)) lie outside the \(data)-byte data section"
         case let .overlapping(file, tensor, other):
