@@ -4,7 +4,8 @@
 import PackageDescription
 
 // The kernels are built at -O3 even in debug builds: a debug-built hot loop is 10-100x slower.
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]
+// Contraction into FMAs is on except where a file turns it off (quant.c, to match ggml bit for bit).
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast-honor-pragmas"])]
 
 let package = Package(
     name: "Schnell",

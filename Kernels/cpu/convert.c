@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "dispatch.h"
+#include "quant.h"
 
 size_t schnell_dtype_size(int dtype) {
     switch (dtype) {
@@ -48,29 +49,6 @@ size_t schnell_dtype_row_bytes(int dtype, size_t count) {
     return values ? count / values * schnell_dtype_block_bytes(dtype) : 0;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exponent = (h >> 10) & 0x1f;
-    uint32_t mantissa = h & 0x3ff;
-    uint32_t bits;
-    if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else {  // subnormal: renormalise
-            exponent = 113;
-            while ((mantissa & 0x400) == 0) { mantissa <<= 1; exponent--; }
-            bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
-        }
-    } else if (exponent == 31) {
-        bits = sign | 0x7f800000u | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    }
-    float result;
-    memcpy(&result, &bits, 4);
-    return result;
-}
-
 // OCP FP8 E4M3 (torch.float8_e4m3fn): bias 7, no infinities, 0x7f/0xff are NaN.
 static float e4m3_to_float(uint8_t v) {
     int sign = v >> 7, exponent = (v >> 3) & 0xf, mantissa = v & 7;
@@ -90,10 +68,14 @@ static float bf16_to_float(uint16_t v) {
 
 void schnell_convert_to_f32_reference(const void *source, int dtype, float *destination,
                                       size_t count) {
+    if (dtype == SCHNELL_F8_E5M2 || schnell_dtype_block_values(dtype) > 1) {
+        schnell_dequantize_reference(source, dtype, destination, count);
+        return;
+    }
     for (size_t i = 0; i < count; i++) {
         switch (dtype) {
         case SCHNELL_F32: destination[i] = ((const float *)source)[i]; break;
-        case SCHNELL_F16: destination[i] = half_to_float(((const uint16_t *)source)[i]); break;
+        case SCHNELL_F16: destination[i] = schnell_half_to_float(((const uint16_t *)source)[i]); break;
         case SCHNELL_BF16: destination[i] = bf16_to_float(((const uint16_t *)source)[i]); break;
         default: destination[i] = e4m3_to_float(((const uint8_t *)source)[i]); break;
         }
@@ -127,7 +109,7 @@ SCHNELL_INLINE void convert_body(void *context, size_t begin, size_t end) {
         for (size_t i = begin; i < end; i++) out[i] = e4m3_table[in[i]];
     } else {
         const uint16_t *in = job->source;
-        for (size_t i = begin; i < end; i++) out[i] = half_to_float(in[i]);
+        for (size_t i = begin; i < end; i++) out[i] = schnell_half_to_float(in[i]);
     }
 }
 
@@ -143,7 +125,7 @@ SCHNELL_TARGET_AVX512 static void convert_avx512(void *context, size_t begin, si
         __m256i h = _mm256_loadu_si256((const __m256i *)(in + i));
         _mm512_storeu_ps(job->destination + i, _mm512_cvtph_ps(h));
     }
-    for (; i < end; i++) job->destination[i] = half_to_float(in[i]);
+    for (; i < end; i++) job->destination[i] = schnell_half_to_float(in[i]);
 }
 
 SCHNELL_TARGET_AVX2 static void convert_avx2(void *context, size_t begin, size_t end) {
@@ -158,7 +140,7 @@ SCHNELL_TARGET_AVX2 static void convert_avx2(void *context, size_t begin, size_t
         __m128i h = _mm_loadu_si128((const __m128i *)(in + i));
         _mm256_storeu_ps(job->destination + i, _mm256_cvtph_ps(h));
     }
-    for (; i < end; i++) job->destination[i] = half_to_float(in[i]);
+    for (; i < end; i++) job->destination[i] = schnell_half_to_float(in[i]);
 }
 
 static void convert_generic(void *context, size_t begin, size_t end) {
@@ -166,6 +148,10 @@ static void convert_generic(void *context, size_t begin, size_t end) {
 }
 
 void schnell_convert_to_f32(const void *source, int dtype, float *destination, size_t count) {
+    if (dtype == SCHNELL_F8_E5M2 || schnell_dtype_block_values(dtype) > 1) {
+        schnell_dequantize(source, dtype, destination, count);
+        return;
+    }
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, fill_e4m3_table);
     convert_job job = {source, dtype, destination};

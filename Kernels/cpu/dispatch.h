@@ -21,6 +21,30 @@
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define SCHNELL_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+// IEEE f16 -> float32, exactly (subnormals, infinities and NaNs included).
+SCHNELL_INLINE float schnell_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1f;
+    uint32_t mantissa = h & 0x3ff;
+    uint32_t bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: renormalise
+            exponent = 113;
+            while ((mantissa & 0x400) == 0) { mantissa <<= 1; exponent--; }
+            bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    float result;
+    memcpy(&result, &bits, 4);
+    return result;
+}
+
 // A weight (or bias) as float32: the stored pointer when it already is, else a converted copy
 // that *owned receives (freed by the caller).
 SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t count, float **owned) {

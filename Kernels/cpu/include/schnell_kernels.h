@@ -106,8 +106,9 @@ size_t schnell_dtype_row_bytes(int dtype, size_t count);
 void schnell_convert_to_f32(const void *source, int dtype, float *destination, size_t count);
 void schnell_convert_to_f32_reference(const void *source, int dtype, float *destination, size_t count);
 // float32 -> a block type (count a multiple of its block values), rounding as ggml's reference
-// quantizers (quantize_row_*_ref, no importance matrix) do; also F16, BF16, F8_E4M3, F8_E5M2
-// (round to nearest even, saturating the fp8 types to their largest finite value).
+// quantizers (quantize_row_*_ref, no importance matrix) do; also F32, F16 (round to nearest even),
+// BF16 (as schnell_f32_to_bf16), F8_E4M3 and F8_E5M2 (round to nearest even as torch's casts:
+// e4m3fn saturates to +-448, infinities included; e5m2 overflows to infinity; NaN stays NaN).
 void schnell_quantize_reference(const float *source, int dtype, void *destination, size_t count);
 // Round-to-nearest-even float32 -> bfloat16, as torch's .to(torch.bfloat16).
 void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
