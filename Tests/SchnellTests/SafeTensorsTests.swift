@@ -202,7 +202,7 @@ final class SafeTensorsTests: XCTestCase {
 
     func testShardedFolderReadsEveryShard() throws {
         let store = try WeightStore(path: Fixtures.path("transformer/tiny-dev/transformer"))
-        XCTAssertEqual(store.files.count, 13)
+        XCTAssertEqual(store.filePaths.count, 13)
         XCTAssertTrue(store.contains("single_transformer_blocks.1.proj_out.weight"))
         let index = Fixtures.path("transformer/tiny-dev/transformer/diffusion_pytorch_model.safetensors.index.json")
         XCTAssertEqual(try WeightStore(path: index).names, store.names)

@@ -12,6 +12,8 @@ import Foundation
 public final class WeightStore: @unchecked Sendable {
     /// What a user pointed at (a file, an index, or a folder), for messages.
     public let path: String
+    /// The files read, in order.
+    public let filePaths: [String]
     /// Metadata of the files (safetensors' `__metadata__`, GGUF's key/value pairs), merged.
     public let metadata: [String: String]
     /// How many weights carry an fp8 scale.
@@ -71,6 +73,7 @@ public final class WeightStore: @unchecked Sendable {
         byName = try Self.renamingLlamaCppT5(byName, metadata: metadata)
         (byName, scaledWeightCount) = try Self.attachingFP8Scales(byName)
         self.path = path
+        self.filePaths = filePaths
         self.metadata = metadata
         self.format = formats.joined(separator: " + ")
         self.byName = byName
