@@ -143,6 +143,34 @@ final class QuantizationTests: XCTestCase {
         }
     }
 
+    /// schnell_linear on block weights dequantizes blocks of rows for sgemm; it must agree with
+    /// sgemm on the whole weight dequantized first, and with the reference loop on the blocks. The
+    /// Q8_0 case has k = 32,768, so its 130 rows are converted in 3 blocks of 64.
+    func testLinearOnBlockWeights() {
+        var random = TestRandom(state: 3)
+        let cases: [(Int32, Int, Int)] = [(Int32(SCHNELL_Q8_0.rawValue), 32768, 130),
+                                         (Int32(SCHNELL_Q4_K.rawValue), 512, 40),
+                                         (Int32(SCHNELL_Q6_K.rawValue), 256, 33)]
+        for (dtype, k, n) in cases {
+            let rows = 3
+            let x = random.values(rows * k), bias = random.values(n)
+            let blocks = quantize(random.values(n * k), dtype)
+            let dequantized = dequantize(blocks, dtype, count: n * k, reference: true)
+            var expected = [Float](repeating: 0, count: rows * n), reference = expected
+            schnell_linear(x, rows, k, dequantized, 0, bias, 0, n, &expected, n, Int32(SCHNELL_PRECISION_F32.rawValue))
+            schnell_linear_reference(x, rows, k, blocks, dtype, bias, 0, n, &reference, n)
+            atEveryTier { tier in
+                var actual = [Float](repeating: .nan, count: rows * n)
+                schnell_linear(x, rows, k, blocks, dtype, bias, 0, n, &actual, n, Int32(SCHNELL_PRECISION_F32.rawValue))
+                // The same floats through the same sgemm, split into blocks of rows: measured 0, and
+                // 1.5e-7 at k = 32,768 (OpenBLAS blocks k differently for 64 rows than for 130).
+                XCTAssertLessThanOrEqual(relativeL2(actual, expected), 1e-6, "dtype \(dtype) against sgemm at \(tier)")
+                // float32 sums against the reference's double ones: measured up to 3.8e-7.
+                XCTAssertLessThanOrEqual(relativeL2(actual, reference), 1e-5, "dtype \(dtype) against the reference at \(tier)")
+            }
+        }
+    }
+
     /// Blocks of zeros come back as zeros in every type. Their bytes are zero too, except in Q4_0
     /// and Q5_0, where ggml's d = max / -8 is -0 and every level the middle one (8, 16).
     func testZeroBlocks() {
