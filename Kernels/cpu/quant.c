@@ -350,8 +350,8 @@ SCHNELL_INLINE void dequantize_body(void *context, size_t begin, size_t end) {
 }
 
 // Two builds, not SCHNELL_VARIANTS' three: clang's AVX-512 build of these loops vectorised across
-// groups with scattered stores and ran 5-8x slower than its AVX2 build (Q2_K, Q6_K, e5m2), so the
-// AVX-512 tiers run the AVX2 one (8-10 values per ns per core).
+// groups with scattered stores and ran 5-10x slower than its AVX2 build on Q2_K and Q6_K (1.6x on
+// e5m2's table), so the AVX-512 tiers run the AVX2 one (6-10 values per ns per core).
 SCHNELL_TARGET_AVX2 static void dequantize_avx2(void *context, size_t begin, size_t end) {
     dequantize_body(context, begin, end);
 }
