@@ -31,8 +31,8 @@
 // for operation in float32, so results are equal bit for bit. Each product there is exact (an f16
 // scale times a scale of at most 8 bits times a level of at most 6 fits float32's 24 bits), so a
 // fused multiply-add would give the same floats too. The reference decodes value by value from
-// the layout above; the fast path decodes whole groups in loops the compiler vectorises, per CPU
-// tier, in parallel over blocks.
+// the layout above; the fast path decodes a block's levels to bytes, then scales whole groups, in
+// loops the compiler vectorises (generic and AVX2 builds), in parallel over blocks.
 //
 // The quantizers follow ggml's quantize_row_*_ref (no importance matrix) operation for operation,
 // including its round-to-nearest trick (nearest_int) and the search for the best scale and min.
@@ -213,8 +213,8 @@ void schnell_dequantize_reference(const void *source, int dtype, float *destinat
 
 // 32 values from 16 bytes of nibbles (plus fifth bits from `high`, or none), as d q + m
 // (offset_q subtracted from q first when m is not used, as Q4_0 / Q5_0 do).
-SCHNELL_INLINE void decode_32(const uint8_t *qs, uint32_t high, int high_bits, float d, float m,
-                              int with_min, int offset_q, float *y) {
+SCHNELL_INLINE void decode_32(const uint8_t *restrict qs, uint32_t high, int high_bits, float d, float m,
+                              int with_min, int offset_q, float *restrict y) {
     for (int j = 0; j < 16; j++) {
         int q0 = (qs[j] & 0xf) | (high_bits ? (int)((high >> j) & 1) << 4 : 0);
         int q1 = (qs[j] >> 4) | (high_bits ? (int)((high >> (j + 16)) & 1) << 4 : 0);
@@ -228,7 +228,7 @@ SCHNELL_INLINE void decode_32(const uint8_t *qs, uint32_t high, int high_bits, f
     }
 }
 
-SCHNELL_INLINE void dequantize_block(const uint8_t *b, int dtype, float *y) {
+SCHNELL_INLINE void dequantize_block(const uint8_t *restrict b, int dtype, float *restrict y) {
     switch (dtype) {
     case SCHNELL_Q4_0:
         decode_32(b + 2, 0, 0, load_half(b), 0.0f, 0, 8, y);
@@ -254,26 +254,34 @@ SCHNELL_INLINE void dequantize_block(const uint8_t *b, int dtype, float *y) {
         break;
     }
     case SCHNELL_Q2_K: {
+        int8_t q[256];
+        for (int h = 0; h < 2; h++) {
+            for (int j = 0; j < 4; j++) {
+                for (int l = 0; l < 32; l++) q[128 * h + 32 * j + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * j)) & 3);
+            }
+        }
         float d = load_half(b + 80), dmin = load_half(b + 82);
-        for (int g = 0; g < 16; g++) {  // group g: half g / 8, shift 2 (g / 2 % 4), bytes 16 (g % 2)
-            const uint8_t *q = b + 16 + 32 * (g / 8) + 16 * (g % 2);
-            int shift = 2 * (g / 2 % 4);
+        for (int g = 0; g < 16; g++) {
             float dl = d * (float)(b[g] & 0xf), ml = dmin * (float)(b[g] >> 4);
-            for (int l = 0; l < 16; l++) y[16 * g + l] = dl * (float)((q[l] >> shift) & 3) - ml;
+            for (int l = 0; l < 16; l++) y[16 * g + l] = dl * (float)q[16 * g + l] - ml;
         }
         break;
     }
     case SCHNELL_Q3_K: {
+        int8_t q[256];
+        for (int h = 0; h < 2; h++) {
+            for (int j = 0; j < 4; j++) {
+                int bit = 4 * h + j;
+                for (int l = 0; l < 32; l++) {
+                    int low = (b[32 + 32 * h + l] >> (2 * j)) & 3;
+                    q[128 * h + 32 * j + l] = (int8_t)(low - (((b[l] >> bit) & 1) ? 0 : 4));
+                }
+            }
+        }
         float d = load_half(b + 108);
         for (int g = 0; g < 16; g++) {
-            const uint8_t *q = b + 32 + 32 * (g / 8) + 16 * (g % 2);
-            const uint8_t *mask = b + 16 * (g % 2);
-            int shift = 2 * (g / 2 % 4), bit = g / 2;
             float dl = d * (float)q3k_scale(b + 96, g);
-            for (int l = 0; l < 16; l++) {
-                int value = ((q[l] >> shift) & 3) - (((mask[l] >> bit) & 1) ? 0 : 4);
-                y[16 * g + l] = dl * (float)value;
-            }
+            for (int l = 0; l < 16; l++) y[16 * g + l] = dl * (float)q[16 * g + l];
         }
         break;
     }
@@ -296,16 +304,21 @@ SCHNELL_INLINE void dequantize_block(const uint8_t *b, int dtype, float *y) {
         break;
     }
     default: {  // Q6_K
+        int8_t q[256];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *low = b + 64 * h, *high = b + 128 + 32 * h;
+            int8_t *out = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                out[l] = (int8_t)(((low[l] & 0xf) | (high[l] & 3) << 4) - 32);
+                out[l + 32] = (int8_t)(((low[l + 32] & 0xf) | ((high[l] >> 2) & 3) << 4) - 32);
+                out[l + 64] = (int8_t)(((low[l] >> 4) | ((high[l] >> 4) & 3) << 4) - 32);
+                out[l + 96] = (int8_t)(((low[l + 32] >> 4) | ((high[l] >> 6) & 3) << 4) - 32);
+            }
+        }
         float d = load_half(b + 208);
         for (int g = 0; g < 16; g++) {
-            int h = g / 8, r = 16 * (g % 8);  // first value r of half h
-            const uint8_t *low = b + 64 * h + r % 64, *high = b + 128 + 32 * h + r % 32;
-            int low_shift = 4 * (r / 64), high_shift = 2 * (r / 32);
             float dl = d * (float)(int8_t)b[192 + g];
-            for (int l = 0; l < 16; l++) {
-                int value = (((low[l] >> low_shift) & 0xf) | ((high[l] >> high_shift) & 3) << 4) - 32;
-                y[16 * g + l] = dl * (float)value;
-            }
+            for (int l = 0; l < 16; l++) y[16 * g + l] = dl * (float)q[16 * g + l];
         }
         break;
     }
@@ -336,7 +349,16 @@ SCHNELL_INLINE void dequantize_body(void *context, size_t begin, size_t end) {
     }
 }
 
-SCHNELL_VARIANTS(dequantize)
+// Two builds, not SCHNELL_VARIANTS' three: clang's AVX-512 build of these loops vectorised across
+// groups with scattered stores and ran 5-10x slower than its AVX2 build on Q2_K and Q6_K (1.6x on
+// e5m2's table), so the AVX-512 tiers run the AVX2 one (6-10 values per ns per core).
+SCHNELL_TARGET_AVX2 static void dequantize_avx2(void *context, size_t begin, size_t end) {
+    dequantize_body(context, begin, end);
+}
+
+static void dequantize_generic(void *context, size_t begin, size_t end) {
+    dequantize_body(context, begin, end);
+}
 
 void schnell_dequantize(const void *source, int dtype, float *destination, size_t count) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -345,7 +367,8 @@ void schnell_dequantize(const void *source, int dtype, float *destination, size_
     size_t values = schnell_dtype_block_values(dtype);
     // About 16K values a task: enough to amortise waking a worker.
     size_t grain = (1 << 14) / values;
-    schnell_parallel_for(count / values, grain ? grain : 1, dequantize_select(), &job);
+    schnell_range_fn dequantize = schnell_cpu_level() >= SCHNELL_CPU_AVX2 ? dequantize_avx2 : dequantize_generic;
+    schnell_parallel_for(count / values, grain ? grain : 1, dequantize, &job);
 }
 
 // ---- quantization helpers (ggml's make_*_quants, without an importance matrix) ----
