@@ -22,6 +22,8 @@ public final class T5Encoder: @unchecked Sendable {
     let relativeAttentionBias: WeightTensor   // [buckets, heads]
     let blocks: [Block]
     let finalNorm: Tensor
+    /// The memory maps the weights lie in (see `releaseResidentWeights`).
+    let weightFiles: [MappedFile]
 
     /// Builds the encoder from a store holding exactly the tensors `T5WeightNames.table(config)` lists.
     public init(weights store: WeightStore, config: T5Config, backend: any Backend,
@@ -40,6 +42,9 @@ public final class T5Encoder: @unchecked Sendable {
                          input: try weights.linear(block + ".input"),
                          feedForwardOutput: try weights.linear(block + ".feed_forward_output"))
         }
+        var files: [MappedFile] = []
+        for tensor in store.tensors where !files.contains(where: { $0 === tensor.mapping }) { files.append(tensor.mapping) }
+        weightFiles = files
         tokenEmbedding = try weights.tensor("token_embedding")
         relativeAttentionBias = try weights.tensor("relative_attention_bias")
         finalNorm = try weights.vector("final_norm")
@@ -57,6 +62,14 @@ public final class T5Encoder: @unchecked Sendable {
         let checkpoint = try Checkpoint(path: path, family: .t5)
         let resolved = try config ?? T5Config(checkpoint: checkpoint)
         return try T5Encoder(weights: checkpoint.store, config: resolved, backend: backend, quantization: quantization)
+    }
+
+    /// Lets the kernel drop the mapped weight pages this process has read: T5-XXL is 5-10 GB that
+    /// a FLUX step never touches, so after encoding they need not count against the process
+    /// while the transformer runs. The next prompt maps them in again from the page cache (or
+    /// the disk, if memory was needed meanwhile). Weights quantized at load are kept.
+    public func releaseResidentWeights() {
+        for file in weightFiles { file.dropPages(offset: 0, count: file.sizeBytes) }
     }
 
     /// ids (256 for FLUX.1-schnell, 512 for dev) -> last hidden states [tokens, modelSize].

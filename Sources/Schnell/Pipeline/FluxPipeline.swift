@@ -126,6 +126,8 @@ public final class FluxPipeline: Sendable {
         let (text, pooled) = try timed("text encoders") {
             let pooled = try clip.encode(ids: clipTokenizer.encode(request.prompt)).pooled
             let text = try t5.encode(ids: t5Tokenizer.encode(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength))
+            // T5 and the transformer need not be resident together (with Q8_0 files: 5.1 + 12.7 GB).
+            t5.releaseResidentWeights()
             return (text, pooled)
         }
         let latentHeight = request.height / vae.config.downsamplingFactor, latentWidth = request.width / vae.config.downsamplingFactor
