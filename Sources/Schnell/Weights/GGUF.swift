@@ -84,8 +84,11 @@ public final class GGUFFile: @unchecked Sendable {
                     file: path, reason: "tensor '\(name)': a row of \(dimensions[0]) values is not whole \(dtype.rawValue) blocks of \(dtype.blockValues)")
             }
             let shape = Array(dimensions.reversed())
-            guard let count = checkedProduct(shape), let bytes = dtype.byteCount(of: count), offset <= UInt64(Int.max) else {
+            guard let count = checkedProduct(shape), let bytes = dtype.byteCount(of: count) else {
                 throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' of shape \(shape) is too large")
+            }
+            guard offset <= UInt64(Int.max) else {
+                throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' starts at offset \(offset), past the end of any file")
             }
             guard Int(offset) % alignment == 0 else {
                 throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' starts at offset \(offset), not a multiple of the alignment \(alignment)")
