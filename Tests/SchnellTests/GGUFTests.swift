@@ -231,6 +231,17 @@ final class GGUFTests: XCTestCase {
         }
     }
 
+    /// The fuzzer's seeds (Tests/Fuzz/make_seeds.py) stay valid files, so it starts inside the format.
+    func testFuzzSeedsAreValid() throws {
+        let seeds = Fixtures.root.deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/gguf")
+        let names = try FileManager.default.contentsOfDirectory(atPath: seeds.path).sorted()
+        XCTAssertEqual(names, ["blocks.gguf", "floats.gguf", "metadata-v2.gguf"])
+        for name in names {
+            let file = try GGUFFile(path: seeds.appendingPathComponent(name).path)
+            XCTAssertFalse(file.tensors.isEmpty, name)
+        }
+    }
+
     // MARK: Damaged files
 
     func testBadMagicAndVersions() throws {
