@@ -106,7 +106,8 @@ final class WeightStoreTests: XCTestCase {
     /// The CPU backend's linear layer on a scaled fp8 weight (the GEMM on the stored values, then
     /// each output column scaled, then the bias) against the same layer on the float weight
     /// scale * values. Tolerance 1e-6 relative L2: the products are the same floats, summed before
-    /// the scale instead of after, so only float32 rounding differs (measured ~1e-7).
+    /// the scale instead of after, so only float32 rounding differs (measured 0 with one scale,
+    /// 1.1e-7 with one per row).
     func testLinearOnAScaledWeightEqualsTheFloatLinear() throws {
         var random = TestRandom(state: 11)
         let (rows, inFeatures, outFeatures) = (5, 40, 6)
