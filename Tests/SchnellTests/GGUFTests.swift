@@ -249,6 +249,7 @@ final class GGUFTests: XCTestCase {
         bytes[3] = UInt8(ascii: "X")
         try assertRefused(bytes, "magic.gguf", containing: ["magic"])
         try assertRefused(Array("GG".utf8), "short.gguf", containing: ["magic"])
+        try assertRefused([], "empty.gguf", containing: ["invalid GGUF file", "empty"])
         for version: UInt32 in [1, 4, 0x0300_0000] {
             var gguf = oneTensor()
             gguf.version = version

@@ -27,7 +27,12 @@ public final class GGUFFile: @unchecked Sendable {
     static let maxNameBytes = 1 << 16
 
     public init(path: String) throws {
-        let mapping = try MappedFile(path: path)
+        let mapping: MappedFile
+        do {
+            mapping = try MappedFile(path: path)
+        } catch WeightsError.tooSmall {
+            throw WeightsError.invalidGGUF(file: path, reason: "the file is empty")
+        }
         var reader = Reader(base: mapping.base, size: mapping.sizeBytes, path: path)
         guard mapping.sizeBytes >= 4, try reader.bytes(4) == Array("GGUF".utf8) else {
             throw WeightsError.invalidGGUF(file: path, reason: "no GGUF magic at the start (the first 4 bytes must be 'GGUF')")
