@@ -133,6 +133,47 @@ def main():
     write("tokenizers", "t5-tokenizer-json", b"\2" + SEPARATOR.join([json.dumps(t5_json).encode(), t5_config.encode()]))
     write("tokenizers", "t5-spiece", b"\3" + SEPARATOR.join([spiece_model(pieces), t5_config.encode()]))
     inspect_seeds()
+    gguf_seeds()
+
+
+def gguf(tensors, metadata=(), version=3, alignment=32):
+    """A GGUF file: metadata (key, type, packed value), then tensor infos (name, ne innermost
+    first, ggml type, raw bytes), the data section at the alignment, each tensor aligned."""
+    def string(text):
+        return struct.pack("<Q", len(text.encode())) + text.encode()
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(metadata))
+    for key, kind, value in metadata:
+        out += string(key) + struct.pack("<I", kind) + value
+    data = b""
+    for name, ne, kind, raw in tensors:
+        data += bytes(-len(data) % alignment)
+        out += string(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+        out += struct.pack("<IQ", kind, len(data))
+        data += raw
+    return out + bytes(-len(out) % alignment) + data
+
+
+def gguf_seeds():
+    """Tiny valid GGUF files (gguf.swift's input): each float type, Q8_0 and Q4_0 blocks, a
+    custom alignment, version 2, and metadata of every kind including nested arrays."""
+    def string(text):
+        return struct.pack("<Q", len(text.encode())) + text.encode()
+    q8_block = struct.pack("<e", 0.5) + bytes(range(32))
+    q4_block = struct.pack("<e", 0.25) + bytes(range(16))
+    write("gguf", "floats.gguf", gguf([
+        ("a", [2, 2], 0, struct.pack("<4f", 1, 2, 3, 4)), ("b", [2], 1, struct.pack("<2e", 1, -2)),
+        ("c", [2, 1, 1], 30, b"\x80\x3f\x00\xc0")],
+        metadata=[("general.architecture", 8, string("flux")), ("general.quantization_version", 4, struct.pack("<I", 2))]))
+    write("gguf", "blocks.gguf", gguf([
+        ("enc.blk.0.attn_q.weight", [32, 2], 8, q8_block * 2), ("token_embd.weight", [32, 1], 2, q4_block)],
+        metadata=[("general.architecture", 8, string("t5encoder")), ("general.alignment", 4, struct.pack("<I", 64))],
+        alignment=64))
+    arrays = struct.pack("<IQ", 8, 2) + string("a") + string("bc")
+    nested = struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 5, 2) + struct.pack("<2i", -1, 7)
+    write("gguf", "metadata-v2.gguf", gguf([("w", [4], 0, struct.pack("<4f", 0, 1, 2, 3))], version=2, metadata=[
+        ("tokens", 9, arrays), ("nested", 9, nested), ("u8", 0, b"\x07"), ("i16", 3, struct.pack("<h", -2)),
+        ("f32", 6, struct.pack("<f", 1.5)), ("flag", 7, b"\x01"), ("u64", 10, struct.pack("<Q", 1 << 40)),
+        ("f64", 12, struct.pack("<d", 0.25))]))
 
 
 def inspect_seeds():

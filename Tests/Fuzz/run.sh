@@ -5,7 +5,7 @@
 #
 #   Tests/Fuzz/run.sh TARGET [RUNS]
 #
-# TARGET is one of safetensors, json, multipart, image, tokenizers, inspect (each harness is
+# TARGET is one of safetensors, gguf, json, multipart, image, tokenizers, inspect (each harness is
 # Tests/Fuzz/TARGET.swift and says what it checks); RUNS is the number of executions
 # (default 1000000). Each harness is compiled together with the package's own source files for
 # that parser, so the fuzzer sees their coverage; modules they import come from `swift build`.
@@ -15,11 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-target=${1:?"usage: Tests/Fuzz/run.sh safetensors|json|multipart|image|tokenizers|inspect [RUNS]"}
+target=${1:?"usage: Tests/Fuzz/run.sh safetensors|gguf|json|multipart|image|tokenizers|inspect [RUNS]"}
 runs=${2:-1000000}
 out=.build/fuzz
 mkdir -p "$out" "$out/$target-corpus"
-# The safetensors and tokenizer harnesses write each input to a file: keep those in memory.
+# The safetensors, GGUF and tokenizer harnesses write each input to a file: keep those in memory.
 if [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 
 # AddressSanitizer where the parser handles raw pointers or calls C; the Swift-only parsers are
@@ -31,8 +31,18 @@ case "$target" in
     safetensors)
         swift build --target SchnellKernels >/dev/null
         sanitizers=fuzzer,address
-        sources=(Sources/Schnell/Weights/SafeTensors.swift Sources/Schnell/Weights/ModelFile.swift
-                 Sources/Schnell/Weights/WeightsError.swift Sources/Schnell/Tensors/DType.swift)
+        sources=(Sources/Schnell/Weights/SafeTensors.swift Sources/Schnell/Weights/WeightTensor.swift
+                 Sources/Schnell/Weights/ModelFile.swift Sources/Schnell/Weights/WeightsError.swift
+                 Sources/Schnell/Tensors/DType.swift)
+        options=(-Xcc "-fmodule-map-file=.build/debug/SchnellKernels.build/module.modulemap"
+                 .build/debug/SchnellKernels.build/*.o -lopenblas -lm -lpthread)
+        ;;
+    gguf)
+        swift build --target SchnellKernels >/dev/null
+        sanitizers=fuzzer,address
+        sources=(Sources/Schnell/Weights/GGUF.swift Sources/Schnell/Weights/WeightTensor.swift
+                 Sources/Schnell/Weights/ModelFile.swift Sources/Schnell/Weights/WeightsError.swift
+                 Sources/Schnell/Tensors/DType.swift)
         options=(-Xcc "-fmodule-map-file=.build/debug/SchnellKernels.build/module.modulemap"
                  .build/debug/SchnellKernels.build/*.o -lopenblas -lm -lpthread)
         ;;
@@ -65,7 +75,7 @@ case "$target" in
                  Sources/Schnell/Weights/WeightsError.swift)
         ;;
     *)
-        echo "unknown target '$target' (safetensors, json, multipart, image, tokenizers, inspect)" >&2
+        echo "unknown target '$target' (safetensors, gguf, json, multipart, image, tokenizers, inspect)" >&2
         exit 2
         ;;
 esac

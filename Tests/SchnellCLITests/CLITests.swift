@@ -205,4 +205,124 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.errors.contains("--precision must be f32 or bf16, not 'fp8'"), bad.errors)
     }
+
+    // MARK: GGUF files and schnell quantize
+
+    func testInspectReadsAGGUFTransformer() throws {
+        let path = Self.fixtures.appendingPathComponent("quantized/tiny-schnell-Q8_0.gguf").path
+        let run = try schnell(["inspect", path])
+        XCTAssertEqual(run.status, 0, run.errors)
+        for line in ["kind: FLUX transformer", "format: GGUF v3 (general.architecture flux)", "layout: original (BFL) names",
+                     "blocks: 1 double-stream + 2 single-stream", "(F16 x8, F32 x32, Q8_0 x16)",
+                     "size: 0.00 GB (1425664 bytes as stored)"] {
+            XCTAssertTrue(run.output.contains(line), "'\(line)' missing from:\n\(run.output)")
+        }
+        XCTAssertFalse(run.output.contains("double_blocks.0.img_attn.proj.weight"), "tensors are listed only with --tensors")
+        let listed = try schnell(["inspect", "--tensors", path])
+        XCTAssertEqual(listed.status, 0, listed.errors)
+        XCTAssertTrue(listed.output.contains("    double_blocks.0.img_attn.proj.weight Q8_0 [128, 128]"), listed.output)
+        let tensorLines = listed.output.split(separator: "\n").filter { $0.hasPrefix("    ") }
+        XCTAssertEqual(tensorLines.count, 8 + 32 + 16)
+        XCTAssertEqual(tensorLines.filter { $0.contains(" Q8_0 ") }.count, 16)
+    }
+
+    /// A file named .gguf that is not one (here: random bytes) is refused as a damaged GGUF, not
+    /// read as a safetensors file.
+    func testInspectRefusesAGGUFWithoutItsMagic() throws {
+        let folder = try temporaryFolder()
+        let path = folder.appendingPathComponent("model.gguf").path
+        var bytes = [UInt8](repeating: 0, count: 100)
+        bytes[0] = 0x3c
+        try Data(bytes + Array("<html>".utf8)).write(to: URL(fileURLWithPath: path))
+        let run = try schnell(["inspect", path])
+        XCTAssertEqual(run.status, 2)
+        XCTAssertTrue(run.errors.contains(path) && run.errors.contains("no GGUF magic"), run.errors)
+        // Cut inside a tensor: truncated, with the tensor named.
+        let whole = try Data(contentsOf: Self.fixtures.appendingPathComponent("quantized/tiny-schnell-Q8_0.gguf"))
+        let cut = folder.appendingPathComponent("cut.gguf").path
+        try whole.prefix(whole.count - 100).write(to: URL(fileURLWithPath: cut))
+        let truncated = try schnell(["inspect", cut])
+        XCTAssertEqual(truncated.status, 2)
+        XCTAssertTrue(truncated.errors.contains(cut) && truncated.errors.contains("truncated: tensor '"), truncated.errors)
+    }
+
+    func testQuantizeUsageErrorsExitTwoWithTheReason() throws {
+        let folder = try temporaryFolder()
+        let model = Self.repository.appendingPathComponent("Weights/tiny-flux-schnell").path
+        let out = folder.appendingPathComponent("out.gguf").path
+        let input = Self.fixtures.appendingPathComponent("quantized/tiny-t5-Q8_0.gguf").path
+        let cases: [([String], String)] = [
+            ([model, out], "--type is required"),
+            ([model, out, "--type", "q9"], "--type must be one of q8_0|q6_k|q5_k|q5_1|q5_0|q4_k|q4_1|q4_0|q3_k|q2_k|f16|bf16, not 'q9'"),
+            ([model, folder.appendingPathComponent("out.safetensors").path, "--type", "q8_0"], "OUT must end in .gguf"),
+            ([input, input, "--type", "q8_0"], "OUT must not be IN"),
+            ([model, out, "--type", "q8_0", "--component", "vae"], "--component must be transformer or t5, not 'vae'"),
+            ([model + "/vae", out, "--type", "q8_0"], "only the FLUX transformer and the T5 encoder are quantized"),
+            ([model], "expected IN and OUT"),
+        ]
+        for (arguments, reason) in cases {
+            let run = try schnell(["quantize"] + arguments)
+            XCTAssertEqual(run.status, 2, "\(arguments): \(run.errors)")
+            XCTAssertTrue(run.errors.contains(reason), "\(arguments): \(run.errors)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "a refused quantize writes nothing")
+    }
+
+    /// T5 of the bundled model as Q8_0: a GGUF that inspects as a complete T5 under llama.cpp's
+    /// names, with the large matrices Q8_0.
+    func testQuantizeWritesAT5GGUF() throws {
+        let folder = try temporaryFolder()
+        let out = folder.appendingPathComponent("t5-q8_0.gguf").path
+        let run = try schnell(["quantize", Self.repository.appendingPathComponent("Weights/tiny-flux-schnell").path, out,
+                               "--component", "t5", "--type", "q8_0", "--quiet"])
+        XCTAssertEqual(run.status, 0, run.errors)
+        XCTAssertTrue(run.output.contains("\(out): T5 encoder Q8_0"), run.output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["t5-q8_0.gguf"], "no temporary file left")
+        let inspect = try schnell(["inspect", out])
+        XCTAssertEqual(inspect.status, 0, inspect.output + inspect.errors)
+        XCTAssertTrue(inspect.output.contains("kind: T5 encoder") && inspect.output.contains("layout: llama.cpp names (GGUF)")
+                      && inspect.output.contains("Q8_0 x"), inspect.output)
+    }
+
+    /// A quantize that fails leaves no file under OUT's name (nor a temporary one), and an OUT
+    /// already there keeps its bytes, whether it fails before writing (a damaged input) or after
+    /// (OUT is a folder, so the finished file cannot be renamed into place).
+    func testFailedQuantizeLeavesOUTAlone() throws {
+        let folder = try temporaryFolder()
+        let model = Self.repository.appendingPathComponent("Weights/tiny-flux-schnell").path
+        let damaged = folder.appendingPathComponent("damaged.safetensors")
+        let source = try Data(contentsOf: Self.fixtures.appendingPathComponent("transformer/tiny-dev/tiny-dev.safetensors"))
+        try source.prefix(source.count - 100).write(to: damaged)
+        let fresh = folder.appendingPathComponent("fresh.gguf").path
+        let damagedRun = try schnell(["quantize", damaged.path, fresh, "--type", "q4_0"])
+        XCTAssertEqual(damagedRun.status, 2)
+        XCTAssertTrue(damagedRun.errors.contains("truncated"), damagedRun.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh))
+
+        let existing = folder.appendingPathComponent("existing.gguf")
+        let earlier = Data("an earlier file".utf8)
+        try earlier.write(to: existing)
+        let again = try schnell(["quantize", damaged.path, existing.path, "--type", "q4_0"])
+        XCTAssertEqual(again.status, 2)
+        XCTAssertEqual(try Data(contentsOf: existing), earlier)
+
+        let occupied = folder.appendingPathComponent("occupied.gguf")
+        try FileManager.default.createDirectory(at: occupied, withIntermediateDirectories: false)
+        let rename = try schnell(["quantize", model, occupied.path, "--component", "t5", "--type", "q8_0", "--quiet"])
+        XCTAssertEqual(rename.status, 2)
+        XCTAssertTrue(rename.errors.contains(occupied.path) && rename.errors.contains("cannot move the finished file into place"), rename.errors)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: occupied.path), [])
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)),
+                       ["damaged.safetensors", "existing.gguf", "occupied.gguf"], "no temporary file left")
+    }
+
+    func testGenerateRefusesAnUnknownWeightsType() throws {
+        for command in ["generate", "serve"] {
+            let run = try schnell(command == "generate" ? ["generate", "x", "--weights", "q9", "-o", "/tmp/never.png"]
+                                                        : ["serve", "--port", "0", "--weights", "q9"])
+            XCTAssertEqual(run.status, 2, "\(command): \(run.errors)")
+            XCTAssertTrue(run.errors.contains("--weights must be one of q8_0|q6_k|q5_k|q5_1|q5_0|q4_k|q4_1|q4_0|q3_k|q2_k|f16|bf16, not 'q9'"),
+                          "\(command): \(run.errors)")
+        }
+    }
 }

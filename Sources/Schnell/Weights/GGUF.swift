@@ -27,7 +27,12 @@ public final class GGUFFile: @unchecked Sendable {
     static let maxNameBytes = 1 << 16
 
     public init(path: String) throws {
-        let mapping = try MappedFile(path: path)
+        let mapping: MappedFile
+        do {
+            mapping = try MappedFile(path: path)
+        } catch WeightsError.tooSmall {
+            throw WeightsError.invalidGGUF(file: path, reason: "the file is empty")
+        }
         var reader = Reader(base: mapping.base, size: mapping.sizeBytes, path: path)
         guard mapping.sizeBytes >= 4, try reader.bytes(4) == Array("GGUF".utf8) else {
             throw WeightsError.invalidGGUF(file: path, reason: "no GGUF magic at the start (the first 4 bytes must be 'GGUF')")
@@ -84,8 +89,11 @@ public final class GGUFFile: @unchecked Sendable {
                     file: path, reason: "tensor '\(name)': a row of \(dimensions[0]) values is not whole \(dtype.rawValue) blocks of \(dtype.blockValues)")
             }
             let shape = Array(dimensions.reversed())
-            guard let count = checkedProduct(shape), let bytes = dtype.byteCount(of: count), offset <= UInt64(Int.max) else {
+            guard let count = checkedProduct(shape), let bytes = dtype.byteCount(of: count) else {
                 throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' of shape \(shape) is too large")
+            }
+            guard offset <= UInt64(Int.max) else {
+                throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' starts at offset \(offset), past the end of any file")
             }
             guard Int(offset) % alignment == 0 else {
                 throw WeightsError.invalidGGUF(file: path, reason: "tensor '\(name)' starts at offset \(offset), not a multiple of the alignment \(alignment)")

@@ -90,7 +90,11 @@ public enum ModelInspector {
         case .t5:
             let config = try T5Config(checkpoint: checkpoint)
             table = T5WeightNames.table(config)
-            details = [("configuration from", configSource), ("vocabulary", "\(config.vocabularySize)"),
+            // T5's names are the same in both layouts; llama.cpp's are renamed at load, and each
+            // tensor keeps the name its file gave it.
+            let renamed = checkpoint.store.names.contains { (try? checkpoint.store.tensor($0).name) != $0 }
+            let names = renamed ? "llama.cpp names (GGUF)" : "transformers names"
+            details = [("layout", names), ("configuration from", configSource), ("vocabulary", "\(config.vocabularySize)"),
                        ("d_model", "\(config.modelSize) (\(config.headCount) heads x \(config.headSize))"),
                        ("layers", "\(config.layerCount)"), ("feed-forward", config.feedForwardProjection),
                        ("d_ff", "\(config.feedForwardSize)")]

@@ -79,13 +79,14 @@ public final class WeightStore: @unchecked Sendable {
         self.byName = byName
     }
 
-    /// A file's tensors and metadata, by its magic: GGUF files start with "GGUF".
+    /// A file's tensors and metadata, by its magic: GGUF files start with "GGUF". A file named
+    /// `.gguf` without it is refused as a damaged GGUF (a safetensors error would mislead).
     static func readFile(_ path: String) throws -> (tensors: [String: WeightTensor], metadata: [String: String], format: String) {
         let (descriptor, _) = try ModelFile.open(path)
         var magic = [UInt8](repeating: 0, count: 4)
         let got = read(descriptor, &magic, 4)
         close(descriptor)
-        if got == 4, magic == Array("GGUF".utf8) {
+        if (got == 4 && magic == Array("GGUF".utf8)) || path.lowercased().hasSuffix(".gguf") {
             let file = try GGUFFile(path: path)
             let architecture = file.metadata["general.architecture"].map { "general.architecture \($0)" } ?? "no architecture metadata"
             return (file.tensors, file.metadata, "GGUF v\(file.version) (\(architecture))")
