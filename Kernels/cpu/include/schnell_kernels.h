@@ -153,6 +153,22 @@ void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const 
                                    const void *bias, int bias_dtype, size_t n, float *y,
                                    size_t y_stride);
 
+// ---- GEMM on quantized blocks (gemm_quant.c) ----
+// schnell_linear's contract for a GGUF block-type weight (k a multiple of 32), computed on the
+// blocks: x quantized per 32 values to int8 as ggml's q8_0 (d = amax / 127, q = x / d rounded to
+// nearest even, d kept in float32), integer dot products per block pair, each scaled by
+// d_w * d_x and summed in float32. Handles Q8_0, Q4_0 and Q5_0 at every tier (AVX-512 VNNI,
+// AVX2, generic); returns -1 (y untouched) for the other types or when memory is short.
+int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
+                             const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
+// The same integer math in plain loops (writes nothing for a type without a fast path).
+void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
+                                        const void *weight, int weight_dtype,
+                                        const void *bias, int bias_dtype,
+                                        size_t n, float *y, size_t y_stride);
+// Whether the CPU has AVX512-VNNI (vpdpbusd); the quantized GEMM uses it at the AVX-512 tiers.
+int schnell_cpu_has_avx512_vnni(void);
+
 // ---- norms (norm.c) ----
 // y = (x - mean) / sqrt(var + eps) * weight + bias per row; weight/bias may be NULL.
 void schnell_layer_norm(const float *x, float *y, size_t rows, size_t dim, float eps,

@@ -1,0 +1,601 @@
+// Linear layers whose weight is in a GGUF block type, computed on the quantized blocks:
+// y = x . w^T (+ bias) with x quantized per 32-value block to int8 (as ggml's q8_0), integer dot
+// products per block pair, each block's sum scaled by d_w * d_x and added in float32.
+//
+// Types with a fast path: Q8_0, Q4_0 and Q5_0 (a block is d * small signed integers, so a block
+// of 32 weights unpacks to int8 and one scale). The others return -1 and stay on gemm.c's
+// fallback (dequantize to float32, then sgemm).
+//
+// Layouts
+//   A   the activations quantized as ggml's quantize_row_q8_0: per 32-value block d = amax / 127,
+//       q = round-to-nearest-even(x / d) (x * (1 / d), as ggml), [rows, k] int8 and [rows, k/32]
+//       float32 scales (kept in float32: ggml rounds d to f16 only to store it). For the VNNI
+//       micro-kernel q is stored + 128 as unsigned bytes (vpdpbusd multiplies u8 by s8).
+//   B   a block of the weight repacked per work item into panels of NR columns:
+//       [panel][block][step of 4 values][column] 32-bit words (4 int8 weights of one column),
+//       then per [panel][block][column] the float32 scale d_w and, for VNNI, -128 * sum(q_w), the
+//       correction that undoes the +128 on A (the integer accumulator starts from it).
+//
+// Micro-kernels (MR rows x NR columns; float32 accumulators in registers across the k block):
+//   AVX-512 VNNI  6 x 64: per block and 16-column vector, 6 int32 accumulators, 8 vpdpbusd each
+//                 with A's 4 bytes broadcast from memory; then cvt, x (d_w * d_x), add.
+//   AVX2          4 x 16: per block and 8-column vector, |w| (vpabsb) times sign(w) * x
+//                 (vpsignb) with vpmaddubsw (|w| <= 128, |x| <= 127: no int16 saturation), then
+//                 vpmaddwd by 1 to int32.
+//   generic       plain C per (row, column) block dot products, columns split over the pool.
+//
+// Blocking: work item = NC (256) columns x a range of rows, spread over the pool as in
+// gemm_bf16.c; the packed block (KB blocks of 32 values x 256 columns = 256 KB of int8 at
+// KB = 32) stays in L2 while each micro-panel of A (6 x 1 KB) meets its panels in turn. The first
+// k block starts from the bias, later ones add to y. Fewer than MR rows in all (the modulation
+// linears have one): no packing, each weight row is streamed once and dotted with every row.
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "dispatch.h"
+
+#define SCHNELL_TARGET_VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+enum { QK = 32, NC = 256, KB = 32 };
+
+// ---- weight blocks as int8 ----
+
+static float half_value(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+    uint32_t bits;
+    if (exponent == 0x1f) {
+        bits = sign | 0x7f800000u | mantissa << 13;
+    } else if (exponent != 0) {
+        bits = sign | (exponent + 112) << 23 | mantissa << 13;
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {  // subnormal: renormalise
+        exponent = 113;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            exponent--;
+        }
+        bits = sign | exponent << 23 | (mantissa & 0x3ff) << 13;
+    }
+    float value;
+    memcpy(&value, &bits, 4);
+    return value;
+}
+
+static uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+// One 32-value block of a weight row as q[32] int8 and its scale: value i = d * q[i].
+typedef void (*block_unpack_fn)(const uint8_t *block, int8_t *q, float *d);
+
+static void unpack_q8_0(const uint8_t *block, int8_t *q, float *d) {
+    *d = half_value(half_bits(block));
+    memcpy(q, block + 2, QK);
+}
+
+static void unpack_q4_0(const uint8_t *block, int8_t *q, float *d) {
+    *d = half_value(half_bits(block));
+    for (int i = 0; i < 16; i++) {
+        q[i] = (int8_t)((block[2 + i] & 0x0f) - 8);
+        q[i + 16] = (int8_t)((block[2 + i] >> 4) - 8);
+    }
+}
+
+static void unpack_q5_0(const uint8_t *block, int8_t *q, float *d) {
+    *d = half_value(half_bits(block));
+    uint32_t high;
+    memcpy(&high, block + 2, 4);
+    for (int i = 0; i < 16; i++) {
+        int low = block[6 + i] & 0x0f, top = block[6 + i] >> 4;
+        q[i] = (int8_t)((low | ((high >> i) & 1) << 4) - 16);
+        q[i + 16] = (int8_t)((top | ((high >> (i + 16)) & 1) << 4) - 16);
+    }
+}
+
+static block_unpack_fn unpack_for(int dtype) {
+    switch (dtype) {
+    case SCHNELL_Q8_0: return unpack_q8_0;
+    case SCHNELL_Q4_0: return unpack_q4_0;
+    case SCHNELL_Q5_0: return unpack_q5_0;
+    default: return NULL;
+    }
+}
+
+// ---- activations to q8 ----
+
+// x[0:k] -> q[0:k] and d[0:k/32] as ggml's quantize_row_q8_0_ref, rounding to nearest even;
+// offset 128 stores q + 128 (as the same bytes, q ^ 0x80).
+static void quantize_row_generic(const float *x, size_t k, int8_t *q, float *d, int offset) {
+    for (size_t b = 0; b < k / QK; b++) {
+        const float *block = x + b * QK;
+        float amax = 0.0f;
+        for (int i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(block[i]));
+        float scale = amax / 127.0f, inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
+        d[b] = scale;
+        for (int i = 0; i < QK; i++) {
+            int value = (int)rintf(block[i] * inverse);
+            q[b * QK + i] = (int8_t)(offset ? value ^ 0x80 : value);
+        }
+    }
+}
+
+SCHNELL_TARGET_AVX512 static void quantize_row_avx512(const float *x, size_t k, int8_t *q, float *d, int offset) {
+    const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m128i flip = _mm_set1_epi8(offset ? (char)0x80 : 0);
+    for (size_t b = 0; b < k / QK; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * QK), v1 = _mm512_loadu_ps(x + b * QK + 16);
+        __m512 m = _mm512_max_ps(_mm512_and_ps(v0, magnitude), _mm512_and_ps(v1, magnitude));
+        float amax = _mm512_reduce_max_ps(m);
+        float scale = amax / 127.0f, inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
+        d[b] = scale;
+        __m512 iv = _mm512_set1_ps(inverse);
+        __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, iv)));
+        __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, iv)));
+        _mm_storeu_si128((__m128i *)(q + b * QK), _mm_xor_si128(q0, flip));
+        _mm_storeu_si128((__m128i *)(q + b * QK + 16), _mm_xor_si128(q1, flip));
+    }
+}
+
+SCHNELL_TARGET_AVX2 static void quantize_row_avx2(const float *x, size_t k, int8_t *q, float *d, int offset) {
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i flip = _mm256_set1_epi8(offset ? (char)0x80 : 0);
+    for (size_t b = 0; b < k / QK; b++) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + b * QK + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], magnitude));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float scale = amax / 127.0f, inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
+        d[b] = scale;
+        __m256 iv = _mm256_set1_ps(inverse);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], iv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], iv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], iv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], iv));
+        // packs work within 128-bit lanes: bytes come out as dwords 0,2,4,6,1,3,5,7 of the block.
+        __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        packed = _mm256_permutevar8x32_epi32(packed, order);
+        _mm256_storeu_si256((__m256i *)(q + b * QK), _mm256_xor_si256(packed, flip));
+    }
+}
+
+typedef struct {
+    const float *x;
+    size_t k;
+    int8_t *q;
+    float *d;
+    int offset, level;
+} quantize_job;
+
+static void quantize_rows(void *context, size_t begin, size_t end) {
+    const quantize_job *job = context;
+    size_t blocks = job->k / QK;
+    for (size_t r = begin; r < end; r++) {
+        const float *x = job->x + r * job->k;
+        int8_t *q = job->q + r * job->k;
+        float *d = job->d + r * blocks;
+        if (job->level >= SCHNELL_CPU_AVX512) quantize_row_avx512(x, job->k, q, d, job->offset);
+        else if (job->level >= SCHNELL_CPU_AVX2) quantize_row_avx2(x, job->k, q, d, job->offset);
+        else quantize_row_generic(x, job->k, q, d, job->offset);
+    }
+}
+
+// ---- reference ----
+
+void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
+                                        const void *weight, int weight_dtype,
+                                        const void *bias, int bias_dtype,
+                                        size_t n, float *y, size_t y_stride) {
+    block_unpack_fn unpack = unpack_for(weight_dtype);
+    if (!unpack || k % QK) return;
+    size_t blocks = k / QK, block_bytes = schnell_dtype_block_bytes(weight_dtype);
+    size_t bias_element = schnell_dtype_size(bias_dtype);
+    int8_t *q = malloc(k ? k : 1);
+    float *d = malloc((blocks ? blocks : 1) * sizeof(float));
+    if (!q || !d) {
+        free(q);
+        free(d);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        quantize_row_generic(x + r * k, k, q, d, 0);
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *w = (const uint8_t *)weight + j * blocks * block_bytes;
+            float sum = 0.0f;
+            for (size_t b = 0; b < blocks; b++) {
+                int8_t wq[QK];
+                float wd;
+                unpack(w + b * block_bytes, wq, &wd);
+                int32_t dot = 0;
+                for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * q[b * QK + i];
+                sum += (float)dot * (wd * d[b]);
+            }
+            float bias_value = 0.0f;
+            if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &bias_value, 1);
+            y[r * y_stride + j] = sum + bias_value;
+        }
+    }
+    free(q);
+    free(d);
+}
+
+// ---- packing ----
+
+// Columns n0 ... n0 + NC - 1 of w (those past n zero), blocks b0 ... b0 + count - 1, into panels
+// of nr columns: words[panel][block][step][column], scales[panel][block][column] and, when
+// corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q.
+static void pack_block(const uint8_t *w, size_t row_bytes, size_t block_bytes, block_unpack_fn unpack,
+                       size_t n, size_t n0, size_t b0, size_t count, size_t nr, uint32_t *words,
+                       float *scales, int32_t *corrections) {
+    for (size_t c = 0; c < NC; c += nr) {
+        uint32_t *panel_words = words + c / nr * count * (QK / 4) * nr;
+        float *panel_scales = scales + c / nr * count * nr;
+        int32_t *panel_corrections = corrections ? corrections + c / nr * count * nr : NULL;
+        for (size_t i = 0; i < nr; i++) {
+            size_t column = n0 + c + i;
+            for (size_t b = 0; b < count; b++) {
+                int8_t q[QK];
+                float d = 0.0f;
+                if (column < n) unpack(w + column * row_bytes + (b0 + b) * block_bytes, q, &d);
+                else memset(q, 0, QK);
+                int32_t sum = 0;
+                for (int s = 0; s < QK / 4; s++) {
+                    uint32_t word;
+                    memcpy(&word, q + 4 * s, 4);
+                    panel_words[(b * (QK / 4) + s) * nr + i] = word;
+                    sum += q[4 * s] + q[4 * s + 1] + q[4 * s + 2] + q[4 * s + 3];
+                }
+                panel_scales[b * nr + i] = d;
+                if (panel_corrections) panel_corrections[b * nr + i] = -128 * sum;
+            }
+        }
+    }
+}
+
+// ---- AVX-512 VNNI micro-kernel ----
+
+enum { VNNI_MR = 6, VNNI_NV = 2, VNNI_NR = 16 * VNNI_NV };
+
+// y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q + 128 (u8), rows k bytes apart.
+SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
+                                                    size_t ad_stride, const uint32_t *words,
+                                                    const float *scales, const int32_t *corrections,
+                                                    size_t blocks, const float *bias, int first, float *y,
+                                                    size_t y_stride, size_t columns) {
+    __m512 acc[VNNI_MR][VNNI_NV];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+#pragma clang loop unroll(full)
+        for (int v = 0; v < VNNI_NV; v++) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (size_t b = 0; b < blocks; b++) {
+        const uint32_t *block_words = words + b * (QK / 4) * VNNI_NR;
+        __m512i dot[VNNI_MR][VNNI_NV];
+#pragma clang loop unroll(full)
+        for (int v = 0; v < VNNI_NV; v++) {
+            __m512i correction = _mm512_load_si512(corrections + b * VNNI_NR + 16 * v);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) dot[r][v] = correction;
+        }
+#pragma clang loop unroll(full)
+        for (int s = 0; s < QK / 4; s++) {
+            __m512i w0 = _mm512_load_si512(block_words + s * VNNI_NR);
+            __m512i w1 = _mm512_load_si512(block_words + s * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                int32_t word;
+                memcpy(&word, a + r * k + b * QK + 4 * s, 4);
+                __m512i x = _mm512_set1_epi32(word);
+                dot[r][0] = _mm512_dpbusd_epi32(dot[r][0], x, w0);
+                dot[r][1] = _mm512_dpbusd_epi32(dot[r][1], x, w1);
+            }
+        }
+        __m512 dw0 = _mm512_load_ps(scales + b * VNNI_NR), dw1 = _mm512_load_ps(scales + b * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < mr; r++) {
+            __m512 dx = _mm512_set1_ps(ad[r * ad_stride + b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(dw0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(dw1, dx), acc[r][1]);
+        }
+    }
+    for (int v = 0; v < VNNI_NV; v++) {
+        size_t lo = (size_t)v * 16;
+        if (columns <= lo) break;
+        __mmask16 mask = columns >= lo + 16 ? 0xffff : (__mmask16)((1u << (columns - lo)) - 1);
+        __m512 start = first && bias ? _mm512_maskz_loadu_ps(mask, bias + lo) : _mm512_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            float *out = y + r * y_stride + lo;
+            __m512 base = first ? start : _mm512_maskz_loadu_ps(mask, out);
+            _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(base, acc[r][v]));
+        }
+    }
+}
+
+#define VNNI_KERNEL(rows)                                                                          \
+    SCHNELL_TARGET_VNNI static void vnni_kernel_##rows(                                           \
+        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
+        const float *scales, const int32_t *corrections, size_t blocks, const float *bias,        \
+        int first, float *y, size_t y_stride, size_t columns) {                                   \
+        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, blocks, bias, first, y, \
+                    y_stride, columns);                                                            \
+    }
+VNNI_KERNEL(1)
+VNNI_KERNEL(2)
+VNNI_KERNEL(3)
+VNNI_KERNEL(4)
+VNNI_KERNEL(5)
+VNNI_KERNEL(6)
+
+typedef void (*vnni_kernel_fn)(const uint8_t *, size_t, const float *, size_t, const uint32_t *,
+                               const float *, const int32_t *, size_t, const float *, int, float *,
+                               size_t, size_t);
+static const vnni_kernel_fn vnni_kernels[VNNI_MR + 1] = {
+    NULL, vnni_kernel_1, vnni_kernel_2, vnni_kernel_3, vnni_kernel_4, vnni_kernel_5, vnni_kernel_6};
+
+// ---- AVX2 micro-kernel ----
+
+enum { AVX2_MR = 4, AVX2_NR = 16 };
+
+// y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is signed q, rows k bytes apart.
+SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
+                                                    size_t ad_stride, const uint32_t *words,
+                                                    const float *scales, size_t blocks, const float *bias,
+                                                    int first, float *y, size_t y_stride, size_t columns) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[AVX2_MR][2];
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        const uint32_t *block_words = words + b * (QK / 4) * AVX2_NR;
+        for (int v = 0; v < 2; v++) {
+            __m256i dot[AVX2_MR];
+            for (int r = 0; r < mr; r++) dot[r] = _mm256_setzero_si256();
+            for (int s = 0; s < QK / 4; s++) {
+                __m256i wv = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8 * v));
+                __m256i magnitude = _mm256_abs_epi8(wv);
+                for (int r = 0; r < mr; r++) {
+                    int32_t word;
+                    memcpy(&word, a + r * k + b * QK + 4 * s, 4);
+                    __m256i signed_x = _mm256_sign_epi8(_mm256_set1_epi32(word), wv);
+                    __m256i pairs = _mm256_maddubs_epi16(magnitude, signed_x);
+                    dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            __m256 dw = _mm256_load_ps(scales + b * AVX2_NR + 8 * v);
+            for (int r = 0; r < mr; r++) {
+                __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(ad + r * ad_stride + b));
+                acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), scale, acc[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float row[AVX2_NR];
+        _mm256_storeu_ps(row, acc[r][0]);
+        _mm256_storeu_ps(row + 8, acc[r][1]);
+        float *out = y + r * y_stride;
+        for (size_t c = 0; c < columns; c++) {
+            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
+        }
+    }
+}
+
+#define AVX2_KERNEL(rows)                                                                          \
+    SCHNELL_TARGET_AVX2 static void avx2_kernel_##rows(                                           \
+        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
+        const float *scales, const int32_t *corrections, size_t blocks, const float *bias,        \
+        int first, float *y, size_t y_stride, size_t columns) {                                   \
+        (void)corrections;                                                                         \
+        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, blocks, bias, first, y, y_stride,    \
+                    columns);                                                                      \
+    }
+AVX2_KERNEL(1)
+AVX2_KERNEL(2)
+AVX2_KERNEL(3)
+AVX2_KERNEL(4)
+
+static const vnni_kernel_fn avx2_kernels[AVX2_MR + 1] = {NULL, avx2_kernel_1, avx2_kernel_2, avx2_kernel_3,
+                                                         avx2_kernel_4};
+
+// ---- few rows and the generic tier: block dot products straight from the weight ----
+
+// sum over blocks of dot(w block, q block) * d_w * d_x for one weight row and one row of A.
+static float row_dot_generic(const uint8_t *w, size_t block_bytes, block_unpack_fn unpack, const int8_t *q,
+                             const float *d, size_t blocks) {
+    float sum = 0.0f;
+    for (size_t b = 0; b < blocks; b++) {
+        int8_t wq[QK];
+        float wd;
+        unpack(w + b * block_bytes, wq, &wd);
+        int32_t dot = 0;
+        for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * q[b * QK + i];
+        sum += (float)dot * (wd * d[b]);
+    }
+    return sum;
+}
+
+typedef struct {
+    const uint8_t *w;
+    size_t row_bytes, block_bytes;
+    block_unpack_fn unpack;
+    const int8_t *q;
+    const float *d;
+    size_t rows, k;
+    const float *bias_f32;
+    float *y;
+    size_t y_stride;
+} dot_job;
+
+// Columns [begin, end) for all rows, 64 rows at a time so a few weight rows stay in L1.
+static void dot_columns(void *context, size_t begin, size_t end) {
+    const dot_job *job = context;
+    size_t blocks = job->k / QK;
+    for (size_t r0 = 0; r0 < job->rows; r0 += 64) {
+        size_t r1 = r0 + 64 < job->rows ? r0 + 64 : job->rows;
+        for (size_t j = begin; j < end; j++) {
+            const uint8_t *w = job->w + j * job->row_bytes;
+            float bias = job->bias_f32 ? job->bias_f32[j] : 0.0f;
+            for (size_t r = r0; r < r1; r++) {
+                job->y[r * job->y_stride + j] =
+                    row_dot_generic(w, job->block_bytes, job->unpack, job->q + r * job->k,
+                                    job->d + r * blocks, blocks) + bias;
+            }
+        }
+    }
+}
+
+// ---- driver ----
+
+typedef struct {
+    const uint8_t *w;
+    size_t row_bytes, block_bytes;
+    block_unpack_fn unpack;
+    const uint8_t *a;  // [rows, k] quantized activations (u8 offset for VNNI)
+    const float *ad;   // [rows, k / 32]
+    size_t rows, k;
+    const float *bias_f32;
+    size_t n;
+    float *y;
+    size_t y_stride;
+    size_t row_chunks, rows_per_chunk;
+    const vnni_kernel_fn *kernels;
+    size_t mr, nr;
+    int corrections;
+} gemm_job;
+
+static void gemm_items(void *context, size_t begin, size_t end) {
+    const gemm_job *job = context;
+    size_t blocks = job->k / QK;
+    size_t per_block = (size_t)NC * KB;
+    uint32_t *words = aligned_alloc(64, per_block * (QK / 4) * sizeof(uint32_t));
+    float *scales = aligned_alloc(64, per_block * sizeof(float));
+    int32_t *corrections = job->corrections ? aligned_alloc(64, per_block * sizeof(int32_t)) : NULL;
+    if (!words || !scales || (job->corrections && !corrections)) {
+        // Out of memory for 320 KB: finish these items with the block dot products.
+        for (size_t item = begin; item < end; item++) {
+            size_t n0 = item / job->row_chunks * NC;
+            size_t m_begin = item % job->row_chunks * job->rows_per_chunk;
+            size_t m_end = m_begin + job->rows_per_chunk < job->rows ? m_begin + job->rows_per_chunk : job->rows;
+            for (size_t r = m_begin; r < m_end; r++) {
+                for (size_t j = n0; j < n0 + NC && j < job->n; j++) {
+                    job->y[r * job->y_stride + j] =
+                        row_dot_generic(job->w + j * job->row_bytes, job->block_bytes, job->unpack,
+                                        (const int8_t *)job->a + r * job->k, job->ad + r * blocks, blocks) +
+                        (job->bias_f32 ? job->bias_f32[j] : 0.0f);
+                }
+            }
+        }
+        free(words);
+        free(scales);
+        free(corrections);
+        return;
+    }
+    for (size_t item = begin; item < end; item++) {
+        size_t n0 = item / job->row_chunks * NC;
+        size_t m_begin = item % job->row_chunks * job->rows_per_chunk;
+        size_t m_end = m_begin + job->rows_per_chunk < job->rows ? m_begin + job->rows_per_chunk : job->rows;
+        size_t columns = job->n - n0 < NC ? job->n - n0 : NC;
+        for (size_t b0 = 0; b0 < blocks; b0 += KB) {
+            size_t count = blocks - b0 < KB ? blocks - b0 : KB;
+            pack_block(job->w, job->row_bytes, job->block_bytes, job->unpack, job->n, n0, b0, count, job->nr,
+                       words, scales, corrections);
+            for (size_t m = m_begin; m < m_end; m += job->mr) {
+                size_t mr = m_end - m < job->mr ? m_end - m : job->mr;
+                for (size_t c = 0; c < columns; c += job->nr) {
+                    size_t panel = c / job->nr;
+                    job->kernels[mr](job->a + m * job->k + b0 * QK, job->k, job->ad + m * blocks + b0, blocks,
+                                     words + panel * count * (QK / 4) * job->nr, scales + panel * count * job->nr,
+                                     corrections ? corrections + panel * count * job->nr : NULL, count,
+                                     job->bias_f32 ? job->bias_f32 + n0 + c : NULL, b0 == 0,
+                                     job->y + m * job->y_stride + n0 + c, job->y_stride,
+                                     columns - c < job->nr ? columns - c : job->nr);
+                }
+            }
+        }
+    }
+    free(words);
+    free(scales);
+    free(corrections);
+}
+
+// The quantized activations are kept between calls (as gemm_bf16.c's bf16 copy): faulting in
+// fresh pages every call costs more than the quantization. A caller that finds the buffer in use
+// by another thread takes a private one.
+static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *activation_buffer;
+static size_t activation_capacity;
+
+static void *activation_scratch(size_t bytes, int *shared) {
+    *shared = pthread_mutex_trylock(&activation_lock) == 0;
+    if (!*shared) return aligned_alloc(64, schnell_round_up(bytes, 64));
+    if (activation_capacity < bytes) {
+        free(activation_buffer);
+        activation_buffer = aligned_alloc(64, schnell_round_up(bytes, 64));
+        activation_capacity = activation_buffer ? bytes : 0;
+    }
+    if (!activation_buffer) {
+        pthread_mutex_unlock(&activation_lock);
+        *shared = 0;
+    }
+    return activation_buffer;
+}
+
+static void release_activation_scratch(void *buffer, int shared) {
+    if (shared) pthread_mutex_unlock(&activation_lock);
+    else free(buffer);
+}
+
+int schnell_cpu_has_avx512_vnni(void) {
+    __builtin_cpu_init();
+    return schnell_cpu_supported_level() >= SCHNELL_CPU_AVX512 && __builtin_cpu_supports("avx512vnni");
+}
+
+int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
+                             const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
+    block_unpack_fn unpack = unpack_for(weight_dtype);
+    if (!unpack || k % QK) return -1;
+    if (rows == 0 || n == 0) return 0;
+    int level = schnell_cpu_level();
+    int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni();
+    size_t blocks = k / QK;
+    size_t q_bytes = schnell_round_up(rows * k, 64);
+    int shared;
+    uint8_t *a = activation_scratch(q_bytes + rows * blocks * sizeof(float), &shared);
+    float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
+    if (!a || (bias && !bias_f32)) {
+        if (a) release_activation_scratch(a, shared);
+        free(bias_f32);
+        return -1;
+    }
+    if (bias) schnell_convert_to_f32(bias, bias_dtype, bias_f32, n);
+    float *ad = (float *)(a + q_bytes);
+    size_t block_bytes = schnell_dtype_block_bytes(weight_dtype);
+    size_t row_bytes = blocks * block_bytes;
+
+    const vnni_kernel_fn *kernels = NULL;
+    size_t mr = 0, nr = 0;
+    if (vnni) {
+        kernels = vnni_kernels, mr = VNNI_MR, nr = VNNI_NR;
+    } else if (level >= SCHNELL_CPU_AVX2) {
+        kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR;
+    }
+    int packed = kernels && rows >= mr;
+    quantize_job quantize = {x, k, (int8_t *)a, ad, packed && vnni, level};
+    schnell_parallel_for(rows, 16, quantize_rows, &quantize);
+
+    if (!packed) {
+        dot_job job = {weight, row_bytes, block_bytes, unpack, (const int8_t *)a, ad, rows, k, bias_f32, y, y_stride};
+        schnell_parallel_for(n, 16, dot_columns, &job);
+    } else {
+        size_t column_blocks = (n + NC - 1) / NC, row_chunks;
+        size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
+        gemm_job job = {weight, row_bytes, block_bytes, unpack, a, ad, rows, k, bias_f32, n, y, y_stride,
+                        row_chunks, rows_per_chunk, kernels, mr, nr, vnni};
+        schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
+    }
+    release_activation_scratch(a, shared);
+    free(bias_f32);
+    return 0;
+}

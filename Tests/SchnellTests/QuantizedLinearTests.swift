@@ -1,0 +1,144 @@
+import XCTest
+import SchnellKernels
+@testable import Schnell
+
+/// The linear on quantized blocks (Kernels/cpu/gemm_quant.c) at every CPU tier against
+/// schnell_linear_quantized_reference (the same int8 math in plain loops), and against float32
+/// on the dequantized weight within the error that rounding the activations to int8 allows.
+///
+/// Tolerances:
+///   fast vs reference: max |fast - reference| / max(1, |reference|) <= 5e-5. Both quantize the
+///   activations to the same int8 values and compute the same integer block sums; only the float
+///   sum over the (at most 64) block terms differs: fused multiply-adds, a partial sum per 1,024
+///   values of k. The worst seen is 1.7e-5, at k = 2,048 where terms cancel.
+///   vs float32: per output, |quantized - float32| <= sum over blocks of (d_x / 2) * sum |w| over
+///   the block (each activation moves by at most half its block's step d_x = amax / 127), plus
+///   1e-4 * max(1, |float32|) for the float sums.
+final class QuantizedLinearTests: XCTestCase {
+    var random = TestRandom(state: 11)
+    let tolerance: Float = 5e-5
+    let q8_0 = Int32(SCHNELL_Q8_0.rawValue), q4_0 = Int32(SCHNELL_Q4_0.rawValue), q5_0 = Int32(SCHNELL_Q5_0.rawValue)
+
+    // (rows, k, n): single and odd row counts (below and above the 4- and 6-row micro-tiles), n not
+    // a multiple of the 16- or 32-column panels or the 256-column block, k past one 1,024-value block.
+    let sizes = [(1, 32, 5), (1, 96, 300), (5, 64, 17), (6, 128, 33), (7, 256, 70), (13, 1056, 257),
+                 (97, 512, 300), (40, 2048, 64)]
+
+    /// Q8_0 blocks of `values` (a multiple of 32): d = amax / 127 stored as f16, q = round(x / d).
+    static func quantizeQ8_0(_ values: [Float]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for start in stride(from: 0, to: values.count, by: 32) {
+            let block = values[start..<(start + 32)]
+            let d = (block.map { abs($0) }.max() ?? 0) / 127
+            let inverse = d == 0 ? 0 : 1 / d
+            let bits = Float16(d).bitPattern
+            bytes += [UInt8(bits & 0xff), UInt8(bits >> 8)]
+            bytes += block.map { UInt8(bitPattern: Int8(($0 * inverse).rounded())) }
+        }
+        return bytes
+    }
+
+    /// Random bytes in blocks of `blockBytes` whose first two bytes are a small positive f16 scale:
+    /// any nibbles and high bits are valid Q4_0 / Q5_0 values.
+    func randomBlocks(count: Int, blockBytes: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for _ in 0..<count {
+            let bits = Float16(0.01 + abs(random.next()) * 0.05).bitPattern
+            bytes += [UInt8(bits & 0xff), UInt8(bits >> 8)]
+            bytes += (2..<blockBytes).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
+        }
+        return bytes
+    }
+
+    func weight(dtype: Int32, n: Int, k: Int) -> [UInt8] {
+        switch dtype {
+        case q8_0: return Self.quantizeQ8_0(random.values(n * k))
+        case q4_0: return randomBlocks(count: n * k / 32, blockBytes: 18)
+        default: return randomBlocks(count: n * k / 32, blockBytes: 22)
+        }
+    }
+
+    func maxError(_ actual: [Float], _ expected: [Float]) -> Float {
+        zip(actual, expected).reduce(0) { max($0, abs($1.0 - $1.1) / max(1, abs($1.1))) }
+    }
+
+    func testFastKernelsMatchTheReferenceAtEveryTier() {
+        atEveryTier { tier in
+            for dtype in [q8_0, q4_0, q5_0] {
+                for (rows, k, n) in sizes {
+                    let x = random.values(rows * k).map { $0 * 3 }, bias = random.values(n)
+                    let w = weight(dtype: dtype, n: n, k: k)
+                    let stride = n + 3
+                    for withBias in [false, true] {
+                        var fast = [Float](repeating: 42, count: rows * stride)
+                        var reference = fast
+                        let label = "\(tier), dtype \(dtype), \(rows)x\(k)x\(n)\(withBias ? ", bias" : "")"
+                        XCTAssertEqual(schnell_linear_quantized(x, rows, k, w, dtype, withBias ? bias : nil, 0, n,
+                                                                &fast, stride), 0, label)
+                        schnell_linear_quantized_reference(x, rows, k, w, dtype, withBias ? bias : nil, 0, n,
+                                                           &reference, stride)
+                        let error = maxError(fast, reference)
+                        XCTAssertLessThanOrEqual(error, tolerance, "\(label): max error \(error)")
+                        for r in 0..<rows {
+                            XCTAssertEqual(Array(fast[(r * stride + n)..<((r + 1) * stride)]), [42, 42, 42],
+                                           "\(label): columns past n are left alone")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testQ8_0IsWithinActivationRoundingOfFloat32() {
+        atEveryTier { tier in
+            for (rows, k, n) in sizes {
+                let x = random.values(rows * k), bias = random.values(n)
+                let w = Self.quantizeQ8_0(random.values(n * k))
+                // The weight as float32: d * q per block.
+                var dequantized = [Float](repeating: 0, count: n * k)
+                for block in 0..<(n * k / 32) {
+                    let d = Float(Float16(bitPattern: UInt16(w[34 * block]) | UInt16(w[34 * block + 1]) << 8))
+                    for i in 0..<32 { dequantized[32 * block + i] = d * Float(Int8(bitPattern: w[34 * block + 2 + i])) }
+                }
+                var quantized = [Float](repeating: 0, count: rows * n), float32 = quantized
+                XCTAssertEqual(schnell_linear_quantized(x, rows, k, w, q8_0, bias, 0, n, &quantized, n), 0)
+                schnell_linear_reference(x, rows, k, dequantized, 0, bias, 0, n, &float32, n)
+                // Per block: half the activation step, and the weight's sum of magnitudes.
+                let blocks = k / 32
+                let halfSteps = (0..<(rows * blocks)).map { x[(32 * $0)..<(32 * $0 + 32)].map { abs($0) }.max()! / 254 }
+                let weightSums = (0..<(n * blocks)).map { dequantized[(32 * $0)..<(32 * $0 + 32)].reduce(0) { $0 + abs($1) } }
+                for r in 0..<rows {
+                    for j in 0..<n {
+                        var bound: Float = 0
+                        for block in 0..<blocks { bound += halfSteps[r * blocks + block] * weightSums[j * blocks + block] }
+                        let expected = float32[r * n + j]
+                        bound += 1e-4 * max(1, abs(expected))
+                        XCTAssertLessThanOrEqual(abs(quantized[r * n + j] - expected), bound,
+                                                 "\(tier), \(rows)x\(k)x\(n), row \(r) column \(j)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testLinearSendsBlockWeightsToTheQuantizedKernel() {
+        let (rows, k, n) = (9, 256, 40)
+        let x = random.values(rows * k), bias = random.values(n)
+        let w = Self.quantizeQ8_0(random.values(n * k))
+        var viaLinear = [Float](repeating: 0, count: rows * n), direct = viaLinear
+        schnell_linear(x, rows, k, w, q8_0, bias, 0, n, &viaLinear, n, Int32(SCHNELL_PRECISION_F32.rawValue))
+        XCTAssertEqual(schnell_linear_quantized(x, rows, k, w, q8_0, bias, 0, n, &direct, n), 0)
+        XCTAssertEqual(viaLinear, direct)
+    }
+
+    func testTypesWithoutAFastPathAreLeftToTheFallback() {
+        let k = 256
+        let weight = [UInt8](repeating: 0, count: 144)  // one Q4_K row
+        var y: [Float] = [7]
+        XCTAssertEqual(schnell_linear_quantized(random.values(k), 1, k, weight, Int32(SCHNELL_Q4_K.rawValue), nil, 0, 1,
+                                                &y, 1), -1)
+        XCTAssertEqual(y, [7], "y is untouched")
+        XCTAssertEqual(schnell_linear_quantized(random.values(48), 1, 48, weight, q8_0, nil, 0, 1, &y, 1), -1,
+                       "k must be whole blocks")
+    }
+}
