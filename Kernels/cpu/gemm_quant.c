@@ -23,6 +23,7 @@
 //                 (vpsignb) with vpmaddubsw (|w| <= 128, |x| <= 127: no int16 saturation), then
 //                 vpmaddwd by 1 to int32.
 //   generic       plain C per (row, column) block dot products, columns split over the pool.
+//   few rows      (fewer than MR, and the AVX2 tier and up) the same per block pair with vpmaddubsw.
 //
 // Blocking: work item = NC (256) columns x a range of rows, spread over the pool as in
 // gemm_bf16.c; the packed block (KB blocks of 32 values x 256 columns = 256 KB of int8 at
@@ -465,6 +466,49 @@ static void dot_columns(void *context, size_t begin, size_t end) {
     }
 }
 
+// The same on AVX2, for fewer rows than a micro-kernel (each weight row is read once): per block
+// pair |w| (vpabsb) times sign(w) * x (vpsignb) with vpmaddubsw (|w| <= 128, |x| <= 127: no
+// int16 saturation), vpmaddwd by 1 to int32, then scaled into eight float lanes per row.
+SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, size_t end) {
+    const dot_job *job = context;
+    size_t blocks = job->k / QK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t r0 = 0; r0 < job->rows; r0 += 4) {
+        size_t count = job->rows - r0 < 4 ? job->rows - r0 : 4;
+        for (size_t j = begin; j < end; j++) {
+            const uint8_t *w = job->w + j * job->row_bytes;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (size_t b = 0; b < blocks; b++) {
+                int8_t unpacked[QK];
+                float wd;
+                const int8_t *wq = unpacked;
+                if (job->unpack == unpack_q8_0) {
+                    wd = _cvtsh_ss(half_bits(w + b * job->block_bytes));
+                    wq = (const int8_t *)(w + b * job->block_bytes + 2);
+                } else {
+                    job->unpack(w + b * job->block_bytes, unpacked, &wd);
+                }
+                __m256i wv = _mm256_loadu_si256((const __m256i *)wq);
+                __m256i magnitude = _mm256_abs_epi8(wv);
+                for (size_t r = 0; r < count; r++) {
+                    const int8_t *q = job->q + (r0 + r) * job->k + b * QK;
+                    __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q), wv);
+                    __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xv), ones);
+                    __m256 scale = _mm256_set1_ps(wd * job->d[(r0 + r) * blocks + b]);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+                }
+            }
+            float bias = job->bias_f32 ? job->bias_f32[j] : 0.0f;
+            for (size_t r = 0; r < count; r++) {
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                h = _mm_add_ss(h, _mm_movehdup_ps(h));
+                job->y[(r0 + r) * job->y_stride + j] = _mm_cvtss_f32(h) + bias;
+            }
+        }
+    }
+}
+
 // ---- driver ----
 
 typedef struct {
@@ -620,7 +664,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
 
     if (!packed) {
         dot_job job = {weight, row_bytes, block_bytes, unpack, (const int8_t *)a, ad, rows, k, bias_f32, y, y_stride};
-        schnell_parallel_for(n, 16, dot_columns, &job);
+        schnell_parallel_for(n, 16, level >= SCHNELL_CPU_AVX2 ? dot_columns_avx2 : dot_columns, &job);
     } else {
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
