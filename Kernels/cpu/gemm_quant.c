@@ -2,9 +2,11 @@
 // y = x . w^T (+ bias) with x quantized per 32-value block to int8 (as ggml's q8_0), integer dot
 // products per block pair, each block's sum scaled by d_w * d_x and added in float32.
 //
-// Types with a fast path: Q8_0, Q4_0 and Q5_0 (a block is d * small signed integers, so a block
-// of 32 weights unpacks to int8 and one scale). The others return -1 and stay on gemm.c's
-// fallback (dequantize to float32, then sgemm).
+// Types with a fast path: those whose values are d * q + m per 32 values, q small integers:
+// Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value super-block is eight
+// 32-value sub-blocks with 6-bit scales and mins). A block unpacks to int8 q, d and m; m adds
+// m * d_x * sum(q_x), ggml's block-sum term. Q2_K, Q3_K and Q6_K (16-value sub-blocks) return -1
+// and stay on gemm.c's fallback (dequantize to float32, then sgemm).
 //
 // Layouts
 //   A   the activations quantized as ggml's quantize_row_q8_0: per 32-value block d = amax / 127,
@@ -67,30 +69,97 @@ static float half_value(uint16_t h) {
 
 static uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-// One 32-value block of a weight row as q[32] int8 and its scale: value i = d * q[i].
-typedef void (*block_unpack_fn)(const uint8_t *block, int8_t *q, float *d);
+// 32-value block `block` of a weight row as q[32] int8, its scale d and its offset m:
+// value i = d * q[i] + m (m = 0 for the types without one).
+typedef void (*block_unpack_fn)(const uint8_t *row, size_t block, int8_t *q, float *d, float *m);
 
-static void unpack_q8_0(const uint8_t *block, int8_t *q, float *d) {
-    *d = half_value(half_bits(block));
-    memcpy(q, block + 2, QK);
+static void unpack_q8_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block * 34;
+    *d = half_value(half_bits(x));
+    *m = 0.0f;
+    memcpy(q, x + 2, QK);
 }
 
-static void unpack_q4_0(const uint8_t *block, int8_t *q, float *d) {
-    *d = half_value(half_bits(block));
+// Q4_0 and Q4_1: nibbles, the low ones values 0-15, the high ones 16-31.
+static void unpack_nibbles(const uint8_t *qs, int bias, int8_t *q) {
     for (int i = 0; i < 16; i++) {
-        q[i] = (int8_t)((block[2 + i] & 0x0f) - 8);
-        q[i + 16] = (int8_t)((block[2 + i] >> 4) - 8);
+        q[i] = (int8_t)((qs[i] & 0x0f) - bias);
+        q[i + 16] = (int8_t)((qs[i] >> 4) - bias);
     }
 }
 
-static void unpack_q5_0(const uint8_t *block, int8_t *q, float *d) {
-    *d = half_value(half_bits(block));
+// Q5_0 and Q5_1: nibbles plus a fifth bit per value from 32 bits of high bits.
+static void unpack_fives(const uint8_t *qh, const uint8_t *qs, int bias, int8_t *q) {
     uint32_t high;
-    memcpy(&high, block + 2, 4);
+    memcpy(&high, qh, 4);
     for (int i = 0; i < 16; i++) {
-        int low = block[6 + i] & 0x0f, top = block[6 + i] >> 4;
-        q[i] = (int8_t)((low | ((high >> i) & 1) << 4) - 16);
-        q[i + 16] = (int8_t)((top | ((high >> (i + 16)) & 1) << 4) - 16);
+        q[i] = (int8_t)(((qs[i] & 0x0f) | ((high >> i) & 1) << 4) - bias);
+        q[i + 16] = (int8_t)(((qs[i] >> 4) | ((high >> (i + 16)) & 1) << 4) - bias);
+    }
+}
+
+static void unpack_q4_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block * 18;
+    *d = half_value(half_bits(x));
+    *m = 0.0f;
+    unpack_nibbles(x + 2, 8, q);
+}
+
+static void unpack_q4_1(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block * 20;
+    *d = half_value(half_bits(x));
+    *m = half_value(half_bits(x + 2));
+    unpack_nibbles(x + 4, 0, q);
+}
+
+static void unpack_q5_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block * 22;
+    *d = half_value(half_bits(x));
+    *m = 0.0f;
+    unpack_fives(x + 2, x + 6, 16, q);
+}
+
+static void unpack_q5_1(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block * 24;
+    *d = half_value(half_bits(x));
+    *m = half_value(half_bits(x + 2));
+    unpack_fives(x + 4, x + 8, 0, q);
+}
+
+// The 6-bit scale and min of sub-block j (0-7) of a Q4_K / Q5_K super-block (ggml's
+// get_scale_min_k4).
+static void k_scale_min(const uint8_t *scales, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = scales[j] & 63;
+        *min = scales[j + 4] & 63;
+    } else {
+        *scale = (scales[j + 4] & 0x0f) | (scales[j - 4] >> 6) << 4;
+        *min = (scales[j + 4] >> 4) | (scales[j] >> 6) << 4;
+    }
+}
+
+// Q4_K: 256-value super-blocks of eight 32-value sub-blocks; value = d sc q - dmin mn, q 0-15
+// (sub-blocks 2i and 2i + 1 are the low and high nibbles of qs[32 i ... 32 i + 31]).
+static void unpack_q4_k(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block / 8 * 144;
+    int j = (int)(block % 8), scale, min;
+    k_scale_min(x + 4, j, &scale, &min);
+    *d = half_value(half_bits(x)) * (float)scale;
+    *m = -half_value(half_bits(x + 2)) * (float)min;
+    const uint8_t *qs = x + 16 + j / 2 * 32;
+    for (int i = 0; i < QK; i++) q[i] = (int8_t)(j % 2 ? qs[i] >> 4 : qs[i] & 0x0f);
+}
+
+// Q5_K: as Q4_K plus a fifth bit, bit j of qh[i] for value i of sub-block j; q 0-31.
+static void unpack_q5_k(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+    const uint8_t *x = row + block / 8 * 176;
+    int j = (int)(block % 8), scale, min;
+    k_scale_min(x + 4, j, &scale, &min);
+    *d = half_value(half_bits(x)) * (float)scale;
+    *m = -half_value(half_bits(x + 2)) * (float)min;
+    const uint8_t *qh = x + 16, *qs = x + 48 + j / 2 * 32;
+    for (int i = 0; i < QK; i++) {
+        q[i] = (int8_t)((j % 2 ? qs[i] >> 4 : qs[i] & 0x0f) | ((qh[i] >> j) & 1) << 4);
     }
 }
 
@@ -98,9 +167,19 @@ static block_unpack_fn unpack_for(int dtype) {
     switch (dtype) {
     case SCHNELL_Q8_0: return unpack_q8_0;
     case SCHNELL_Q4_0: return unpack_q4_0;
+    case SCHNELL_Q4_1: return unpack_q4_1;
     case SCHNELL_Q5_0: return unpack_q5_0;
+    case SCHNELL_Q5_1: return unpack_q5_1;
+    case SCHNELL_Q4_K: return unpack_q4_k;
+    case SCHNELL_Q5_K: return unpack_q5_k;
     default: return NULL;
     }
+}
+
+// Whether values carry an offset m: the block's result then gains m * (sum of the activations),
+// taken as d_x * sum(q_x) (ggml's block sums), so the integer dot products stay as they are.
+static int has_offsets(int dtype) {
+    return dtype == SCHNELL_Q4_1 || dtype == SCHNELL_Q5_1 || dtype == SCHNELL_Q4_K || dtype == SCHNELL_Q5_K;
 }
 
 // ---- activations to q8 ----
@@ -169,6 +248,7 @@ typedef struct {
     size_t k;
     int8_t *q;
     float *d;
+    float *sums;  // [rows, k / 32] d_x * sum(q), or NULL
     int offset, wide, level;  // wide: q stored as int16 (the AVX2 micro-kernel's form)
 } quantize_job;
 
@@ -184,6 +264,13 @@ static void quantize_rows(void *context, size_t begin, size_t end) {
         if (job->level >= SCHNELL_CPU_AVX512) quantize_row_avx512(x, job->k, q, d, job->offset);
         else if (job->level >= SCHNELL_CPU_AVX2) quantize_row_avx2(x, job->k, q, d, job->offset);
         else quantize_row_generic(x, job->k, q, d, job->offset);
+        if (job->sums) {
+            for (size_t b = 0; b < blocks; b++) {
+                int32_t sum = 0;
+                for (int i = 0; i < QK; i++) sum += job->offset ? (uint8_t)q[b * QK + i] - 128 : q[b * QK + i];
+                job->sums[r * blocks + b] = d[b] * (float)sum;
+            }
+        }
         if (job->wide) {
             int16_t *wide = (int16_t *)(job->q + r * job->k * 2);
             for (size_t i = 0; i < job->k; i++) wide[i] = q[i];
@@ -199,8 +286,8 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
                                         const void *bias, int bias_dtype,
                                         size_t n, float *y, size_t y_stride) {
     block_unpack_fn unpack = unpack_for(weight_dtype);
-    if (!unpack || k % QK) return;
-    size_t blocks = k / QK, block_bytes = schnell_dtype_block_bytes(weight_dtype);
+    if (!unpack || k % schnell_dtype_block_values(weight_dtype)) return;
+    size_t blocks = k / QK, row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
     size_t bias_element = schnell_dtype_size(bias_dtype);
     int8_t *q = malloc(k ? k : 1);
     float *d = malloc((blocks ? blocks : 1) * sizeof(float));
@@ -212,15 +299,19 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
     for (size_t r = 0; r < rows; r++) {
         quantize_row_generic(x + r * k, k, q, d, 0);
         for (size_t j = 0; j < n; j++) {
-            const uint8_t *w = (const uint8_t *)weight + j * blocks * block_bytes;
+            const uint8_t *w = (const uint8_t *)weight + j * row_bytes;
             float sum = 0.0f;
             for (size_t b = 0; b < blocks; b++) {
                 int8_t wq[QK];
-                float wd;
-                unpack(w + b * block_bytes, wq, &wd);
-                int32_t dot = 0;
-                for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * q[b * QK + i];
+                float wd, wm;
+                unpack(w, b, wq, &wd, &wm);
+                int32_t dot = 0, xsum = 0;
+                for (int i = 0; i < QK; i++) {
+                    dot += (int32_t)wq[i] * q[b * QK + i];
+                    xsum += q[b * QK + i];
+                }
                 sum += (float)dot * (wd * d[b]);
+                if (wm != 0.0f) sum += wm * (d[b] * (float)xsum);
             }
             float bias_value = 0.0f;
             if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &bias_value, 1);
@@ -235,22 +326,23 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
 
 // Columns n0 ... n0 + NC - 1 of w (those past n zero), blocks b0 ... b0 + count - 1, into panels
 // of nr columns: words[panel][block][step][column], scales[panel][block][column] and, when
-// corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q.
-// A word holds 4 int8 weights (steps = 8 a block) or, wide, 2 int16 weights (steps = 16).
-static void pack_block(const uint8_t *w, size_t row_bytes, size_t block_bytes, block_unpack_fn unpack,
-                       size_t n, size_t n0, size_t b0, size_t count, size_t nr, int wide, uint32_t *words,
-                       float *scales, int32_t *corrections) {
+// corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q;
+// offsets[panel][block][column] the blocks' m. A word holds 4 int8 weights (steps = 8 a block)
+// or, wide, 2 int16 weights (steps = 16).
+static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpack, size_t n, size_t n0,
+                       size_t b0, size_t count, size_t nr, int wide, uint32_t *words, float *scales,
+                       float *offsets, int32_t *corrections) {
     size_t steps = wide ? QK / 2 : QK / 4;
     for (size_t c = 0; c < NC; c += nr) {
         uint32_t *panel_words = words + c / nr * count * steps * nr;
-        float *panel_scales = scales + c / nr * count * nr;
+        float *panel_scales = scales + c / nr * count * nr, *panel_offsets = offsets + c / nr * count * nr;
         int32_t *panel_corrections = corrections ? corrections + c / nr * count * nr : NULL;
         for (size_t i = 0; i < nr; i++) {
             size_t column = n0 + c + i;
             for (size_t b = 0; b < count; b++) {
                 int8_t q[QK];
-                float d = 0.0f;
-                if (column < n) unpack(w + column * row_bytes + (b0 + b) * block_bytes, q, &d);
+                float d = 0.0f, m = 0.0f;
+                if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, &m);
                 else memset(q, 0, QK);
                 int32_t sum = 0;
                 for (size_t s = 0; s < steps; s++) {
@@ -261,6 +353,7 @@ static void pack_block(const uint8_t *w, size_t row_bytes, size_t block_bytes, b
                 }
                 for (int v = 0; v < QK; v++) sum += q[v];
                 panel_scales[b * nr + i] = d;
+                panel_offsets[b * nr + i] = m;
                 if (panel_corrections) panel_corrections[b * nr + i] = -128 * sum;
             }
         }
@@ -272,9 +365,12 @@ static void pack_block(const uint8_t *w, size_t row_bytes, size_t block_bytes, b
 enum { VNNI_MR = 6, VNNI_NV = 2, VNNI_NR = 16 * VNNI_NV };
 
 // y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q + 128 (u8), rows k bytes apart.
+// With offsets (not NULL), each block also adds offsets[column] * sums[row] (m times the sum of
+// the row's activations in the block).
 SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
                                                     size_t ad_stride, const uint32_t *words,
                                                     const float *scales, const int32_t *corrections,
+                                                    const float *offsets, const float *sums,
                                                     size_t blocks, const float *bias, int first, float *y,
                                                     size_t y_stride, size_t columns) {
     __m512 acc[VNNI_MR][VNNI_NV];
@@ -312,6 +408,15 @@ SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, si
             acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(dw0, dx), acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(dw1, dx), acc[r][1]);
         }
+        if (offsets) {
+            __m512 m0 = _mm512_load_ps(offsets + b * VNNI_NR), m1 = _mm512_load_ps(offsets + b * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                __m512 sum = _mm512_set1_ps(sums[r * ad_stride + b]);
+                acc[r][0] = _mm512_fmadd_ps(m0, sum, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(m1, sum, acc[r][1]);
+            }
+        }
     }
     for (int v = 0; v < VNNI_NV; v++) {
         size_t lo = (size_t)v * 16;
@@ -329,10 +434,10 @@ SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, si
 #define VNNI_KERNEL(rows)                                                                          \
     SCHNELL_TARGET_VNNI static void vnni_kernel_##rows(                                           \
         const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, size_t blocks, const float *bias,        \
-        int first, float *y, size_t y_stride, size_t columns) {                                   \
-        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, blocks, bias, first, y, \
-                    y_stride, columns);                                                            \
+        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
+        size_t blocks, const float *bias, int first, float *y, size_t y_stride, size_t columns) {  \
+        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, offsets, sums, blocks,  \
+                    bias, first, y, y_stride, columns);                                            \
     }
 VNNI_KERNEL(1)
 VNNI_KERNEL(2)
@@ -342,8 +447,8 @@ VNNI_KERNEL(5)
 VNNI_KERNEL(6)
 
 typedef void (*vnni_kernel_fn)(const uint8_t *, size_t, const float *, size_t, const uint32_t *,
-                               const float *, const int32_t *, size_t, const float *, int, float *,
-                               size_t, size_t);
+                               const float *, const int32_t *, const float *, const float *, size_t,
+                               const float *, int, float *, size_t, size_t);
 static const vnni_kernel_fn vnni_kernels[VNNI_MR + 1] = {
     NULL, vnni_kernel_1, vnni_kernel_2, vnni_kernel_3, vnni_kernel_4, vnni_kernel_5, vnni_kernel_6};
 
@@ -357,7 +462,8 @@ enum { AVX2_MR = 6, AVX2_NR = 16 };
 // multiply-pipe operations per product and ran at about half this rate.)
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
                                                     size_t ad_stride, const uint32_t *words,
-                                                    const float *scales, size_t blocks, const float *bias,
+                                                    const float *scales, const float *offsets,
+                                                    const float *sums, size_t blocks, const float *bias,
                                                     int first, float *y, size_t y_stride, size_t columns) {
     const int16_t *a16 = (const int16_t *)a;
     __m256 acc[AVX2_MR][2];
@@ -388,6 +494,15 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
             acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][0]), _mm256_mul_ps(dw0, dx), acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][1]), _mm256_mul_ps(dw1, dx), acc[r][1]);
         }
+        if (offsets) {
+            __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
+                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
+            }
+        }
     }
     for (int r = 0; r < mr; r++) {
         float row[AVX2_NR];
@@ -403,11 +518,11 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
 #define AVX2_KERNEL(rows)                                                                          \
     SCHNELL_TARGET_AVX2 static void avx2_kernel_##rows(                                           \
         const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, size_t blocks, const float *bias,        \
-        int first, float *y, size_t y_stride, size_t columns) {                                   \
+        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
+        size_t blocks, const float *bias, int first, float *y, size_t y_stride, size_t columns) {  \
         (void)corrections;                                                                         \
-        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, blocks, bias, first, y, y_stride,    \
-                    columns);                                                                      \
+        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias, first,  \
+                    y, y_stride, columns);                                                         \
     }
 AVX2_KERNEL(1)
 AVX2_KERNEL(2)
@@ -421,27 +536,35 @@ static const vnni_kernel_fn avx2_kernels[AVX2_MR + 1] = {NULL,          avx2_ker
 
 // ---- few rows and the generic tier: block dot products straight from the weight ----
 
-// sum over blocks of dot(w block, q block) * d_w * d_x for one weight row and one row of A.
-static float row_dot_generic(const uint8_t *w, size_t block_bytes, block_unpack_fn unpack, const int8_t *q,
-                             const float *d, size_t blocks) {
+// Activation i of a quantized row in any of its three forms.
+static int activation_value(const uint8_t *a, size_t i, int offset, int wide) {
+    return wide ? ((const int16_t *)a)[i] : offset ? a[i] - 128 : (int8_t)a[i];
+}
+
+// sum over blocks of dot(w block, q block) * d_w * d_x (+ m_w * sums) for one weight row and
+// one row of A (sums NULL for types without offsets).
+static float row_dot_generic(const uint8_t *w, block_unpack_fn unpack, const uint8_t *a, int offset, int wide,
+                             const float *d, const float *sums, size_t blocks) {
     float sum = 0.0f;
     for (size_t b = 0; b < blocks; b++) {
         int8_t wq[QK];
-        float wd;
-        unpack(w + b * block_bytes, wq, &wd);
+        float wd, wm;
+        unpack(w, b, wq, &wd, &wm);
         int32_t dot = 0;
-        for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * q[b * QK + i];
+        for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * activation_value(a, b * QK + i, offset, wide);
         sum += (float)dot * (wd * d[b]);
+        if (sums) sum += wm * sums[b];
     }
     return sum;
 }
 
 typedef struct {
     const uint8_t *w;
-    size_t row_bytes, block_bytes;
+    size_t row_bytes;
     block_unpack_fn unpack;
-    const int8_t *q;
-    const float *d;
+    const int8_t *q;     // [rows, k] signed
+    const float *d;      // [rows, k / 32]
+    const float *sums;   // [rows, k / 32] or NULL
     size_t rows, k;
     const float *bias_f32;
     float *y;
@@ -459,8 +582,8 @@ static void dot_columns(void *context, size_t begin, size_t end) {
             float bias = job->bias_f32 ? job->bias_f32[j] : 0.0f;
             for (size_t r = r0; r < r1; r++) {
                 job->y[r * job->y_stride + j] =
-                    row_dot_generic(w, job->block_bytes, job->unpack, job->q + r * job->k,
-                                    job->d + r * blocks, blocks) + bias;
+                    row_dot_generic(w, job->unpack, (const uint8_t *)job->q + r * job->k, 0, 0, job->d + r * blocks,
+                                    job->sums ? job->sums + r * blocks : NULL, blocks) + bias;
             }
         }
     }
@@ -478,15 +601,16 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
         for (size_t j = begin; j < end; j++) {
             const uint8_t *w = job->w + j * job->row_bytes;
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (size_t b = 0; b < blocks; b++) {
                 int8_t unpacked[QK];
-                float wd;
+                float wd, wm = 0.0f;
                 const int8_t *wq = unpacked;
                 if (job->unpack == unpack_q8_0) {
-                    wd = _cvtsh_ss(half_bits(w + b * job->block_bytes));
-                    wq = (const int8_t *)(w + b * job->block_bytes + 2);
+                    wd = _cvtsh_ss(half_bits(w + b * 34));
+                    wq = (const int8_t *)(w + b * 34 + 2);
                 } else {
-                    job->unpack(w + b * job->block_bytes, unpacked, &wd);
+                    job->unpack(w, b, unpacked, &wd, &wm);
                 }
                 __m256i wv = _mm256_loadu_si256((const __m256i *)wq);
                 __m256i magnitude = _mm256_abs_epi8(wv);
@@ -496,6 +620,7 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
                     __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xv), ones);
                     __m256 scale = _mm256_set1_ps(wd * job->d[(r0 + r) * blocks + b]);
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+                    if (job->sums) offset_sums[r] += wm * job->sums[(r0 + r) * blocks + b];
                 }
             }
             float bias = job->bias_f32 ? job->bias_f32[j] : 0.0f;
@@ -503,7 +628,7 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
                 __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
                 h = _mm_add_ps(h, _mm_movehl_ps(h, h));
                 h = _mm_add_ss(h, _mm_movehdup_ps(h));
-                job->y[(r0 + r) * job->y_stride + j] = _mm_cvtss_f32(h) + bias;
+                job->y[(r0 + r) * job->y_stride + j] = _mm_cvtss_f32(h) + offset_sums[r] + bias;
             }
         }
     }
@@ -513,10 +638,11 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
 
 typedef struct {
     const uint8_t *w;
-    size_t row_bytes, block_bytes;
+    size_t row_bytes;
     block_unpack_fn unpack;
-    const uint8_t *a;  // [rows, k] quantized activations (u8 offset for VNNI)
-    const float *ad;   // [rows, k / 32]
+    const uint8_t *a;    // [rows, k] quantized activations (u8 offset for VNNI, int16 for AVX2)
+    const float *ad;     // [rows, k / 32]
+    const float *sums;   // [rows, k / 32] or NULL
     size_t rows, k;
     const float *bias_f32;
     size_t n;
@@ -535,8 +661,9 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     size_t steps = job->wide ? QK / 2 : QK / 4, a_element = job->wide ? 2 : 1;
     uint32_t *words = aligned_alloc(64, per_block * steps * sizeof(uint32_t));
     float *scales = aligned_alloc(64, per_block * sizeof(float));
+    float *offsets = aligned_alloc(64, per_block * sizeof(float));
     int32_t *corrections = job->corrections ? aligned_alloc(64, per_block * sizeof(int32_t)) : NULL;
-    if (!words || !scales || (job->corrections && !corrections)) {
+    if (!words || !scales || !offsets || (job->corrections && !corrections)) {
         // No memory for the packed block: finish these items one block dot product at a time.
         for (size_t item = begin; item < end; item++) {
             size_t n0 = item / job->row_chunks * NC;
@@ -544,27 +671,17 @@ static void gemm_items(void *context, size_t begin, size_t end) {
             size_t m_end = m_begin + job->rows_per_chunk < job->rows ? m_begin + job->rows_per_chunk : job->rows;
             for (size_t r = m_begin; r < m_end; r++) {
                 for (size_t j = n0; j < n0 + NC && j < job->n; j++) {
-                    const uint8_t *w = job->w + j * job->row_bytes;
-                    float sum = 0.0f;
-                    for (size_t b = 0; b < blocks; b++) {
-                        int8_t wq[QK];
-                        float wd;
-                        job->unpack(w + b * job->block_bytes, wq, &wd);
-                        int32_t dot = 0;
-                        for (size_t i = b * QK; i < (b + 1) * QK; i++) {
-                            size_t at = r * job->k + i;
-                            int value = job->wide ? ((const int16_t *)job->a)[at]
-                                        : job->corrections ? job->a[at] - 128 : (int8_t)job->a[at];
-                            dot += wq[i - b * QK] * value;
-                        }
-                        sum += (float)dot * (wd * job->ad[r * blocks + b]);
-                    }
+                    float sum = row_dot_generic(job->w + j * job->row_bytes, job->unpack,
+                                                job->a + r * job->k * a_element, job->corrections, job->wide,
+                                                job->ad + r * blocks, job->sums ? job->sums + r * blocks : NULL,
+                                                blocks);
                     job->y[r * job->y_stride + j] = sum + (job->bias_f32 ? job->bias_f32[j] : 0.0f);
                 }
             }
         }
         free(words);
         free(scales);
+        free(offsets);
         free(corrections);
         return;
     }
@@ -575,15 +692,17 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         size_t columns = job->n - n0 < NC ? job->n - n0 : NC;
         for (size_t b0 = 0; b0 < blocks; b0 += KB) {
             size_t count = blocks - b0 < KB ? blocks - b0 : KB;
-            pack_block(job->w, job->row_bytes, job->block_bytes, job->unpack, job->n, n0, b0, count, job->nr,
-                       job->wide, words, scales, corrections);
+            pack_block(job->w, job->row_bytes, job->unpack, job->n, n0, b0, count, job->nr, job->wide, words, scales,
+                       offsets, corrections);
             for (size_t m = m_begin; m < m_end; m += job->mr) {
                 size_t mr = m_end - m < job->mr ? m_end - m : job->mr;
                 for (size_t c = 0; c < columns; c += job->nr) {
                     size_t panel = c / job->nr;
                     job->kernels[mr](job->a + (m * job->k + b0 * QK) * a_element, job->k, job->ad + m * blocks + b0, blocks,
                                      words + panel * count * steps * job->nr, scales + panel * count * job->nr,
-                                     corrections ? corrections + panel * count * job->nr : NULL, count,
+                                     corrections ? corrections + panel * count * job->nr : NULL,
+                                     job->sums ? offsets + panel * count * job->nr : NULL,
+                                     job->sums ? job->sums + m * blocks + b0 : NULL, count,
                                      job->bias_f32 ? job->bias_f32 + n0 + c : NULL, b0 == 0,
                                      job->y + m * job->y_stride + n0 + c, job->y_stride,
                                      columns - c < job->nr ? columns - c : job->nr);
@@ -593,6 +712,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     }
     free(words);
     free(scales);
+    free(offsets);
     free(corrections);
 }
 
@@ -631,14 +751,14 @@ int schnell_cpu_has_avx512_vnni(void) {
 int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
     block_unpack_fn unpack = unpack_for(weight_dtype);
-    if (!unpack || k % QK) return -1;
+    if (!unpack || k % schnell_dtype_block_values(weight_dtype)) return -1;
     if (rows == 0 || n == 0) return 0;
     int level = schnell_cpu_level();
     int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni();
     size_t blocks = k / QK;
     size_t q_bytes = schnell_round_up(rows * k, 64);
     int shared;
-    uint8_t *a = activation_scratch(2 * q_bytes + rows * blocks * sizeof(float), &shared);
+    uint8_t *a = activation_scratch(2 * q_bytes + 2 * rows * blocks * sizeof(float), &shared);
     float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
     if (!a || (bias && !bias_f32)) {
         if (a) release_activation_scratch(a, shared);
@@ -647,8 +767,8 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     }
     if (bias) schnell_convert_to_f32(bias, bias_dtype, bias_f32, n);
     float *ad = (float *)(a + 2 * q_bytes);
-    size_t block_bytes = schnell_dtype_block_bytes(weight_dtype);
-    size_t row_bytes = blocks * block_bytes;
+    float *sums = has_offsets(weight_dtype) ? ad + rows * blocks : NULL;
+    size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
 
     const vnni_kernel_fn *kernels = NULL;
     size_t mr = 0, nr = 0;
@@ -659,16 +779,16 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     }
     int packed = kernels && rows >= mr;
     int wide = packed && !vnni;
-    quantize_job quantize = {x, k, (int8_t *)a, ad, packed && vnni, wide, level};
+    quantize_job quantize = {x, k, (int8_t *)a, ad, sums, packed && vnni, wide, level};
     schnell_parallel_for(rows, 16, quantize_rows, &quantize);
 
     if (!packed) {
-        dot_job job = {weight, row_bytes, block_bytes, unpack, (const int8_t *)a, ad, rows, k, bias_f32, y, y_stride};
+        dot_job job = {weight, row_bytes, unpack, (const int8_t *)a, ad, sums, rows, k, bias_f32, y, y_stride};
         schnell_parallel_for(n, 16, level >= SCHNELL_CPU_AVX2 ? dot_columns_avx2 : dot_columns, &job);
     } else {
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
-        gemm_job job = {weight, row_bytes, block_bytes, unpack, a, ad, rows, k, bias_f32, n, y, y_stride,
+        gemm_job job = {weight, row_bytes, unpack, a, ad, sums, rows, k, bias_f32, n, y, y_stride,
                         row_chunks, rows_per_chunk, kernels, mr, nr, vnni, wide};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }
