@@ -5,8 +5,10 @@
 // Types with a fast path: those whose values are d * q + m per 32 values, q small integers:
 // Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value super-block is eight
 // 32-value sub-blocks with 6-bit scales and mins). A block unpacks to int8 q, d and m; m adds
-// m * d_x * sum(q_x), ggml's block-sum term. Q2_K, Q3_K and Q6_K (16-value sub-blocks) return -1
-// and stay on gemm.c's fallback (dequantize to float32, then sgemm).
+// m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16 values: folded
+// into q (sub-block scale x quant), their blocks are int16 with one d, and run on the AVX2 int16
+// kernel at every tier from AVX2 up. Q2_K (a min per 16 values) returns -1 and stays on gemm.c's
+// fallback (dequantize to float32, then sgemm).
 //
 // Layouts
 //   A   the activations quantized as ggml's quantize_row_q8_0: per 32-value block d = amax / 127,
@@ -69,57 +71,58 @@ static float half_value(uint16_t h) {
 
 static uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-// 32-value block `block` of a weight row as q[32] int8, its scale d and its offset m:
-// value i = d * q[i] + m (m = 0 for the types without one).
-typedef void (*block_unpack_fn)(const uint8_t *row, size_t block, int8_t *q, float *d, float *m);
+// 32-value block `block` of a weight row as q[32], its scale d and its offset m:
+// value i = d * q[i] + m (m = 0 for the types without one). q fits int8 except for the types
+// with 16-value sub-blocks (Q3_K, Q6_K), whose q carry the sub-block scales (wide_weights).
+typedef void (*block_unpack_fn)(const uint8_t *row, size_t block, int16_t *q, float *d, float *m);
 
-static void unpack_q8_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q8_0(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block * 34;
     *d = half_value(half_bits(x));
     *m = 0.0f;
-    memcpy(q, x + 2, QK);
+    for (int i = 0; i < QK; i++) q[i] = (int8_t)x[2 + i];
 }
 
 // Q4_0 and Q4_1: nibbles, the low ones values 0-15, the high ones 16-31.
-static void unpack_nibbles(const uint8_t *qs, int bias, int8_t *q) {
+static void unpack_nibbles(const uint8_t *qs, int bias, int16_t *q) {
     for (int i = 0; i < 16; i++) {
-        q[i] = (int8_t)((qs[i] & 0x0f) - bias);
-        q[i + 16] = (int8_t)((qs[i] >> 4) - bias);
+        q[i] = (int16_t)((qs[i] & 0x0f) - bias);
+        q[i + 16] = (int16_t)((qs[i] >> 4) - bias);
     }
 }
 
 // Q5_0 and Q5_1: nibbles plus a fifth bit per value from 32 bits of high bits.
-static void unpack_fives(const uint8_t *qh, const uint8_t *qs, int bias, int8_t *q) {
+static void unpack_fives(const uint8_t *qh, const uint8_t *qs, int bias, int16_t *q) {
     uint32_t high;
     memcpy(&high, qh, 4);
     for (int i = 0; i < 16; i++) {
-        q[i] = (int8_t)(((qs[i] & 0x0f) | ((high >> i) & 1) << 4) - bias);
-        q[i + 16] = (int8_t)(((qs[i] >> 4) | ((high >> (i + 16)) & 1) << 4) - bias);
+        q[i] = (int16_t)(((qs[i] & 0x0f) | ((high >> i) & 1) << 4) - bias);
+        q[i + 16] = (int16_t)(((qs[i] >> 4) | ((high >> (i + 16)) & 1) << 4) - bias);
     }
 }
 
-static void unpack_q4_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q4_0(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block * 18;
     *d = half_value(half_bits(x));
     *m = 0.0f;
     unpack_nibbles(x + 2, 8, q);
 }
 
-static void unpack_q4_1(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q4_1(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block * 20;
     *d = half_value(half_bits(x));
     *m = half_value(half_bits(x + 2));
     unpack_nibbles(x + 4, 0, q);
 }
 
-static void unpack_q5_0(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q5_0(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block * 22;
     *d = half_value(half_bits(x));
     *m = 0.0f;
     unpack_fives(x + 2, x + 6, 16, q);
 }
 
-static void unpack_q5_1(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q5_1(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block * 24;
     *d = half_value(half_bits(x));
     *m = half_value(half_bits(x + 2));
@@ -140,18 +143,18 @@ static void k_scale_min(const uint8_t *scales, int j, int *scale, int *min) {
 
 // Q4_K: 256-value super-blocks of eight 32-value sub-blocks; value = d sc q - dmin mn, q 0-15
 // (sub-blocks 2i and 2i + 1 are the low and high nibbles of qs[32 i ... 32 i + 31]).
-static void unpack_q4_k(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q4_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block / 8 * 144;
     int j = (int)(block % 8), scale, min;
     k_scale_min(x + 4, j, &scale, &min);
     *d = half_value(half_bits(x)) * (float)scale;
     *m = -half_value(half_bits(x + 2)) * (float)min;
     const uint8_t *qs = x + 16 + j / 2 * 32;
-    for (int i = 0; i < QK; i++) q[i] = (int8_t)(j % 2 ? qs[i] >> 4 : qs[i] & 0x0f);
+    for (int i = 0; i < QK; i++) q[i] = (int16_t)(j % 2 ? qs[i] >> 4 : qs[i] & 0x0f);
 }
 
 // Q5_K: as Q4_K plus a fifth bit, bit j of qh[i] for value i of sub-block j; q 0-31.
-static void unpack_q5_k(const uint8_t *row, size_t block, int8_t *q, float *d, float *m) {
+static void unpack_q5_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
     const uint8_t *x = row + block / 8 * 176;
     int j = (int)(block % 8), scale, min;
     k_scale_min(x + 4, j, &scale, &min);
@@ -159,8 +162,52 @@ static void unpack_q5_k(const uint8_t *row, size_t block, int8_t *q, float *d, f
     *m = -half_value(half_bits(x + 2)) * (float)min;
     const uint8_t *qh = x + 16, *qs = x + 48 + j / 2 * 32;
     for (int i = 0; i < QK; i++) {
-        q[i] = (int8_t)((j % 2 ? qs[i] >> 4 : qs[i] & 0x0f) | ((qh[i] >> j) & 1) << 4);
+        q[i] = (int16_t)((j % 2 ? qs[i] >> 4 : qs[i] & 0x0f) | ((qh[i] >> j) & 1) << 4);
     }
+}
+
+// Q3_K: 256-value super-blocks (32 bytes of high bits, 64 of 2-bit q, 12 of 6-bit scales, f16 d);
+// value = d (sc - 32) (q - 4 if the high bit is clear), sc per 16 values (ggml's
+// dequantize_row_q3_K). q here is (sc - 32) (q - 4...): -128 ... 128, so int16.
+static void unpack_q3_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+    const uint8_t *x = row + block / 8 * 110;
+    const uint8_t *hmask = x, *qs = x + 32, *packed = x + 96;
+    uint32_t aux[4];
+    memcpy(aux, packed, 12);
+    uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((tmp >> 4) & 0x03030303) << 4);
+    aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((tmp >> 6) & 0x03030303) << 4);
+    aux[0] = (aux[0] & 0x0f0f0f0f) | (((tmp >> 0) & 0x03030303) << 4);
+    aux[1] = (aux[1] & 0x0f0f0f0f) | (((tmp >> 2) & 0x03030303) << 4);
+    int8_t scales[16];
+    memcpy(scales, aux, 16);
+    int j = (int)(block % 8), half = j / 4, quarter = j % 4, shift = 2 * quarter;
+    uint8_t bit = (uint8_t)(1u << j);
+    const uint8_t *q2 = qs + 32 * half;
+    for (int i = 0; i < QK; i++) {
+        int scale = scales[2 * j + i / 16] - 32;
+        int value = ((q2[i] >> shift) & 3) - ((hmask[i] & bit) ? 0 : 4);
+        q[i] = (int16_t)(scale * value);
+    }
+    *d = half_value(half_bits(x + 108));
+    *m = 0.0f;
+}
+
+// Q6_K: 256-value super-blocks (128 bytes of low nibbles, 64 of high 2 bits, 16 int8 scales,
+// f16 d); value = d sc (q - 32), sc per 16 values (ggml's dequantize_row_q6_K). q here is
+// sc (q - 32): up to 4,096 in magnitude, so int16.
+static void unpack_q6_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+    const uint8_t *x = row + block / 8 * 210;
+    int j = (int)(block % 8), half = j / 4, quarter = j % 4;
+    const uint8_t *ql = x + 64 * half + (quarter % 2) * 32, *qh = x + 128 + 32 * half;
+    const int8_t *scales = (const int8_t *)(x + 192) + 8 * half;
+    for (int i = 0; i < QK; i++) {
+        int low = quarter < 2 ? ql[i] & 0x0f : ql[i] >> 4;
+        int value = (low | ((qh[i] >> (2 * quarter)) & 3) << 4) - 32;
+        q[i] = (int16_t)(scales[i / 16 + 2 * quarter] * value);
+    }
+    *d = half_value(half_bits(x + 208));
+    *m = 0.0f;
 }
 
 static block_unpack_fn unpack_for(int dtype) {
@@ -172,12 +219,16 @@ static block_unpack_fn unpack_for(int dtype) {
     case SCHNELL_Q5_1: return unpack_q5_1;
     case SCHNELL_Q4_K: return unpack_q4_k;
     case SCHNELL_Q5_K: return unpack_q5_k;
+    case SCHNELL_Q3_K: return unpack_q3_k;
+    case SCHNELL_Q6_K: return unpack_q6_k;
     default: return NULL;
     }
 }
 
 // Whether values carry an offset m: the block's result then gains m * (sum of the activations),
 // taken as d_x * sum(q_x) (ggml's block sums), so the integer dot products stay as they are.
+static int wide_weights(int dtype) { return dtype == SCHNELL_Q3_K || dtype == SCHNELL_Q6_K; }
+
 static int has_offsets(int dtype) {
     return dtype == SCHNELL_Q4_1 || dtype == SCHNELL_Q5_1 || dtype == SCHNELL_Q4_K || dtype == SCHNELL_Q5_K;
 }
@@ -302,7 +353,7 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
             const uint8_t *w = (const uint8_t *)weight + j * row_bytes;
             float sum = 0.0f;
             for (size_t b = 0; b < blocks; b++) {
-                int8_t wq[QK];
+                int16_t wq[QK];
                 float wd, wm;
                 unpack(w, b, wq, &wd, &wm);
                 int32_t dot = 0, xsum = 0;
@@ -340,15 +391,19 @@ static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpac
         for (size_t i = 0; i < nr; i++) {
             size_t column = n0 + c + i;
             for (size_t b = 0; b < count; b++) {
-                int8_t q[QK];
+                int16_t q[QK];
                 float d = 0.0f, m = 0.0f;
                 if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, &m);
-                else memset(q, 0, QK);
+                else memset(q, 0, sizeof q);
                 int32_t sum = 0;
                 for (size_t s = 0; s < steps; s++) {
                     uint32_t word;
-                    if (wide) word = (uint16_t)q[2 * s] | (uint32_t)(uint16_t)q[2 * s + 1] << 16;
-                    else memcpy(&word, q + 4 * s, 4);
+                    if (wide) {
+                        word = (uint16_t)q[2 * s] | (uint32_t)(uint16_t)q[2 * s + 1] << 16;
+                    } else {
+                        word = (uint8_t)q[4 * s] | (uint32_t)(uint8_t)q[4 * s + 1] << 8 |
+                               (uint32_t)(uint8_t)q[4 * s + 2] << 16 | (uint32_t)(uint8_t)q[4 * s + 3] << 24;
+                    }
                     panel_words[(b * steps + s) * nr + i] = word;
                 }
                 for (int v = 0; v < QK; v++) sum += q[v];
@@ -547,7 +602,7 @@ static float row_dot_generic(const uint8_t *w, block_unpack_fn unpack, const uin
                              const float *d, const float *sums, size_t blocks) {
     float sum = 0.0f;
     for (size_t b = 0; b < blocks; b++) {
-        int8_t wq[QK];
+        int16_t wq[QK];
         float wd, wm;
         unpack(w, b, wq, &wd, &wm);
         int32_t dot = 0;
@@ -569,6 +624,7 @@ typedef struct {
     const float *bias_f32;
     float *y;
     size_t y_stride;
+    int wide_weights;
 } dot_job;
 
 // Columns [begin, end) for all rows, 64 rows at a time so a few weight rows stay in L1.
@@ -603,21 +659,31 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (size_t b = 0; b < blocks; b++) {
-                int8_t unpacked[QK];
+                int16_t unpacked[QK];
                 float wd, wm = 0.0f;
-                const int8_t *wq = unpacked;
+                __m256i wv, w_low = _mm256_setzero_si256(), w_high = _mm256_setzero_si256();
                 if (job->unpack == unpack_q8_0) {
                     wd = _cvtsh_ss(half_bits(w + b * 34));
-                    wq = (const int8_t *)(w + b * 34 + 2);
+                    wv = _mm256_loadu_si256((const __m256i *)(w + b * 34 + 2));
                 } else {
                     job->unpack(w, b, unpacked, &wd, &wm);
+                    w_low = _mm256_loadu_si256((const __m256i *)unpacked);
+                    w_high = _mm256_loadu_si256((const __m256i *)(unpacked + 16));
+                    // int8 types: narrow to bytes in order (packs interleaves 128-bit lanes).
+                    wv = _mm256_permute4x64_epi64(_mm256_packs_epi16(w_low, w_high), 0xd8);
                 }
-                __m256i wv = _mm256_loadu_si256((const __m256i *)wq);
                 __m256i magnitude = _mm256_abs_epi8(wv);
                 for (size_t r = 0; r < count; r++) {
                     const int8_t *q = job->q + (r0 + r) * job->k + b * QK;
-                    __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q), wv);
-                    __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xv), ones);
+                    __m256i dot;
+                    if (job->wide_weights) {  // int16 weights: widen x, vpmaddwd
+                        __m256i x_low = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+                        __m256i x_high = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
+                        dot = _mm256_add_epi32(_mm256_madd_epi16(x_low, w_low), _mm256_madd_epi16(x_high, w_high));
+                    } else {
+                        __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q), wv);
+                        dot = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xv), ones);
+                    }
                     __m256 scale = _mm256_set1_ps(wd * job->d[(r0 + r) * blocks + b]);
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
                     if (job->sums) offset_sums[r] += wm * job->sums[(r0 + r) * blocks + b];
@@ -754,7 +820,8 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     if (!unpack || k % schnell_dtype_block_values(weight_dtype)) return -1;
     if (rows == 0 || n == 0) return 0;
     int level = schnell_cpu_level();
-    int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni();
+    // Weights wider than int8 (Q3_K, Q6_K) take the AVX2 int16 kernel at the AVX-512 tiers too.
+    int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni() && !wide_weights(weight_dtype);
     size_t blocks = k / QK;
     size_t q_bytes = schnell_round_up(rows * k, 64);
     int shared;
@@ -783,7 +850,8 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     schnell_parallel_for(rows, 16, quantize_rows, &quantize);
 
     if (!packed) {
-        dot_job job = {weight, row_bytes, unpack, (const int8_t *)a, ad, sums, rows, k, bias_f32, y, y_stride};
+        dot_job job = {weight, row_bytes, unpack, (const int8_t *)a, ad, sums, rows, k, bias_f32, y, y_stride,
+                       wide_weights(weight_dtype)};
         schnell_parallel_for(n, 16, level >= SCHNELL_CPU_AVX2 ? dot_columns_avx2 : dot_columns, &job);
     } else {
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;

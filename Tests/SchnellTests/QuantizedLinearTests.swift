@@ -20,8 +20,8 @@ final class QuantizedLinearTests: XCTestCase {
     let tolerance: Float = 1e-5
     let q8_0 = Int32(SCHNELL_Q8_0.rawValue)
     /// The types with a fast path; all but Q8_0 are tested on random blocks.
-    let types: [schnell_dtype] = [SCHNELL_Q8_0, SCHNELL_Q4_0, SCHNELL_Q4_1, SCHNELL_Q5_0, SCHNELL_Q5_1, SCHNELL_Q4_K,
-                                  SCHNELL_Q5_K]
+    let types: [schnell_dtype] = [SCHNELL_Q8_0, SCHNELL_Q4_0, SCHNELL_Q4_1, SCHNELL_Q5_0, SCHNELL_Q5_1, SCHNELL_Q3_K,
+                                  SCHNELL_Q4_K, SCHNELL_Q5_K, SCHNELL_Q6_K]
 
     // (rows, k, n): single and odd row counts (below and above the 6-row micro-tiles), n not a
     // multiple of the 16- or 32-column panels or the 256-column block, k past one 1,024-value block.
@@ -43,24 +43,28 @@ final class QuantizedLinearTests: XCTestCase {
         return bytes
     }
 
-    /// Random blocks whose first four bytes are two small f16 values (d, and m or dmin where the
-    /// type has one; a Q4_0 / Q5_0 block's next bytes are quants, for which any value is valid).
-    func randomBlocks(count: Int, blockBytes: Int) -> [UInt8] {
+    /// Random blocks of `dtype` with small positive f16 values where the type keeps its d (and m or
+    /// dmin): bytes 0-3, or the last two bytes for Q3_K and Q6_K. Any other bytes are valid quants.
+    func randomBlocks(dtype: Int32, count: Int) -> [UInt8] {
+        let blockBytes = schnell_dtype_block_bytes(dtype)
+        let halfOffsets = dtype == Int32(SCHNELL_Q3_K.rawValue) || dtype == Int32(SCHNELL_Q6_K.rawValue)
+            ? [blockBytes - 2] : [0, 2]
         var bytes: [UInt8] = []
         for _ in 0..<count {
-            for _ in 0..<2 {
+            var block = (0..<blockBytes).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
+            for offset in halfOffsets {
                 let bits = Float16(0.01 + abs(random.next()) * 0.05).bitPattern
-                bytes += [UInt8(bits & 0xff), UInt8(bits >> 8)]
+                block[offset] = UInt8(bits & 0xff)
+                block[offset + 1] = UInt8(bits >> 8)
             }
-            bytes += (4..<blockBytes).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
+            bytes += block
         }
         return bytes
     }
 
     func weight(dtype: Int32, n: Int, k: Int) -> [UInt8] {
         if dtype == q8_0 { return Self.quantizeQ8_0(random.values(n * k)) }
-        let blockValues = schnell_dtype_block_values(dtype)
-        return randomBlocks(count: n * k / blockValues, blockBytes: schnell_dtype_block_bytes(dtype))
+        return randomBlocks(dtype: dtype, count: n * k / schnell_dtype_block_values(dtype))
     }
 
     func maxError(_ actual: [Float], _ expected: [Float]) -> Float {
@@ -141,7 +145,7 @@ final class QuantizedLinearTests: XCTestCase {
         let k = 256
         let weight = [UInt8](repeating: 0, count: 210)  // one Q6_K row
         var y: [Float] = [7]
-        for dtype in [SCHNELL_Q2_K, SCHNELL_Q3_K, SCHNELL_Q6_K, SCHNELL_BF16] {
+        for dtype in [SCHNELL_Q2_K, SCHNELL_BF16] {
             XCTAssertEqual(schnell_linear_quantized(random.values(k), 1, k, weight, Int32(dtype.rawValue), nil, 0, 1,
                                                     &y, 1), -1, "dtype \(dtype.rawValue)")
         }
