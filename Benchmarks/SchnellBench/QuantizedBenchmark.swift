@@ -8,7 +8,8 @@ import SchnellKernels
 /// before, so the ratios hold even on a machine shared with other work.
 func benchmarkQuantizedLinears(m: Int, shapes: [(Int, Int)], seconds: (() -> Void) -> Double) {
     let types: [(name: String, dtype: schnell_dtype)] = [("Q8_0", SCHNELL_Q8_0), ("Q4_0", SCHNELL_Q4_0), ("Q4_1", SCHNELL_Q4_1),
-                                                         ("Q5_0", SCHNELL_Q5_0), ("Q5_1", SCHNELL_Q5_1), ("Q3_K", SCHNELL_Q3_K),
+                                                         ("Q5_0", SCHNELL_Q5_0), ("Q5_1", SCHNELL_Q5_1), ("Q2_K", SCHNELL_Q2_K),
+                                                         ("Q3_K", SCHNELL_Q3_K),
                                                          ("Q4_K", SCHNELL_Q4_K), ("Q5_K", SCHNELL_Q5_K), ("Q6_K", SCHNELL_Q6_K)]
     let vnni = schnell_cpu_has_avx512_vnni() != 0 && Int(schnell_cpu_level()) >= SCHNELL_CPU_AVX512
     print("\nQuantized linear (gemm_quant.c\(vnni ? ", AVX512-VNNI" : "")), M = \(m): GFLOP/s-equivalent; ratios to sgemm / native bf16")
@@ -31,8 +32,10 @@ func benchmarkQuantizedLinears(m: Int, shapes: [(Int, Int)], seconds: (() -> Voi
             let code = Int32(type.dtype.rawValue)
             let blockBytes = schnell_dtype_block_bytes(code)
             // Blocks of pseudo-random quants with small f16 values (0.01) where the type keeps d and m or
-            // dmin (bytes 0-3; the last two bytes for Q3_K and Q6_K): the rate does not depend on them.
-            let halfOffsets = type.dtype == SCHNELL_Q3_K || type.dtype == SCHNELL_Q6_K ? [blockBytes - 2] : [0, 2]
+            // dmin (bytes 0-3; the last four for Q2_K, the last two for Q3_K and Q6_K): the rate does not
+            // depend on them.
+            let halfOffsets = type.dtype == SCHNELL_Q3_K || type.dtype == SCHNELL_Q6_K ? [blockBytes - 2]
+                : type.dtype == SCHNELL_Q2_K ? [blockBytes - 4, blockBytes - 2] : [0, 2]
             var blocks = [UInt8](repeating: 0, count: schnell_dtype_row_bytes(code, k) * n)
             for start in stride(from: 0, to: blocks.count, by: blockBytes) {
                 for i in 0..<blockBytes { blocks[start + i] = UInt8(truncatingIfNeeded: (start / blockBytes) &* 31 &+ i &* 17) }

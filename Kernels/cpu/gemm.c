@@ -5,8 +5,8 @@
 // converted in blocks of output rows (a few MB of scratch) for sgemm, so a 12B-parameter model
 // is never expanded to float32 as a whole. At SCHNELL_PRECISION_BF16, bf16 weights go to the
 // native AVX512-BF16 kernel instead (gemm_bf16.c). GGUF block-type weights with a fast path in
-// gemm_quant.c (all but Q2_K) are multiplied on their integer blocks; Q2_K is dequantized in
-// blocks of rows for sgemm like fp8.
+// gemm_quant.c are multiplied on their integer blocks (dequantized in blocks of rows for sgemm
+// like fp8 only when that kernel declines, e.g. short of memory).
 #include <cblas.h>
 #include <stdlib.h>
 

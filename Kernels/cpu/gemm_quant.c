@@ -2,13 +2,13 @@
 // y = x . w^T (+ bias) with x quantized per 32-value block to int8 (as ggml's q8_0), integer dot
 // products per block pair, each block's sum scaled by d_w * d_x and added in float32.
 //
-// Types with a fast path: those whose values are d * q + m per 32 values, q small integers:
+// Every GGUF block type has a fast path; a type's values are d * q + m per 32 values, q small integers:
 // Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value super-block is eight
 // 32-value sub-blocks with 6-bit scales and mins). A block unpacks to int8 q, d and m; m adds
 // m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16 values: folded
 // into q (sub-block scale x quant), their blocks are int16 with one d, and run on the AVX2 int16
-// kernel at every tier from AVX2 up. Q2_K (a min per 16 values) returns -1 and stays on gemm.c's
-// fallback (dequantize to float32, then sgemm).
+// kernel at every tier from AVX2 up. Q2_K (sc q with 0 <= sc q <= 45, int8) has a min per 16
+// values: its low half's offset meets the sum of the low 16 activations (a second offset term).
 //
 // Layouts
 //   A   the activations quantized as ggml's quantize_row_q8_0: per 32-value block d = amax / 127,
@@ -71,9 +71,10 @@ static float half_value(uint16_t h) {
 
 static uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-// 32-value block `block` of a weight row as q[32], its scale d and its offset m:
-// value i = d * q[i] + m (m = 0 for the types without one). q fits int8 except for the types
-// with 16-value sub-blocks (Q3_K, Q6_K), whose q carry the sub-block scales (wide_weights).
+// 32-value block `block` of a weight row as q[32], its scale d and its offsets m[2]:
+// value i = d * q[i] + m[0] (+ m[1] for i < 16: Q2_K's min per 16 values; the caller sets
+// m[1] = 0 and only Q2_K writes it; m[0] = 0 for the types without an offset). q fits int8
+// except for Q3_K and Q6_K, whose q carry their 16-value sub-block scales (wide_weights).
 typedef void (*block_unpack_fn)(const uint8_t *row, size_t block, int16_t *q, float *d, float *m);
 
 static void unpack_q8_0(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
@@ -210,6 +211,22 @@ static void unpack_q6_k(const uint8_t *row, size_t block, int16_t *q, float *d, 
     *m = 0.0f;
 }
 
+// Q2_K: 256-value super-blocks (16 bytes of 4-bit scale | 4-bit min per 16 values, 64 bytes of
+// 2-bit q, f16 d, f16 dmin); value = d sc q - dmin mn (ggml's dequantize_row_q2_K). q here is
+// sc q (0 ... 45); the high half's -dmin mn is m[0], the low half's difference to it m[1].
+static void unpack_q2_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+    const uint8_t *x = row + block / 8 * 84;
+    const uint8_t *scales = x, *qs = x + 16;
+    int j = (int)(block % 8), half = j / 4, shift = 2 * (j % 4);
+    const uint8_t *q2 = qs + 32 * half;
+    for (int i = 0; i < QK; i++) q[i] = (int16_t)((scales[2 * j + i / 16] & 0x0f) * ((q2[i] >> shift) & 3));
+    float dmin = half_value(half_bits(x + 82));
+    *d = half_value(half_bits(x + 80));
+    float low = -dmin * (float)(scales[2 * j] >> 4), high = -dmin * (float)(scales[2 * j + 1] >> 4);
+    m[0] = high;
+    m[1] = low - high;
+}
+
 static block_unpack_fn unpack_for(int dtype) {
     switch (dtype) {
     case SCHNELL_Q8_0: return unpack_q8_0;
@@ -221,6 +238,7 @@ static block_unpack_fn unpack_for(int dtype) {
     case SCHNELL_Q5_K: return unpack_q5_k;
     case SCHNELL_Q3_K: return unpack_q3_k;
     case SCHNELL_Q6_K: return unpack_q6_k;
+    case SCHNELL_Q2_K: return unpack_q2_k;
     default: return NULL;
     }
 }
@@ -230,8 +248,13 @@ static block_unpack_fn unpack_for(int dtype) {
 static int wide_weights(int dtype) { return dtype == SCHNELL_Q3_K || dtype == SCHNELL_Q6_K; }
 
 static int has_offsets(int dtype) {
-    return dtype == SCHNELL_Q4_1 || dtype == SCHNELL_Q5_1 || dtype == SCHNELL_Q4_K || dtype == SCHNELL_Q5_K;
+    return dtype == SCHNELL_Q4_1 || dtype == SCHNELL_Q5_1 || dtype == SCHNELL_Q4_K || dtype == SCHNELL_Q5_K ||
+           dtype == SCHNELL_Q2_K;
 }
+
+// Whether the first 16 values of a block have an offset of their own (m[1]), which then meets
+// the sum of those 16 activations.
+static int has_low_offsets(int dtype) { return dtype == SCHNELL_Q2_K; }
 
 // ---- activations to q8 ----
 
@@ -300,6 +323,7 @@ typedef struct {
     int8_t *q;
     float *d;
     float *sums;  // [rows, k / 32] d_x * sum(q), or NULL
+    float *low_sums;  // [rows, k / 32] d_x * sum(q[0:16]), or NULL
     int offset, wide, level;  // wide: q stored as int16 (the AVX2 micro-kernel's form)
 } quantize_job;
 
@@ -317,9 +341,13 @@ static void quantize_rows(void *context, size_t begin, size_t end) {
         else quantize_row_generic(x, job->k, q, d, job->offset);
         if (job->sums) {
             for (size_t b = 0; b < blocks; b++) {
-                int32_t sum = 0;
-                for (int i = 0; i < QK; i++) sum += job->offset ? (uint8_t)q[b * QK + i] - 128 : q[b * QK + i];
+                int32_t sum = 0, low = 0;
+                for (int i = 0; i < QK; i++) {
+                    sum += job->offset ? (uint8_t)q[b * QK + i] - 128 : q[b * QK + i];
+                    if (i == 15) low = sum;
+                }
                 job->sums[r * blocks + b] = d[b] * (float)sum;
+                if (job->low_sums) job->low_sums[r * blocks + b] = d[b] * (float)low;
             }
         }
         if (job->wide) {
@@ -354,15 +382,17 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
             float sum = 0.0f;
             for (size_t b = 0; b < blocks; b++) {
                 int16_t wq[QK];
-                float wd, wm;
-                unpack(w, b, wq, &wd, &wm);
-                int32_t dot = 0, xsum = 0;
+                float wd, wm[2] = {0.0f, 0.0f};
+                unpack(w, b, wq, &wd, wm);
+                int32_t dot = 0, xsum = 0, low = 0;
                 for (int i = 0; i < QK; i++) {
                     dot += (int32_t)wq[i] * q[b * QK + i];
                     xsum += q[b * QK + i];
+                    if (i == 15) low = xsum;
                 }
                 sum += (float)dot * (wd * d[b]);
-                if (wm != 0.0f) sum += wm * (d[b] * (float)xsum);
+                if (wm[0] != 0.0f) sum += wm[0] * (d[b] * (float)xsum);
+                if (wm[1] != 0.0f) sum += wm[1] * (d[b] * (float)low);
             }
             float bias_value = 0.0f;
             if (bias) schnell_convert_to_f32_reference((const char *)bias + j * bias_element, bias_dtype, &bias_value, 1);
@@ -378,22 +408,23 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
 // Columns n0 ... n0 + NC - 1 of w (those past n zero), blocks b0 ... b0 + count - 1, into panels
 // of nr columns: words[panel][block][step][column], scales[panel][block][column] and, when
 // corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q;
-// offsets[panel][block][column] the blocks' m. A word holds 4 int8 weights (steps = 8 a block)
-// or, wide, 2 int16 weights (steps = 16).
+// offsets[panel][block][column] and low_offsets[...] the blocks' m[0] and m[1]. A word holds 4
+// int8 weights (steps = 8 a block) or, wide, 2 int16 weights (steps = 16).
 static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpack, size_t n, size_t n0,
                        size_t b0, size_t count, size_t nr, int wide, uint32_t *words, float *scales,
-                       float *offsets, int32_t *corrections) {
+                       float *offsets, float *low_offsets, int32_t *corrections) {
     size_t steps = wide ? QK / 2 : QK / 4;
     for (size_t c = 0; c < NC; c += nr) {
         uint32_t *panel_words = words + c / nr * count * steps * nr;
         float *panel_scales = scales + c / nr * count * nr, *panel_offsets = offsets + c / nr * count * nr;
+        float *panel_low_offsets = low_offsets + c / nr * count * nr;
         int32_t *panel_corrections = corrections ? corrections + c / nr * count * nr : NULL;
         for (size_t i = 0; i < nr; i++) {
             size_t column = n0 + c + i;
             for (size_t b = 0; b < count; b++) {
                 int16_t q[QK];
-                float d = 0.0f, m = 0.0f;
-                if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, &m);
+                float d = 0.0f, m[2] = {0.0f, 0.0f};
+                if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, m);
                 else memset(q, 0, sizeof q);
                 int32_t sum = 0;
                 for (size_t s = 0; s < steps; s++) {
@@ -408,7 +439,8 @@ static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpac
                 }
                 for (int v = 0; v < QK; v++) sum += q[v];
                 panel_scales[b * nr + i] = d;
-                panel_offsets[b * nr + i] = m;
+                panel_offsets[b * nr + i] = m[0];
+                panel_low_offsets[b * nr + i] = m[1];
                 if (panel_corrections) panel_corrections[b * nr + i] = -128 * sum;
             }
         }
@@ -421,11 +453,12 @@ enum { VNNI_MR = 6, VNNI_NV = 2, VNNI_NR = 16 * VNNI_NV };
 
 // y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q + 128 (u8), rows k bytes apart.
 // With offsets (not NULL), each block also adds offsets[column] * sums[row] (m times the sum of
-// the row's activations in the block).
+// the row's activations in the block), and with low_offsets low_offsets[column] * low_sums[row].
 SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
                                                     size_t ad_stride, const uint32_t *words,
                                                     const float *scales, const int32_t *corrections,
                                                     const float *offsets, const float *sums,
+                                                    const float *low_offsets, const float *low_sums,
                                                     size_t blocks, const float *bias, int first, float *y,
                                                     size_t y_stride, size_t columns) {
     __m512 acc[VNNI_MR][VNNI_NV];
@@ -472,6 +505,15 @@ SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, si
                 acc[r][1] = _mm512_fmadd_ps(m1, sum, acc[r][1]);
             }
         }
+        if (low_offsets) {
+            __m512 m0 = _mm512_load_ps(low_offsets + b * VNNI_NR), m1 = _mm512_load_ps(low_offsets + b * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                __m512 sum = _mm512_set1_ps(low_sums[r * ad_stride + b]);
+                acc[r][0] = _mm512_fmadd_ps(m0, sum, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(m1, sum, acc[r][1]);
+            }
+        }
     }
     for (int v = 0; v < VNNI_NV; v++) {
         size_t lo = (size_t)v * 16;
@@ -490,9 +532,10 @@ SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, si
     SCHNELL_TARGET_VNNI static void vnni_kernel_##rows(                                           \
         const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
         const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        size_t blocks, const float *bias, int first, float *y, size_t y_stride, size_t columns) {  \
-        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, offsets, sums, blocks,  \
-                    bias, first, y, y_stride, columns);                                            \
+        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
+        int first, float *y, size_t y_stride, size_t columns) {                                    \
+        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, offsets, sums,          \
+                    low_offsets, low_sums, blocks, bias, first, y, y_stride, columns);             \
     }
 VNNI_KERNEL(1)
 VNNI_KERNEL(2)
@@ -502,8 +545,9 @@ VNNI_KERNEL(5)
 VNNI_KERNEL(6)
 
 typedef void (*vnni_kernel_fn)(const uint8_t *, size_t, const float *, size_t, const uint32_t *,
-                               const float *, const int32_t *, const float *, const float *, size_t,
-                               const float *, int, float *, size_t, size_t);
+                               const float *, const int32_t *, const float *, const float *,
+                               const float *, const float *, size_t, const float *, int, float *,
+                               size_t, size_t);
 static const vnni_kernel_fn vnni_kernels[VNNI_MR + 1] = {
     NULL, vnni_kernel_1, vnni_kernel_2, vnni_kernel_3, vnni_kernel_4, vnni_kernel_5, vnni_kernel_6};
 
@@ -518,7 +562,8 @@ enum { AVX2_MR = 6, AVX2_NR = 16 };
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
                                                     size_t ad_stride, const uint32_t *words,
                                                     const float *scales, const float *offsets,
-                                                    const float *sums, size_t blocks, const float *bias,
+                                                    const float *sums, const float *low_offsets,
+                                                    const float *low_sums, size_t blocks, const float *bias,
                                                     int first, float *y, size_t y_stride, size_t columns) {
     const int16_t *a16 = (const int16_t *)a;
     __m256 acc[AVX2_MR][2];
@@ -558,6 +603,15 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
                 acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
             }
         }
+        if (low_offsets) {
+            __m256 m0 = _mm256_load_ps(low_offsets + b * AVX2_NR), m1 = _mm256_load_ps(low_offsets + b * AVX2_NR + 8);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                __m256 sum = _mm256_broadcast_ss(low_sums + r * ad_stride + b);
+                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
+            }
+        }
     }
     for (int r = 0; r < mr; r++) {
         float row[AVX2_NR];
@@ -574,10 +628,11 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
     SCHNELL_TARGET_AVX2 static void avx2_kernel_##rows(                                           \
         const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
         const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        size_t blocks, const float *bias, int first, float *y, size_t y_stride, size_t columns) {  \
+        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
+        int first, float *y, size_t y_stride, size_t columns) {                                    \
         (void)corrections;                                                                         \
-        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias, first,  \
-                    y, y_stride, columns);                                                         \
+        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, low_offsets,          \
+                    low_sums, blocks, bias, first, y, y_stride, columns);                          \
     }
 AVX2_KERNEL(1)
 AVX2_KERNEL(2)
@@ -597,18 +652,19 @@ static int activation_value(const uint8_t *a, size_t i, int offset, int wide) {
 }
 
 // sum over blocks of dot(w block, q block) * d_w * d_x (+ m_w * sums) for one weight row and
-// one row of A (sums NULL for types without offsets).
+// one row of A (sums, low_sums NULL for types without those offsets).
 static float row_dot_generic(const uint8_t *w, block_unpack_fn unpack, const uint8_t *a, int offset, int wide,
-                             const float *d, const float *sums, size_t blocks) {
+                             const float *d, const float *sums, const float *low_sums, size_t blocks) {
     float sum = 0.0f;
     for (size_t b = 0; b < blocks; b++) {
         int16_t wq[QK];
-        float wd, wm;
-        unpack(w, b, wq, &wd, &wm);
+        float wd, wm[2] = {0.0f, 0.0f};
+        unpack(w, b, wq, &wd, wm);
         int32_t dot = 0;
         for (int i = 0; i < QK; i++) dot += (int32_t)wq[i] * activation_value(a, b * QK + i, offset, wide);
         sum += (float)dot * (wd * d[b]);
-        if (sums) sum += wm * sums[b];
+        if (sums) sum += wm[0] * sums[b];
+        if (low_sums) sum += wm[1] * low_sums[b];
     }
     return sum;
 }
@@ -620,6 +676,7 @@ typedef struct {
     const int8_t *q;     // [rows, k] signed
     const float *d;      // [rows, k / 32]
     const float *sums;   // [rows, k / 32] or NULL
+    const float *low_sums;
     size_t rows, k;
     const float *bias_f32;
     float *y;
@@ -639,7 +696,8 @@ static void dot_columns(void *context, size_t begin, size_t end) {
             for (size_t r = r0; r < r1; r++) {
                 job->y[r * job->y_stride + j] =
                     row_dot_generic(w, job->unpack, (const uint8_t *)job->q + r * job->k, 0, 0, job->d + r * blocks,
-                                    job->sums ? job->sums + r * blocks : NULL, blocks) + bias;
+                                    job->sums ? job->sums + r * blocks : NULL,
+                                    job->low_sums ? job->low_sums + r * blocks : NULL, blocks) + bias;
             }
         }
     }
@@ -660,13 +718,13 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
             float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (size_t b = 0; b < blocks; b++) {
                 int16_t unpacked[QK];
-                float wd, wm = 0.0f;
+                float wd, wm[2] = {0.0f, 0.0f};
                 __m256i wv, w_low = _mm256_setzero_si256(), w_high = _mm256_setzero_si256();
                 if (job->unpack == unpack_q8_0) {
                     wd = _cvtsh_ss(half_bits(w + b * 34));
                     wv = _mm256_loadu_si256((const __m256i *)(w + b * 34 + 2));
                 } else {
-                    job->unpack(w, b, unpacked, &wd, &wm);
+                    job->unpack(w, b, unpacked, &wd, wm);
                     w_low = _mm256_loadu_si256((const __m256i *)unpacked);
                     w_high = _mm256_loadu_si256((const __m256i *)(unpacked + 16));
                     // int8 types: narrow to bytes in order (packs interleaves 128-bit lanes).
@@ -686,7 +744,8 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
                     }
                     __m256 scale = _mm256_set1_ps(wd * job->d[(r0 + r) * blocks + b]);
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
-                    if (job->sums) offset_sums[r] += wm * job->sums[(r0 + r) * blocks + b];
+                    if (job->sums) offset_sums[r] += wm[0] * job->sums[(r0 + r) * blocks + b];
+                    if (job->low_sums) offset_sums[r] += wm[1] * job->low_sums[(r0 + r) * blocks + b];
                 }
             }
             float bias = job->bias_f32 ? job->bias_f32[j] : 0.0f;
@@ -709,6 +768,7 @@ typedef struct {
     const uint8_t *a;    // [rows, k] quantized activations (u8 offset for VNNI, int16 for AVX2)
     const float *ad;     // [rows, k / 32]
     const float *sums;   // [rows, k / 32] or NULL
+    const float *low_sums;
     size_t rows, k;
     const float *bias_f32;
     size_t n;
@@ -728,8 +788,9 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     uint32_t *words = aligned_alloc(64, per_block * steps * sizeof(uint32_t));
     float *scales = aligned_alloc(64, per_block * sizeof(float));
     float *offsets = aligned_alloc(64, per_block * sizeof(float));
+    float *low_offsets = aligned_alloc(64, per_block * sizeof(float));
     int32_t *corrections = job->corrections ? aligned_alloc(64, per_block * sizeof(int32_t)) : NULL;
-    if (!words || !scales || !offsets || (job->corrections && !corrections)) {
+    if (!words || !scales || !offsets || !low_offsets || (job->corrections && !corrections)) {
         // No memory for the packed block: finish these items one block dot product at a time.
         for (size_t item = begin; item < end; item++) {
             size_t n0 = item / job->row_chunks * NC;
@@ -740,7 +801,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
                     float sum = row_dot_generic(job->w + j * job->row_bytes, job->unpack,
                                                 job->a + r * job->k * a_element, job->corrections, job->wide,
                                                 job->ad + r * blocks, job->sums ? job->sums + r * blocks : NULL,
-                                                blocks);
+                                                job->low_sums ? job->low_sums + r * blocks : NULL, blocks);
                     job->y[r * job->y_stride + j] = sum + (job->bias_f32 ? job->bias_f32[j] : 0.0f);
                 }
             }
@@ -748,6 +809,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         free(words);
         free(scales);
         free(offsets);
+        free(low_offsets);
         free(corrections);
         return;
     }
@@ -759,7 +821,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         for (size_t b0 = 0; b0 < blocks; b0 += KB) {
             size_t count = blocks - b0 < KB ? blocks - b0 : KB;
             pack_block(job->w, job->row_bytes, job->unpack, job->n, n0, b0, count, job->nr, job->wide, words, scales,
-                       offsets, corrections);
+                       offsets, low_offsets, corrections);
             for (size_t m = m_begin; m < m_end; m += job->mr) {
                 size_t mr = m_end - m < job->mr ? m_end - m : job->mr;
                 for (size_t c = 0; c < columns; c += job->nr) {
@@ -768,7 +830,9 @@ static void gemm_items(void *context, size_t begin, size_t end) {
                                      words + panel * count * steps * job->nr, scales + panel * count * job->nr,
                                      corrections ? corrections + panel * count * job->nr : NULL,
                                      job->sums ? offsets + panel * count * job->nr : NULL,
-                                     job->sums ? job->sums + m * blocks + b0 : NULL, count,
+                                     job->sums ? job->sums + m * blocks + b0 : NULL,
+                                     job->low_sums ? low_offsets + panel * count * job->nr : NULL,
+                                     job->low_sums ? job->low_sums + m * blocks + b0 : NULL, count,
                                      job->bias_f32 ? job->bias_f32 + n0 + c : NULL, b0 == 0,
                                      job->y + m * job->y_stride + n0 + c, job->y_stride,
                                      columns - c < job->nr ? columns - c : job->nr);
@@ -779,6 +843,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     free(words);
     free(scales);
     free(offsets);
+    free(low_offsets);
     free(corrections);
 }
 
@@ -825,7 +890,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     size_t blocks = k / QK;
     size_t q_bytes = schnell_round_up(rows * k, 64);
     int shared;
-    uint8_t *a = activation_scratch(2 * q_bytes + 2 * rows * blocks * sizeof(float), &shared);
+    uint8_t *a = activation_scratch(2 * q_bytes + 3 * rows * blocks * sizeof(float), &shared);
     float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
     if (!a || (bias && !bias_f32)) {
         if (a) release_activation_scratch(a, shared);
@@ -835,6 +900,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     if (bias) schnell_convert_to_f32(bias, bias_dtype, bias_f32, n);
     float *ad = (float *)(a + 2 * q_bytes);
     float *sums = has_offsets(weight_dtype) ? ad + rows * blocks : NULL;
+    float *low_sums = has_low_offsets(weight_dtype) ? ad + 2 * rows * blocks : NULL;
     size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
 
     const vnni_kernel_fn *kernels = NULL;
@@ -846,17 +912,17 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     }
     int packed = kernels && rows >= mr;
     int wide = packed && !vnni;
-    quantize_job quantize = {x, k, (int8_t *)a, ad, sums, packed && vnni, wide, level};
+    quantize_job quantize = {x, k, (int8_t *)a, ad, sums, low_sums, packed && vnni, wide, level};
     schnell_parallel_for(rows, 16, quantize_rows, &quantize);
 
     if (!packed) {
-        dot_job job = {weight, row_bytes, unpack, (const int8_t *)a, ad, sums, rows, k, bias_f32, y, y_stride,
+        dot_job job = {weight, row_bytes, unpack, (const int8_t *)a, ad, sums, low_sums, rows, k, bias_f32, y, y_stride,
                        wide_weights(weight_dtype)};
         schnell_parallel_for(n, 16, level >= SCHNELL_CPU_AVX2 ? dot_columns_avx2 : dot_columns, &job);
     } else {
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
-        gemm_job job = {weight, row_bytes, unpack, a, ad, sums, rows, k, bias_f32, n, y, y_stride,
+        gemm_job job = {weight, row_bytes, unpack, a, ad, sums, low_sums, rows, k, bias_f32, n, y, y_stride,
                         row_chunks, rows_per_chunk, kernels, mr, nr, vnni, wide};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }

@@ -20,8 +20,8 @@ final class QuantizedLinearTests: XCTestCase {
     let tolerance: Float = 1e-5
     let q8_0 = Int32(SCHNELL_Q8_0.rawValue)
     /// The types with a fast path; all but Q8_0 are tested on random blocks.
-    let types: [schnell_dtype] = [SCHNELL_Q8_0, SCHNELL_Q4_0, SCHNELL_Q4_1, SCHNELL_Q5_0, SCHNELL_Q5_1, SCHNELL_Q3_K,
-                                  SCHNELL_Q4_K, SCHNELL_Q5_K, SCHNELL_Q6_K]
+    let types: [schnell_dtype] = [SCHNELL_Q8_0, SCHNELL_Q4_0, SCHNELL_Q4_1, SCHNELL_Q5_0, SCHNELL_Q5_1, SCHNELL_Q2_K,
+                                  SCHNELL_Q3_K, SCHNELL_Q4_K, SCHNELL_Q5_K, SCHNELL_Q6_K]
 
     // (rows, k, n): single and odd row counts (below and above the 6-row micro-tiles), n not a
     // multiple of the 16- or 32-column panels or the 256-column block, k past one 1,024-value block.
@@ -44,11 +44,12 @@ final class QuantizedLinearTests: XCTestCase {
     }
 
     /// Random blocks of `dtype` with small positive f16 values where the type keeps its d (and m or
-    /// dmin): bytes 0-3, or the last two bytes for Q3_K and Q6_K. Any other bytes are valid quants.
+    /// dmin): bytes 0-3, the last four for Q2_K, the last two for Q3_K and Q6_K. Any other bytes are
+    /// valid quants and scales.
     func randomBlocks(dtype: Int32, count: Int) -> [UInt8] {
         let blockBytes = schnell_dtype_block_bytes(dtype)
         let halfOffsets = dtype == Int32(SCHNELL_Q3_K.rawValue) || dtype == Int32(SCHNELL_Q6_K.rawValue)
-            ? [blockBytes - 2] : [0, 2]
+            ? [blockBytes - 2] : dtype == Int32(SCHNELL_Q2_K.rawValue) ? [blockBytes - 4, blockBytes - 2] : [0, 2]
         var bytes: [UInt8] = []
         for _ in 0..<count {
             var block = (0..<blockBytes).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
@@ -141,11 +142,11 @@ final class QuantizedLinearTests: XCTestCase {
         XCTAssertEqual(viaLinear, direct)
     }
 
-    func testTypesWithoutAFastPathAreLeftToTheFallback() {
+    func testFloatTypesAndPartialBlocksAreLeftToTheFallback() {
         let k = 256
         let weight = [UInt8](repeating: 0, count: 210)  // one Q6_K row
         var y: [Float] = [7]
-        for dtype in [SCHNELL_Q2_K, SCHNELL_BF16] {
+        for dtype in [SCHNELL_F32, SCHNELL_BF16] {
             XCTAssertEqual(schnell_linear_quantized(random.values(k), 1, k, weight, Int32(dtype.rawValue), nil, 0, 1,
                                                     &y, 1), -1, "dtype \(dtype.rawValue)")
         }
