@@ -7,7 +7,7 @@
 // 32-value sub-blocks with 6-bit scales and mins). A block unpacks to int8 q, d and m; m adds
 // m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16 values: folded
 // into q (sub-block scale x quant), their blocks are int16 with one d, and run on the AVX2 int16
-// kernel at every tier from AVX2 up. Q2_K (sc q with 0 <= sc q <= 45, int8) has a min per 16
+// kernel or, with VNNI, a vpdpwssd one. Q2_K (sc q with 0 <= sc q <= 45, int8) has a min per 16
 // values: its low half's offset meets the sum of the low 16 activations (a second offset term).
 //
 // Layouts
@@ -551,6 +551,77 @@ typedef void (*vnni_kernel_fn)(const uint8_t *, size_t, const float *, size_t, c
 static const vnni_kernel_fn vnni_kernels[VNNI_MR + 1] = {
     NULL, vnni_kernel_1, vnni_kernel_2, vnni_kernel_3, vnni_kernel_4, vnni_kernel_5, vnni_kernel_6};
 
+// The int16 weights of Q3_K and Q6_K at the VNNI tier: the same tile with a widened to int16 pairs
+// (rows k values apart) and vpdpwssd (int16 x int16 pairs to int32), 16 steps a block, no
+// correction. Half vpdpbusd's products per instruction, twice the AVX2 kernel's per cycle.
+SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni16_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
+                                                      size_t ad_stride, const uint32_t *words,
+                                                      const float *scales, size_t blocks, const float *bias,
+                                                      int first, float *y, size_t y_stride, size_t columns) {
+    const int16_t *a16 = (const int16_t *)a;
+    __m512 acc[VNNI_MR][VNNI_NV];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        const uint32_t *block_words = words + b * (QK / 2) * VNNI_NR;
+        __m512i dot[VNNI_MR][VNNI_NV];
+#pragma clang loop unroll(full)
+        for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm512_setzero_si512();
+#pragma clang loop unroll(disable)
+        for (int s = 0; s < QK / 2; s++) {
+            __m512i w0 = _mm512_load_si512(block_words + s * VNNI_NR);
+            __m512i w1 = _mm512_load_si512(block_words + s * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                int32_t word;
+                memcpy(&word, a16 + r * k + b * QK + 2 * s, 4);
+                __m512i x = _mm512_set1_epi32(word);
+                dot[r][0] = _mm512_dpwssd_epi32(dot[r][0], x, w0);
+                dot[r][1] = _mm512_dpwssd_epi32(dot[r][1], x, w1);
+            }
+        }
+        __m512 dw0 = _mm512_load_ps(scales + b * VNNI_NR), dw1 = _mm512_load_ps(scales + b * VNNI_NR + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < mr; r++) {
+            __m512 dx = _mm512_set1_ps(ad[r * ad_stride + b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(dw0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(dw1, dx), acc[r][1]);
+        }
+    }
+    for (int v = 0; v < VNNI_NV; v++) {
+        size_t lo = (size_t)v * 16;
+        if (columns <= lo) break;
+        __mmask16 mask = columns >= lo + 16 ? 0xffff : (__mmask16)((1u << (columns - lo)) - 1);
+        __m512 start = first && bias ? _mm512_maskz_loadu_ps(mask, bias + lo) : _mm512_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            float *out = y + r * y_stride + lo;
+            __m512 base = first ? start : _mm512_maskz_loadu_ps(mask, out);
+            _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(base, acc[r][v]));
+        }
+    }
+}
+
+// Q3_K and Q6_K have no offsets: those arguments are unused.
+#define VNNI16_KERNEL(rows)                                                                        \
+    SCHNELL_TARGET_VNNI static void vnni16_kernel_##rows(                                         \
+        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
+        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
+        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
+        int first, float *y, size_t y_stride, size_t columns) {                                    \
+        (void)corrections, (void)offsets, (void)sums, (void)low_offsets, (void)low_sums;           \
+        vnni16_kernel(rows, a, k, ad, ad_stride, words, scales, blocks, bias, first, y, y_stride,  \
+                      columns);                                                                    \
+    }
+VNNI16_KERNEL(1)
+VNNI16_KERNEL(2)
+VNNI16_KERNEL(3)
+VNNI16_KERNEL(4)
+VNNI16_KERNEL(5)
+VNNI16_KERNEL(6)
+
+static const vnni_kernel_fn vnni16_kernels[VNNI_MR + 1] = {
+    NULL, vnni16_kernel_1, vnni16_kernel_2, vnni16_kernel_3, vnni16_kernel_4, vnni16_kernel_5, vnni16_kernel_6};
+
 // ---- AVX2 micro-kernel ----
 
 enum { AVX2_MR = 6, AVX2_NR = 16 };
@@ -885,8 +956,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     if (!unpack || k % schnell_dtype_block_values(weight_dtype)) return -1;
     if (rows == 0 || n == 0) return 0;
     int level = schnell_cpu_level();
-    // Weights wider than int8 (Q3_K, Q6_K) take the AVX2 int16 kernel at the AVX-512 tiers too.
-    int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni() && !wide_weights(weight_dtype);
+    int vnni = level >= SCHNELL_CPU_AVX512 && schnell_cpu_has_avx512_vnni();
     size_t blocks = k / QK;
     size_t q_bytes = schnell_round_up(rows * k, 64);
     int shared;
@@ -903,16 +973,21 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     float *low_sums = has_low_offsets(weight_dtype) ? ad + 2 * rows * blocks : NULL;
     size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
 
+    // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for vpdpwssd
+    // (weights wider than int8: Q3_K, Q6_K) and for the AVX2 kernel.
     const vnni_kernel_fn *kernels = NULL;
     size_t mr = 0, nr = 0;
-    if (vnni) {
-        kernels = vnni_kernels, mr = VNNI_MR, nr = VNNI_NR;
+    int offset_form = 0, wide = 0;
+    if (vnni && !wide_weights(weight_dtype)) {
+        kernels = vnni_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
+    } else if (vnni) {
+        kernels = vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
     } else if (level >= SCHNELL_CPU_AVX2) {
-        kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR;
+        kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
     }
     int packed = kernels && rows >= mr;
-    int wide = packed && !vnni;
-    quantize_job quantize = {x, k, (int8_t *)a, ad, sums, low_sums, packed && vnni, wide, level};
+    if (!packed) offset_form = wide = 0;
+    quantize_job quantize = {x, k, (int8_t *)a, ad, sums, low_sums, offset_form, wide, level};
     schnell_parallel_for(rows, 16, quantize_rows, &quantize);
 
     if (!packed) {
@@ -923,7 +998,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
         gemm_job job = {weight, row_bytes, unpack, a, ad, sums, low_sums, rows, k, bias_f32, n, y, y_stride,
-                        row_chunks, rows_per_chunk, kernels, mr, nr, vnni, wide};
+                        row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }
     release_activation_scratch(a, shared);

@@ -159,7 +159,7 @@ void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const 
 // nearest even, d kept in float32), integer dot products per 32-value block pair, each scaled by
 // d_w * d_x (plus m_w * d_x * sum(q_x) for the types with an offset) and summed in float32.
 // Handles every block type at every tier (AVX-512 VNNI, AVX2, generic; Q3_K and Q6_K, whose
-// 16-value sub-block scales make int16 weights, on the AVX2 kernel at the AVX-512 tiers);
+// 16-value sub-block scales make int16 weights, with vpdpwssd at the VNNI tier);
 // returns -1 (y untouched) for the float types, k not whole blocks, or when memory is short.
 int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
