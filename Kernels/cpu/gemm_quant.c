@@ -21,13 +21,16 @@
 //       correction that undoes the +128 on A (the integer accumulator starts from it).
 //
 // Micro-kernels (MR rows x NR columns; float32 accumulators in registers across the k block):
-//   AVX-512 VNNI  6 x 64: per block and 16-column vector, 6 int32 accumulators, 8 vpdpbusd each
-//                 with A's 4 bytes broadcast from memory; then cvt, x (d_w * d_x), add.
-//   AVX2          4 x 16: per block and 8-column vector, |w| (vpabsb) times sign(w) * x
-//                 (vpsignb) with vpmaddubsw (|w| <= 128, |x| <= 127: no int16 saturation), then
-//                 vpmaddwd by 1 to int32.
+//   AVX-512 VNNI  6 x 32: per block and 16-column vector, 6 int32 accumulators, 8 vpdpbusd each
+//                 with A's 4 bytes broadcast (A as q + 128, the weights' -128 sum(q) as the
+//                 accumulator's start); then cvt, x (d_w * d_x), add. Q3_K / Q6_K's int16 weights:
+//                 the same tile with int16 A and 16 vpdpwssd a block.
+//   AVX2          6 x 16 on int16 A and weights: vpmaddwd + vpaddd per pair of k. The 4-bit types
+//                 (Q4_0, Q4_1, Q4_K) take a nibble tile instead: u8 weights x int8 A with
+//                 vpmaddubsw, eight steps summed in int16, then one vpmaddwd (half the operations).
 //   generic       plain C per (row, column) block dot products, columns split over the pool.
-//   few rows      (fewer than MR, and the AVX2 tier and up) the same per block pair with vpmaddubsw.
+//   few rows      (fewer than MR, AVX2 and up) block pairs with vpsignb / vpmaddubsw / vpmaddwd
+//                 (|w| <= 128, |x| <= 127: no int16 saturation), int16 weights with vpmaddwd.
 //
 // Blocking: work item = NC (256) columns x a range of rows, spread over the pool as in
 // gemm_bf16.c; the packed block (KB blocks of 32 values x 256 columns = 256 KB of int8 at
@@ -252,6 +255,16 @@ static int has_offsets(int dtype) {
            dtype == SCHNELL_Q2_K;
 }
 
+// For the AVX2 nibble kernel, the types whose q + shift is 0 ... 15: the shift (Q4_0 stores
+// q - 8), or -1 for the types it does not take.
+static int nibble_shift(int dtype) {
+    switch (dtype) {
+    case SCHNELL_Q4_0: return 8;
+    case SCHNELL_Q4_1: case SCHNELL_Q4_K: return 0;
+    default: return -1;
+    }
+}
+
 // Whether the first 16 values of a block have an offset of their own (m[1]), which then meets
 // the sum of those 16 activations.
 static int has_low_offsets(int dtype) { return dtype == SCHNELL_Q2_K; }
@@ -409,9 +422,10 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
 // of nr columns: words[panel][block][step][column], scales[panel][block][column] and, when
 // corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q;
 // offsets[panel][block][column] and low_offsets[...] the blocks' m[0] and m[1]. A word holds 4
-// int8 weights (steps = 8 a block) or, wide, 2 int16 weights (steps = 16).
+// int8 weights (steps = 8 a block) or, wide, 2 int16 weights (steps = 16). shift is added to
+// every q (stored as u8 then) and taken back through the offset: m[0] - shift * d.
 static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpack, size_t n, size_t n0,
-                       size_t b0, size_t count, size_t nr, int wide, uint32_t *words, float *scales,
+                       size_t b0, size_t count, size_t nr, int wide, int shift, uint32_t *words, float *scales,
                        float *offsets, float *low_offsets, int32_t *corrections) {
     size_t steps = wide ? QK / 2 : QK / 4;
     for (size_t c = 0; c < NC; c += nr) {
@@ -426,6 +440,10 @@ static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpac
                 float d = 0.0f, m[2] = {0.0f, 0.0f};
                 if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, m);
                 else memset(q, 0, sizeof q);
+                if (shift) {
+                    for (int v = 0; v < QK; v++) q[v] = (int16_t)(q[v] + shift);
+                    m[0] -= (float)shift * d;
+                }
                 int32_t sum = 0;
                 for (size_t s = 0; s < steps; s++) {
                     uint32_t word;
@@ -715,6 +733,81 @@ AVX2_KERNEL(6)
 static const vnni_kernel_fn avx2_kernels[AVX2_MR + 1] = {NULL,          avx2_kernel_1, avx2_kernel_2, avx2_kernel_3,
                                                          avx2_kernel_4, avx2_kernel_5, avx2_kernel_6};
 
+// The 4-bit types (Q4_0 shifted to 0 ... 15, Q4_1, Q4_K) on AVX2: u8 weights times the signed
+// int8 activations with vpmaddubsw (15 x 127 x 2 = 3,810 a pair), eight steps summed in int16
+// (30,480 < 32,767) before one vpmaddwd by 1: two operations per 32 products where the int16
+// kernel needs four. a is signed q, rows k bytes apart; words are 4 u8 weights, 8 steps a block.
+SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
+                                                      size_t ad_stride, const uint32_t *words,
+                                                      const float *scales, const float *offsets,
+                                                      const float *sums, size_t blocks, const float *bias,
+                                                      int first, float *y, size_t y_stride, size_t columns) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[AVX2_MR][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        const uint32_t *block_words = words + b * (QK / 4) * AVX2_NR;
+        __m256i dot[AVX2_MR][2];
+#pragma clang loop unroll(full)
+        for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
+#pragma clang loop unroll(disable)
+        for (int s = 0; s < QK / 4; s++) {
+            __m256i w0 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR));
+            __m256i w1 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8));
+#pragma clang loop unroll(full)
+            for (int r = 0; r < mr; r++) {
+                int32_t word;
+                memcpy(&word, a + r * k + b * QK + 4 * s, 4);
+                __m256i x = _mm256_set1_epi32(word);
+                dot[r][0] = _mm256_add_epi16(dot[r][0], _mm256_maddubs_epi16(w0, x));
+                dot[r][1] = _mm256_add_epi16(dot[r][1], _mm256_maddubs_epi16(w1, x));
+            }
+        }
+        __m256 dw0 = _mm256_load_ps(scales + b * AVX2_NR), dw1 = _mm256_load_ps(scales + b * AVX2_NR + 8);
+        __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < mr; r++) {
+            __m256 dx = _mm256_broadcast_ss(ad + r * ad_stride + b), sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
+            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][0], ones));
+            __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][1], ones));
+            acc[r][0] = _mm256_fmadd_ps(m0, sum, _mm256_fmadd_ps(p0, _mm256_mul_ps(dw0, dx), acc[r][0]));
+            acc[r][1] = _mm256_fmadd_ps(m1, sum, _mm256_fmadd_ps(p1, _mm256_mul_ps(dw1, dx), acc[r][1]));
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float row[AVX2_NR];
+        _mm256_storeu_ps(row, acc[r][0]);
+        _mm256_storeu_ps(row + 8, acc[r][1]);
+        float *out = y + r * y_stride;
+        for (size_t c = 0; c < columns; c++) {
+            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
+        }
+    }
+}
+
+// Every nibble type has an offset (Q4_0's comes from the shift); none has low offsets.
+#define NIBBLE_KERNEL(rows)                                                                        \
+    SCHNELL_TARGET_AVX2 static void nibble_kernel_##rows(                                         \
+        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
+        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
+        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
+        int first, float *y, size_t y_stride, size_t columns) {                                    \
+        (void)corrections, (void)low_offsets, (void)low_sums;                                      \
+        nibble_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias, first, \
+                      y, y_stride, columns);                                                       \
+    }
+NIBBLE_KERNEL(1)
+NIBBLE_KERNEL(2)
+NIBBLE_KERNEL(3)
+NIBBLE_KERNEL(4)
+NIBBLE_KERNEL(5)
+NIBBLE_KERNEL(6)
+
+static const vnni_kernel_fn nibble_kernels[AVX2_MR + 1] = {NULL,          nibble_kernel_1, nibble_kernel_2,
+                                                           nibble_kernel_3, nibble_kernel_4, nibble_kernel_5,
+                                                           nibble_kernel_6};
+
 // ---- few rows and the generic tier: block dot products straight from the weight ----
 
 // Activation i of a quantized row in any of its three forms.
@@ -848,7 +941,7 @@ typedef struct {
     size_t row_chunks, rows_per_chunk;
     const vnni_kernel_fn *kernels;
     size_t mr, nr;
-    int corrections, wide;
+    int corrections, wide, shift;
 } gemm_job;
 
 static void gemm_items(void *context, size_t begin, size_t end) {
@@ -891,8 +984,8 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         size_t columns = job->n - n0 < NC ? job->n - n0 : NC;
         for (size_t b0 = 0; b0 < blocks; b0 += KB) {
             size_t count = blocks - b0 < KB ? blocks - b0 : KB;
-            pack_block(job->w, job->row_bytes, job->unpack, job->n, n0, b0, count, job->nr, job->wide, words, scales,
-                       offsets, low_offsets, corrections);
+            pack_block(job->w, job->row_bytes, job->unpack, job->n, n0, b0, count, job->nr, job->wide, job->shift,
+                       words, scales, offsets, low_offsets, corrections);
             for (size_t m = m_begin; m < m_end; m += job->mr) {
                 size_t mr = m_end - m < job->mr ? m_end - m : job->mr;
                 for (size_t c = 0; c < columns; c += job->nr) {
@@ -969,24 +1062,28 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     }
     if (bias) schnell_convert_to_f32(bias, bias_dtype, bias_f32, n);
     float *ad = (float *)(a + 2 * q_bytes);
-    float *sums = has_offsets(weight_dtype) ? ad + rows * blocks : NULL;
-    float *low_sums = has_low_offsets(weight_dtype) ? ad + 2 * rows * blocks : NULL;
     size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
 
     // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for vpdpwssd
     // (weights wider than int8: Q3_K, Q6_K) and for the AVX2 kernel.
+    // The 4-bit types take the nibble kernel on AVX2 (signed A).
     const vnni_kernel_fn *kernels = NULL;
     size_t mr = 0, nr = 0;
-    int offset_form = 0, wide = 0;
+    int offset_form = 0, wide = 0, shift = 0;
     if (vnni && !wide_weights(weight_dtype)) {
         kernels = vnni_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
     } else if (vnni) {
         kernels = vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
+    } else if (level >= SCHNELL_CPU_AVX2 && nibble_shift(weight_dtype) >= 0) {
+        kernels = nibble_kernels, mr = AVX2_MR, nr = AVX2_NR, shift = nibble_shift(weight_dtype);
     } else if (level >= SCHNELL_CPU_AVX2) {
         kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
     }
     int packed = kernels && rows >= mr;
-    if (!packed) offset_form = wide = 0;
+    if (!packed) offset_form = wide = shift = 0;
+    // Block sums of the activations, for the offsets (Q4_0's shifted q on the nibble kernel has one).
+    float *sums = has_offsets(weight_dtype) || shift ? ad + rows * blocks : NULL;
+    float *low_sums = has_low_offsets(weight_dtype) ? ad + 2 * rows * blocks : NULL;
     quantize_job quantize = {x, k, (int8_t *)a, ad, sums, low_sums, offset_form, wide, level};
     schnell_parallel_for(rows, 16, quantize_rows, &quantize);
 
@@ -998,7 +1095,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
         gemm_job job = {weight, row_bytes, unpack, a, ad, sums, low_sums, rows, k, bias_f32, n, y, y_stride,
-                        row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide};
+                        row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide, shift};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }
     release_activation_scratch(a, shared);
