@@ -27,7 +27,8 @@
 //                 the same tile with int16 A and 16 vpdpwssd a block.
 //   AVX2          6 x 16 on int16 A and weights: vpmaddwd + vpaddd per pair of k. The 4-bit types
 //                 (Q4_0, Q4_1, Q4_K) take a nibble tile instead: u8 weights x int8 A with
-//                 vpmaddubsw, eight steps summed in int16, then one vpmaddwd (half the operations).
+//                 vpmaddubsw, eight steps summed in int16, then one vpmaddwd (half the operations);
+//                 the 5-bit types the same with runs of four steps.
 //   generic       plain C per (row, column) block dot products, columns split over the pool.
 //   few rows      (fewer than MR, AVX2 and up) block pairs with vpsignb / vpmaddubsw / vpmaddwd
 //                 (|w| <= 128, |x| <= 127: no int16 saturation), int16 weights with vpmaddwd.
@@ -255,14 +256,19 @@ static int has_offsets(int dtype) {
            dtype == SCHNELL_Q2_K;
 }
 
-// For the AVX2 nibble kernel, the types whose q + shift is 0 ... 15: the shift (Q4_0 stores
-// q - 8), or -1 for the types it does not take.
+// For the AVX2 nibble kernel, the types whose q + shift is 0 ... 15 or, 5-bit, 0 ... 31: the
+// shift (Q4_0 stores q - 8, Q5_0 q - 16), or -1 for the types it does not take.
 static int nibble_shift(int dtype) {
     switch (dtype) {
     case SCHNELL_Q4_0: return 8;
-    case SCHNELL_Q4_1: case SCHNELL_Q4_K: return 0;
+    case SCHNELL_Q5_0: return 16;
+    case SCHNELL_Q4_1: case SCHNELL_Q4_K: case SCHNELL_Q5_1: case SCHNELL_Q5_K: return 0;
     default: return -1;
     }
+}
+
+static int five_bit(int dtype) {
+    return dtype == SCHNELL_Q5_0 || dtype == SCHNELL_Q5_1 || dtype == SCHNELL_Q5_K;
 }
 
 // Whether the first 16 values of a block have an offset of their own (m[1]), which then meets
@@ -734,10 +740,12 @@ static const vnni_kernel_fn avx2_kernels[AVX2_MR + 1] = {NULL,          avx2_ker
                                                          avx2_kernel_4, avx2_kernel_5, avx2_kernel_6};
 
 // The 4-bit types (Q4_0 shifted to 0 ... 15, Q4_1, Q4_K) on AVX2: u8 weights times the signed
-// int8 activations with vpmaddubsw (15 x 127 x 2 = 3,810 a pair), eight steps summed in int16
-// (30,480 < 32,767) before one vpmaddwd by 1: two operations per 32 products where the int16
-// kernel needs four. a is signed q, rows k bytes apart; words are 4 u8 weights, 8 steps a block.
-SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
+// int8 activations with vpmaddubsw (15 x 127 x 2 = 3,810 a pair), `run` (8) steps summed in
+// int16 (30,480 < 32,767) before one vpmaddwd by 1: two operations per 32 products where the
+// int16 kernel needs four. The 5-bit types (31 x 127 x 2 = 7,874 a pair) take runs of 4 steps,
+// each run converted and scaled on its own. a is signed q, rows k bytes apart; words are 4 u8
+// weights, 8 steps a block.
+SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, int run, const uint8_t *a, size_t k, const float *ad,
                                                       size_t ad_stride, const uint32_t *words,
                                                       const float *scales, const float *offsets,
                                                       const float *sums, size_t blocks, const float *bias,
@@ -748,31 +756,39 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, const uint8_t *a, 
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (size_t b = 0; b < blocks; b++) {
         const uint32_t *block_words = words + b * (QK / 4) * AVX2_NR;
-        __m256i dot[AVX2_MR][2];
+        __m256 dw0 = _mm256_load_ps(scales + b * AVX2_NR), dw1 = _mm256_load_ps(scales + b * AVX2_NR + 8);
+        for (int start = 0; start < QK / 4; start += run) {
+            __m256i dot[AVX2_MR][2];
 #pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
+            for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
 #pragma clang loop unroll(disable)
-        for (int s = 0; s < QK / 4; s++) {
-            __m256i w0 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR));
-            __m256i w1 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8));
+            for (int s = start; s < start + run; s++) {
+                __m256i w0 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR));
+                __m256i w1 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8));
+#pragma clang loop unroll(full)
+                for (int r = 0; r < mr; r++) {
+                    int32_t word;
+                    memcpy(&word, a + r * k + b * QK + 4 * s, 4);
+                    __m256i x = _mm256_set1_epi32(word);
+                    dot[r][0] = _mm256_add_epi16(dot[r][0], _mm256_maddubs_epi16(w0, x));
+                    dot[r][1] = _mm256_add_epi16(dot[r][1], _mm256_maddubs_epi16(w1, x));
+                }
+            }
 #pragma clang loop unroll(full)
             for (int r = 0; r < mr; r++) {
-                int32_t word;
-                memcpy(&word, a + r * k + b * QK + 4 * s, 4);
-                __m256i x = _mm256_set1_epi32(word);
-                dot[r][0] = _mm256_add_epi16(dot[r][0], _mm256_maddubs_epi16(w0, x));
-                dot[r][1] = _mm256_add_epi16(dot[r][1], _mm256_maddubs_epi16(w1, x));
+                __m256 dx = _mm256_broadcast_ss(ad + r * ad_stride + b);
+                __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][0], ones));
+                __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][1], ones));
+                acc[r][0] = _mm256_fmadd_ps(p0, _mm256_mul_ps(dw0, dx), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(p1, _mm256_mul_ps(dw1, dx), acc[r][1]);
             }
         }
-        __m256 dw0 = _mm256_load_ps(scales + b * AVX2_NR), dw1 = _mm256_load_ps(scales + b * AVX2_NR + 8);
         __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
 #pragma clang loop unroll(full)
         for (int r = 0; r < mr; r++) {
-            __m256 dx = _mm256_broadcast_ss(ad + r * ad_stride + b), sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
-            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][0], ones));
-            __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][1], ones));
-            acc[r][0] = _mm256_fmadd_ps(m0, sum, _mm256_fmadd_ps(p0, _mm256_mul_ps(dw0, dx), acc[r][0]));
-            acc[r][1] = _mm256_fmadd_ps(m1, sum, _mm256_fmadd_ps(p1, _mm256_mul_ps(dw1, dx), acc[r][1]));
+            __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
+            acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
         }
     }
     for (int r = 0; r < mr; r++) {
@@ -786,27 +802,36 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, const uint8_t *a, 
     }
 }
 
-// Every nibble type has an offset (Q4_0's comes from the shift); none has low offsets.
-#define NIBBLE_KERNEL(rows)                                                                        \
-    SCHNELL_TARGET_AVX2 static void nibble_kernel_##rows(                                         \
+// Every nibble type has an offset (Q4_0's and Q5_0's come from the shift); none has low offsets.
+#define NIBBLE_KERNEL(rows, run, name)                                                             \
+    SCHNELL_TARGET_AVX2 static void name##_##rows(                                                \
         const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
         const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
         const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
         int first, float *y, size_t y_stride, size_t columns) {                                    \
         (void)corrections, (void)low_offsets, (void)low_sums;                                      \
-        nibble_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias, first, \
-                      y, y_stride, columns);                                                       \
+        nibble_kernel(rows, run, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias,  \
+                      first, y, y_stride, columns);                                                \
     }
-NIBBLE_KERNEL(1)
-NIBBLE_KERNEL(2)
-NIBBLE_KERNEL(3)
-NIBBLE_KERNEL(4)
-NIBBLE_KERNEL(5)
-NIBBLE_KERNEL(6)
+NIBBLE_KERNEL(1, 8, nibble_kernel)
+NIBBLE_KERNEL(2, 8, nibble_kernel)
+NIBBLE_KERNEL(3, 8, nibble_kernel)
+NIBBLE_KERNEL(4, 8, nibble_kernel)
+NIBBLE_KERNEL(5, 8, nibble_kernel)
+NIBBLE_KERNEL(6, 8, nibble_kernel)
+NIBBLE_KERNEL(1, 4, five_bit_kernel)
+NIBBLE_KERNEL(2, 4, five_bit_kernel)
+NIBBLE_KERNEL(3, 4, five_bit_kernel)
+NIBBLE_KERNEL(4, 4, five_bit_kernel)
+NIBBLE_KERNEL(5, 4, five_bit_kernel)
+NIBBLE_KERNEL(6, 4, five_bit_kernel)
 
 static const vnni_kernel_fn nibble_kernels[AVX2_MR + 1] = {NULL,          nibble_kernel_1, nibble_kernel_2,
                                                            nibble_kernel_3, nibble_kernel_4, nibble_kernel_5,
                                                            nibble_kernel_6};
+static const vnni_kernel_fn five_bit_kernels[AVX2_MR + 1] = {NULL,            five_bit_kernel_1, five_bit_kernel_2,
+                                                             five_bit_kernel_3, five_bit_kernel_4, five_bit_kernel_5,
+                                                             five_bit_kernel_6};
 
 // ---- few rows and the generic tier: block dot products straight from the weight ----
 
@@ -1066,7 +1091,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
 
     // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for vpdpwssd
     // (weights wider than int8: Q3_K, Q6_K) and for the AVX2 kernel.
-    // The 4-bit types take the nibble kernel on AVX2 (signed A).
+    // The 4- and 5-bit types take the nibble kernels on AVX2 (signed A).
     const vnni_kernel_fn *kernels = NULL;
     size_t mr = 0, nr = 0;
     int offset_form = 0, wide = 0, shift = 0;
@@ -1075,7 +1100,8 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     } else if (vnni) {
         kernels = vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
     } else if (level >= SCHNELL_CPU_AVX2 && nibble_shift(weight_dtype) >= 0) {
-        kernels = nibble_kernels, mr = AVX2_MR, nr = AVX2_NR, shift = nibble_shift(weight_dtype);
+        kernels = five_bit(weight_dtype) ? five_bit_kernels : nibble_kernels;
+        mr = AVX2_MR, nr = AVX2_NR, shift = nibble_shift(weight_dtype);
     } else if (level >= SCHNELL_CPU_AVX2) {
         kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
     }
