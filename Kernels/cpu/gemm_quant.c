@@ -2,52 +2,43 @@
 // y = x . w^T (+ bias) with x quantized per 32-value block to int8 (as ggml's q8_0), integer dot
 // products per block pair, each block's sum scaled by d_w * d_x and added in float32.
 //
-// Every GGUF block type has a fast path; a type's values are d * q + m per 32 values, q small integers:
-// Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value super-block is eight
-// 32-value sub-blocks with 6-bit scales and mins). A block unpacks to int8 q, d and m; m adds
-// m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16 values: folded
-// into q (sub-block scale x quant), their blocks are int16 with one d, and run on the AVX2 int16
-// kernel or, with VNNI, a vpdpwssd one. Q2_K (sc q with 0 <= sc q <= 45, int8) has a min per 16
-// values: its low half's offset meets the sum of the low 16 activations (a second offset term).
+// Every GGUF block type has a fast path; a type's values are d * q + m per 32 values, with q
+// small integers: Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value
+// super-block is eight 32-value sub-blocks with 6-bit scales and mins). A block unpacks to q, d
+// and m; m adds m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16
+// values: folded into q (sub-block scale x quant), their q are int16 with one d a block. Q2_K
+// (0 <= sc q <= 45) has a min per 16 values: its low half's extra offset meets the sum of the
+// low 16 activations.
 //
 // Layouts
 //   A   the activations quantized as ggml's quantize_row_q8_0: per 32-value block d = amax / 127,
 //       q = round-to-nearest-even(x / d) (x * (1 / d), as ggml), [rows, k] int8 and [rows, k/32]
-//       float32 scales (kept in float32: ggml rounds d to f16 only to store it). For the VNNI
-//       micro-kernel q is stored + 128 as unsigned bytes (vpdpbusd multiplies u8 by s8).
+//       float32 scales (kept in float32: ggml rounds d to f16 only to store it). The micro-kernel
+//       decides the form q is stored in: + 128 as u8 (vpdpbusd multiplies u8 by s8), int16 (for
+//       vpmaddwd / vpdpwssd) or plain int8.
 //   B   a block of the weight repacked per work item into panels of NR columns:
-//       [panel][block][step of 4 values][column] 32-bit words (4 int8 weights of one column),
-//       then per [panel][block][column] the float32 scale d_w and, for VNNI, -128 * sum(q_w), the
-//       correction that undoes the +128 on A (the integer accumulator starts from it).
+//       [panel][block][step][column] 32-bit words (4 int8 / u8 weights or 2 int16 weights of one
+//       column), then per [panel][block][column] the float32 scale d_w, the offsets m, and for
+//       the u8 form of A -128 * sum(q_w), the accumulator's start that undoes the +128.
 //
-// Micro-kernels (MR rows x NR columns; float32 accumulators in registers across the k block):
-//   AVX-512 VNNI  6 x 32: per block and 16-column vector, 6 int32 accumulators, 8 vpdpbusd each
-//                 with A's 4 bytes broadcast (A as q + 128, the weights' -128 sum(q) as the
-//                 accumulator's start); then cvt, x (d_w * d_x), add. Q3_K / Q6_K's int16 weights:
-//                 the same tile with int16 A and 16 vpdpwssd a block.
-//   AVX2          6 x 16 on int16 A and weights: vpmaddwd + vpaddd per pair of k. The 4-bit types
-//                 (Q4_0, Q4_1, Q4_K) take a nibble tile instead: u8 weights x int8 A with
-//                 vpmaddubsw, eight steps summed in int16, then one vpmaddwd (half the operations);
-//                 the 5-bit types the same with runs of four steps.
+// Micro-kernels (gemm_quant_avx512.c, gemm_quant_avx2.c; 6 rows x 32 or 16 columns):
+//   AVX-512 VNNI  vpdpbusd on u8 A; Q3_K / Q6_K's int16 weights with vpdpwssd.
+//   AVX2          4- and 5-bit types: u8 weights x int8 A with vpmaddubsw, summed in int16 over
+//                 runs of steps, then vpmaddwd; the others int16 with vpmaddwd.
 //   generic       plain C per (row, column) block dot products, columns split over the pool.
-//   few rows      (fewer than MR, AVX2 and up) block pairs with vpsignb / vpmaddubsw / vpmaddwd
+//   few rows      (fewer than 6, AVX2 and up) block pairs with vpsignb / vpmaddubsw / vpmaddwd
 //                 (|w| <= 128, |x| <= 127: no int16 saturation), int16 weights with vpmaddwd.
 //
 // Blocking: work item = NC (256) columns x a range of rows, spread over the pool as in
-// gemm_bf16.c; the packed block (KB blocks of 32 values x 256 columns = 256 KB of int8 at
-// KB = 32) stays in L2 while each micro-panel of A (6 x 1 KB) meets its panels in turn. The first
-// k block starts from the bias, later ones add to y. Fewer than MR rows in all (the modulation
-// linears have one): no packing, each weight row is streamed once and dotted with every row.
-#include <immintrin.h>
+// gemm_bf16.c; the packed block (KB = 32 blocks of 32 values x 256 columns: 256 KB of int8,
+// 512 KB of int16) stays in L2 while each micro-panel of A (6 x 1 KB) meets its panels in turn.
+// The first k block starts from the bias, later ones add to y. Fewer than 6 rows in all (the
+// modulation linears have one): no packing, each weight row is streamed once and dotted with
+// every row.
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "dispatch.h"
-
-#define SCHNELL_TARGET_VNNI \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
-
-enum { QK = 32, NC = 256, KB = 32 };
+#include "gemm_quant.h"
 
 // ---- weight blocks as int8 ----
 
@@ -471,368 +462,6 @@ static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpac
     }
 }
 
-// ---- AVX-512 VNNI micro-kernel ----
-
-enum { VNNI_MR = 6, VNNI_NV = 2, VNNI_NR = 16 * VNNI_NV };
-
-// y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q + 128 (u8), rows k bytes apart.
-// With offsets (not NULL), each block also adds offsets[column] * sums[row] (m times the sum of
-// the row's activations in the block), and with low_offsets low_offsets[column] * low_sums[row].
-SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
-                                                    size_t ad_stride, const uint32_t *words,
-                                                    const float *scales, const int32_t *corrections,
-                                                    const float *offsets, const float *sums,
-                                                    const float *low_offsets, const float *low_sums,
-                                                    size_t blocks, const float *bias, int first, float *y,
-                                                    size_t y_stride, size_t columns) {
-    __m512 acc[VNNI_MR][VNNI_NV];
-#pragma clang loop unroll(full)
-    for (int r = 0; r < mr; r++) {
-#pragma clang loop unroll(full)
-        for (int v = 0; v < VNNI_NV; v++) acc[r][v] = _mm512_setzero_ps();
-    }
-    for (size_t b = 0; b < blocks; b++) {
-        const uint32_t *block_words = words + b * (QK / 4) * VNNI_NR;
-        __m512i dot[VNNI_MR][VNNI_NV];
-#pragma clang loop unroll(full)
-        for (int v = 0; v < VNNI_NV; v++) {
-            __m512i correction = _mm512_load_si512(corrections + b * VNNI_NR + 16 * v);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) dot[r][v] = correction;
-        }
-#pragma clang loop unroll(disable)
-        for (int s = 0; s < QK / 4; s++) {
-            __m512i w0 = _mm512_load_si512(block_words + s * VNNI_NR);
-            __m512i w1 = _mm512_load_si512(block_words + s * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                int32_t word;
-                memcpy(&word, a + r * k + b * QK + 4 * s, 4);
-                __m512i x = _mm512_set1_epi32(word);
-                dot[r][0] = _mm512_dpbusd_epi32(dot[r][0], x, w0);
-                dot[r][1] = _mm512_dpbusd_epi32(dot[r][1], x, w1);
-            }
-        }
-        __m512 dw0 = _mm512_load_ps(scales + b * VNNI_NR), dw1 = _mm512_load_ps(scales + b * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) {
-            __m512 dx = _mm512_set1_ps(ad[r * ad_stride + b]);
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(dw0, dx), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(dw1, dx), acc[r][1]);
-        }
-        if (offsets) {
-            __m512 m0 = _mm512_load_ps(offsets + b * VNNI_NR), m1 = _mm512_load_ps(offsets + b * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m512 sum = _mm512_set1_ps(sums[r * ad_stride + b]);
-                acc[r][0] = _mm512_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(m1, sum, acc[r][1]);
-            }
-        }
-        if (low_offsets) {
-            __m512 m0 = _mm512_load_ps(low_offsets + b * VNNI_NR), m1 = _mm512_load_ps(low_offsets + b * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m512 sum = _mm512_set1_ps(low_sums[r * ad_stride + b]);
-                acc[r][0] = _mm512_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(m1, sum, acc[r][1]);
-            }
-        }
-    }
-    for (int v = 0; v < VNNI_NV; v++) {
-        size_t lo = (size_t)v * 16;
-        if (columns <= lo) break;
-        __mmask16 mask = columns >= lo + 16 ? 0xffff : (__mmask16)((1u << (columns - lo)) - 1);
-        __m512 start = first && bias ? _mm512_maskz_loadu_ps(mask, bias + lo) : _mm512_setzero_ps();
-        for (int r = 0; r < mr; r++) {
-            float *out = y + r * y_stride + lo;
-            __m512 base = first ? start : _mm512_maskz_loadu_ps(mask, out);
-            _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(base, acc[r][v]));
-        }
-    }
-}
-
-#define VNNI_KERNEL(rows)                                                                          \
-    SCHNELL_TARGET_VNNI static void vnni_kernel_##rows(                                           \
-        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
-        int first, float *y, size_t y_stride, size_t columns) {                                    \
-        vnni_kernel(rows, a, k, ad, ad_stride, words, scales, corrections, offsets, sums,          \
-                    low_offsets, low_sums, blocks, bias, first, y, y_stride, columns);             \
-    }
-VNNI_KERNEL(1)
-VNNI_KERNEL(2)
-VNNI_KERNEL(3)
-VNNI_KERNEL(4)
-VNNI_KERNEL(5)
-VNNI_KERNEL(6)
-
-typedef void (*vnni_kernel_fn)(const uint8_t *, size_t, const float *, size_t, const uint32_t *,
-                               const float *, const int32_t *, const float *, const float *,
-                               const float *, const float *, size_t, const float *, int, float *,
-                               size_t, size_t);
-static const vnni_kernel_fn vnni_kernels[VNNI_MR + 1] = {
-    NULL, vnni_kernel_1, vnni_kernel_2, vnni_kernel_3, vnni_kernel_4, vnni_kernel_5, vnni_kernel_6};
-
-// The int16 weights of Q3_K and Q6_K at the VNNI tier: the same tile with a widened to int16 pairs
-// (rows k values apart) and vpdpwssd (int16 x int16 pairs to int32), 16 steps a block, no
-// correction. Half vpdpbusd's products per instruction, twice the AVX2 kernel's per cycle.
-SCHNELL_TARGET_VNNI SCHNELL_INLINE void vnni16_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
-                                                      size_t ad_stride, const uint32_t *words,
-                                                      const float *scales, size_t blocks, const float *bias,
-                                                      int first, float *y, size_t y_stride, size_t columns) {
-    const int16_t *a16 = (const int16_t *)a;
-    __m512 acc[VNNI_MR][VNNI_NV];
-#pragma clang loop unroll(full)
-    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (size_t b = 0; b < blocks; b++) {
-        const uint32_t *block_words = words + b * (QK / 2) * VNNI_NR;
-        __m512i dot[VNNI_MR][VNNI_NV];
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm512_setzero_si512();
-#pragma clang loop unroll(disable)
-        for (int s = 0; s < QK / 2; s++) {
-            __m512i w0 = _mm512_load_si512(block_words + s * VNNI_NR);
-            __m512i w1 = _mm512_load_si512(block_words + s * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                int32_t word;
-                memcpy(&word, a16 + r * k + b * QK + 2 * s, 4);
-                __m512i x = _mm512_set1_epi32(word);
-                dot[r][0] = _mm512_dpwssd_epi32(dot[r][0], x, w0);
-                dot[r][1] = _mm512_dpwssd_epi32(dot[r][1], x, w1);
-            }
-        }
-        __m512 dw0 = _mm512_load_ps(scales + b * VNNI_NR), dw1 = _mm512_load_ps(scales + b * VNNI_NR + 16);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) {
-            __m512 dx = _mm512_set1_ps(ad[r * ad_stride + b]);
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(dw0, dx), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(dw1, dx), acc[r][1]);
-        }
-    }
-    for (int v = 0; v < VNNI_NV; v++) {
-        size_t lo = (size_t)v * 16;
-        if (columns <= lo) break;
-        __mmask16 mask = columns >= lo + 16 ? 0xffff : (__mmask16)((1u << (columns - lo)) - 1);
-        __m512 start = first && bias ? _mm512_maskz_loadu_ps(mask, bias + lo) : _mm512_setzero_ps();
-        for (int r = 0; r < mr; r++) {
-            float *out = y + r * y_stride + lo;
-            __m512 base = first ? start : _mm512_maskz_loadu_ps(mask, out);
-            _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(base, acc[r][v]));
-        }
-    }
-}
-
-// Q3_K and Q6_K have no offsets: those arguments are unused.
-#define VNNI16_KERNEL(rows)                                                                        \
-    SCHNELL_TARGET_VNNI static void vnni16_kernel_##rows(                                         \
-        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
-        int first, float *y, size_t y_stride, size_t columns) {                                    \
-        (void)corrections, (void)offsets, (void)sums, (void)low_offsets, (void)low_sums;           \
-        vnni16_kernel(rows, a, k, ad, ad_stride, words, scales, blocks, bias, first, y, y_stride,  \
-                      columns);                                                                    \
-    }
-VNNI16_KERNEL(1)
-VNNI16_KERNEL(2)
-VNNI16_KERNEL(3)
-VNNI16_KERNEL(4)
-VNNI16_KERNEL(5)
-VNNI16_KERNEL(6)
-
-static const vnni_kernel_fn vnni16_kernels[VNNI_MR + 1] = {
-    NULL, vnni16_kernel_1, vnni16_kernel_2, vnni16_kernel_3, vnni16_kernel_4, vnni16_kernel_5, vnni16_kernel_6};
-
-// ---- AVX2 micro-kernel ----
-
-enum { AVX2_MR = 6, AVX2_NR = 16 };
-
-// y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q widened to int16, rows k values apart,
-// and the panel holds int16 pairs: vpmaddwd multiplies and adds each pair to int32 exactly.
-// (Measured on Zen 4 against int8 with vpsignb / vpmaddubsw / vpmaddwd: that needs twice the
-// multiply-pipe operations per product and ran at about half this rate.)
-SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
-                                                    size_t ad_stride, const uint32_t *words,
-                                                    const float *scales, const float *offsets,
-                                                    const float *sums, const float *low_offsets,
-                                                    const float *low_sums, size_t blocks, const float *bias,
-                                                    int first, float *y, size_t y_stride, size_t columns) {
-    const int16_t *a16 = (const int16_t *)a;
-    __m256 acc[AVX2_MR][2];
-#pragma clang loop unroll(full)
-    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (size_t b = 0; b < blocks; b++) {
-        const uint32_t *block_words = words + b * (QK / 2) * AVX2_NR;
-        __m256i dot[AVX2_MR][2];
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
-#pragma clang loop unroll(disable)
-        for (int s = 0; s < QK / 2; s++) {
-            __m256i w0 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR));
-            __m256i w1 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8));
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                int32_t word;
-                memcpy(&word, a16 + r * k + b * QK + 2 * s, 4);
-                __m256i x = _mm256_set1_epi32(word);
-                dot[r][0] = _mm256_add_epi32(dot[r][0], _mm256_madd_epi16(x, w0));
-                dot[r][1] = _mm256_add_epi32(dot[r][1], _mm256_madd_epi16(x, w1));
-            }
-        }
-        __m256 dw0 = _mm256_load_ps(scales + b * AVX2_NR), dw1 = _mm256_load_ps(scales + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) {
-            __m256 dx = _mm256_broadcast_ss(ad + r * ad_stride + b);
-            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][0]), _mm256_mul_ps(dw0, dx), acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][1]), _mm256_mul_ps(dw1, dx), acc[r][1]);
-        }
-        if (offsets) {
-            __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
-                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-            }
-        }
-        if (low_offsets) {
-            __m256 m0 = _mm256_load_ps(low_offsets + b * AVX2_NR), m1 = _mm256_load_ps(low_offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m256 sum = _mm256_broadcast_ss(low_sums + r * ad_stride + b);
-                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-            }
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        float row[AVX2_NR];
-        _mm256_storeu_ps(row, acc[r][0]);
-        _mm256_storeu_ps(row + 8, acc[r][1]);
-        float *out = y + r * y_stride;
-        for (size_t c = 0; c < columns; c++) {
-            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
-        }
-    }
-}
-
-#define AVX2_KERNEL(rows)                                                                          \
-    SCHNELL_TARGET_AVX2 static void avx2_kernel_##rows(                                           \
-        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
-        int first, float *y, size_t y_stride, size_t columns) {                                    \
-        (void)corrections;                                                                         \
-        avx2_kernel(rows, a, k, ad, ad_stride, words, scales, offsets, sums, low_offsets,          \
-                    low_sums, blocks, bias, first, y, y_stride, columns);                          \
-    }
-AVX2_KERNEL(1)
-AVX2_KERNEL(2)
-AVX2_KERNEL(3)
-AVX2_KERNEL(4)
-AVX2_KERNEL(5)
-AVX2_KERNEL(6)
-
-static const vnni_kernel_fn avx2_kernels[AVX2_MR + 1] = {NULL,          avx2_kernel_1, avx2_kernel_2, avx2_kernel_3,
-                                                         avx2_kernel_4, avx2_kernel_5, avx2_kernel_6};
-
-// The 4-bit types (Q4_0 shifted to 0 ... 15, Q4_1, Q4_K) on AVX2: u8 weights times the signed
-// int8 activations with vpmaddubsw (15 x 127 x 2 = 3,810 a pair), `run` (8) steps summed in
-// int16 (30,480 < 32,767) before one vpmaddwd by 1: two operations per 32 products where the
-// int16 kernel needs four. The 5-bit types (31 x 127 x 2 = 7,874 a pair) take runs of 4 steps,
-// each run converted and scaled on its own. a is signed q, rows k bytes apart; words are 4 u8
-// weights, 8 steps a block.
-SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, int run, const uint8_t *a, size_t k, const float *ad,
-                                                      size_t ad_stride, const uint32_t *words,
-                                                      const float *scales, const float *offsets,
-                                                      const float *sums, size_t blocks, const float *bias,
-                                                      int first, float *y, size_t y_stride, size_t columns) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[AVX2_MR][2];
-#pragma clang loop unroll(full)
-    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (size_t b = 0; b < blocks; b++) {
-        const uint32_t *block_words = words + b * (QK / 4) * AVX2_NR;
-        __m256 dw0 = _mm256_load_ps(scales + b * AVX2_NR), dw1 = _mm256_load_ps(scales + b * AVX2_NR + 8);
-        for (int start = 0; start < QK / 4; start += run) {
-            __m256i dot[AVX2_MR][2];
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
-#pragma clang loop unroll(disable)
-            for (int s = start; s < start + run; s++) {
-                __m256i w0 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR));
-                __m256i w1 = _mm256_load_si256((const __m256i *)(block_words + s * AVX2_NR + 8));
-#pragma clang loop unroll(full)
-                for (int r = 0; r < mr; r++) {
-                    int32_t word;
-                    memcpy(&word, a + r * k + b * QK + 4 * s, 4);
-                    __m256i x = _mm256_set1_epi32(word);
-                    dot[r][0] = _mm256_add_epi16(dot[r][0], _mm256_maddubs_epi16(w0, x));
-                    dot[r][1] = _mm256_add_epi16(dot[r][1], _mm256_maddubs_epi16(w1, x));
-                }
-            }
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m256 dx = _mm256_broadcast_ss(ad + r * ad_stride + b);
-                __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][0], ones));
-                __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot[r][1], ones));
-                acc[r][0] = _mm256_fmadd_ps(p0, _mm256_mul_ps(dw0, dx), acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(p1, _mm256_mul_ps(dw1, dx), acc[r][1]);
-            }
-        }
-        __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) {
-            __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
-            acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        float row[AVX2_NR];
-        _mm256_storeu_ps(row, acc[r][0]);
-        _mm256_storeu_ps(row + 8, acc[r][1]);
-        float *out = y + r * y_stride;
-        for (size_t c = 0; c < columns; c++) {
-            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
-        }
-    }
-}
-
-// Every nibble type has an offset (Q4_0's and Q5_0's come from the shift); none has low offsets.
-#define NIBBLE_KERNEL(rows, run, name)                                                             \
-    SCHNELL_TARGET_AVX2 static void name##_##rows(                                                \
-        const uint8_t *a, size_t k, const float *ad, size_t ad_stride, const uint32_t *words,      \
-        const float *scales, const int32_t *corrections, const float *offsets, const float *sums,  \
-        const float *low_offsets, const float *low_sums, size_t blocks, const float *bias,         \
-        int first, float *y, size_t y_stride, size_t columns) {                                    \
-        (void)corrections, (void)low_offsets, (void)low_sums;                                      \
-        nibble_kernel(rows, run, a, k, ad, ad_stride, words, scales, offsets, sums, blocks, bias,  \
-                      first, y, y_stride, columns);                                                \
-    }
-NIBBLE_KERNEL(1, 8, nibble_kernel)
-NIBBLE_KERNEL(2, 8, nibble_kernel)
-NIBBLE_KERNEL(3, 8, nibble_kernel)
-NIBBLE_KERNEL(4, 8, nibble_kernel)
-NIBBLE_KERNEL(5, 8, nibble_kernel)
-NIBBLE_KERNEL(6, 8, nibble_kernel)
-NIBBLE_KERNEL(1, 4, five_bit_kernel)
-NIBBLE_KERNEL(2, 4, five_bit_kernel)
-NIBBLE_KERNEL(3, 4, five_bit_kernel)
-NIBBLE_KERNEL(4, 4, five_bit_kernel)
-NIBBLE_KERNEL(5, 4, five_bit_kernel)
-NIBBLE_KERNEL(6, 4, five_bit_kernel)
-
-static const vnni_kernel_fn nibble_kernels[AVX2_MR + 1] = {NULL,          nibble_kernel_1, nibble_kernel_2,
-                                                           nibble_kernel_3, nibble_kernel_4, nibble_kernel_5,
-                                                           nibble_kernel_6};
-static const vnni_kernel_fn five_bit_kernels[AVX2_MR + 1] = {NULL,            five_bit_kernel_1, five_bit_kernel_2,
-                                                             five_bit_kernel_3, five_bit_kernel_4, five_bit_kernel_5,
-                                                             five_bit_kernel_6};
-
 // ---- few rows and the generic tier: block dot products straight from the weight ----
 
 // Activation i of a quantized row in any of its three forms.
@@ -964,7 +593,7 @@ typedef struct {
     float *y;
     size_t y_stride;
     size_t row_chunks, rows_per_chunk;
-    const vnni_kernel_fn *kernels;
+    const schnell_quant_kernel *kernels;
     size_t mr, nr;
     int corrections, wide, shift;
 } gemm_job;
@@ -1063,11 +692,6 @@ static void release_activation_scratch(void *buffer, int shared) {
     else free(buffer);
 }
 
-int schnell_cpu_has_avx512_vnni(void) {
-    __builtin_cpu_init();
-    return schnell_cpu_supported_level() >= SCHNELL_CPU_AVX512 && __builtin_cpu_supports("avx512vnni");
-}
-
 int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
     block_unpack_fn unpack = unpack_for(weight_dtype);
@@ -1092,18 +716,18 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for vpdpwssd
     // (weights wider than int8: Q3_K, Q6_K) and for the AVX2 kernel.
     // The 4- and 5-bit types take the nibble kernels on AVX2 (signed A).
-    const vnni_kernel_fn *kernels = NULL;
+    const schnell_quant_kernel *kernels = NULL;
     size_t mr = 0, nr = 0;
     int offset_form = 0, wide = 0, shift = 0;
     if (vnni && !wide_weights(weight_dtype)) {
-        kernels = vnni_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
+        kernels = schnell_quant_vnni_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
     } else if (vnni) {
-        kernels = vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
+        kernels = schnell_quant_vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
     } else if (level >= SCHNELL_CPU_AVX2 && nibble_shift(weight_dtype) >= 0) {
-        kernels = five_bit(weight_dtype) ? five_bit_kernels : nibble_kernels;
+        kernels = five_bit(weight_dtype) ? schnell_quant_five_bit_kernels : schnell_quant_nibble_kernels;
         mr = AVX2_MR, nr = AVX2_NR, shift = nibble_shift(weight_dtype);
     } else if (level >= SCHNELL_CPU_AVX2) {
-        kernels = avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
+        kernels = schnell_quant_avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
     }
     int packed = kernels && rows >= mr;
     if (!packed) offset_form = wide = shift = 0;

@@ -45,6 +45,9 @@ enum {
 int schnell_cpu_level(void);
 // The highest tier this CPU supports.
 int schnell_cpu_supported_level(void);
+// Whether the CPU has AVX512-VNNI (vpdpbusd, vpdpwssd) beside AVX-512; not a tier of its own: the
+// linear on quantized blocks (gemm_quant.c) uses it at the AVX-512 tiers.
+int schnell_cpu_has_avx512_vnni(void);
 // Uses `level` from now on (kernels running meanwhile finish on the old one). Returns 0, or -1
 // when the CPU lacks it or it is not a tier (nothing changes).
 int schnell_set_cpu_level(int level);
@@ -168,8 +171,6 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
                                         const void *weight, int weight_dtype,
                                         const void *bias, int bias_dtype,
                                         size_t n, float *y, size_t y_stride);
-// Whether the CPU has AVX512-VNNI (vpdpbusd); the quantized GEMM uses it at the AVX-512 tiers.
-int schnell_cpu_has_avx512_vnni(void);
 
 // ---- norms (norm.c) ----
 // y = (x - mean) / sqrt(var + eps) * weight + bias per row; weight/bias may be NULL.
