@@ -541,6 +541,25 @@ SCHNELL_TARGET_AVX2 static void dot_columns_avx2(void *context, size_t begin, si
                 if (job->unpack == unpack_q8_0) {
                     wd = _cvtsh_ss(half_bits(w + b * 34));
                     wv = _mm256_loadu_si256((const __m256i *)(w + b * 34 + 2));
+                } else if (job->unpack == unpack_q4_0 || job->unpack == unpack_q4_1) {
+                    // Nibbles in registers: low ones are values 0-15, high ones 16-31.
+                    int has_min = job->unpack == unpack_q4_1;
+                    const uint8_t *x = w + b * (has_min ? 20 : 18);
+                    wd = half_value(half_bits(x));
+                    if (has_min) wm[0] = half_value(half_bits(x + 2));
+                    __m128i qs = _mm_loadu_si128((const __m128i *)(x + (has_min ? 4 : 2)));
+                    const __m128i low_bits = _mm_set1_epi8(0x0f);
+                    wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low_bits), _mm_and_si128(qs, low_bits));
+                    if (!has_min) wv = _mm256_sub_epi8(wv, _mm256_set1_epi8(8));
+                } else if (job->unpack == unpack_q4_k) {
+                    const uint8_t *x = w + b / 8 * 144;
+                    int j = (int)(b % 8), scale, min;
+                    k_scale_min(x + 4, j, &scale, &min);
+                    wd = half_value(half_bits(x)) * (float)scale;
+                    wm[0] = -half_value(half_bits(x + 2)) * (float)min;
+                    __m256i qs = _mm256_loadu_si256((const __m256i *)(x + 16 + j / 2 * 32));
+                    if (j % 2) qs = _mm256_srli_epi16(qs, 4);
+                    wv = _mm256_and_si256(qs, _mm256_set1_epi8(0x0f));
                 } else {
                     job->unpack(w, b, unpacked, &wd, wm);
                     w_low = _mm256_loadu_si256((const __m256i *)unpacked);
