@@ -6,7 +6,8 @@
 // small integers: Q8_0, Q4_0, Q5_0 (m = 0), Q4_1, Q5_1, Q4_K, Q5_K (a K type's 256-value
 // super-block is eight 32-value sub-blocks with 6-bit scales and mins). A block unpacks to q, d
 // and m; m adds m * d_x * sum(q_x), ggml's block-sum term. Q3_K and Q6_K have a scale per 16
-// values: folded into q (sub-block scale x quant), their q are int16 with one d a block. Q2_K
+// values: the VNNI kernel scales each half block on its own; elsewhere the scales are folded
+// into q (sub-block scale x quant, int16) with one d a block. Q2_K
 // (0 <= sc q <= 45) has a min per 16 values: its low half's extra offset meets the sum of the
 // low 16 activations.
 //
@@ -15,14 +16,14 @@
 //       q = round-to-nearest-even(x / d) (x * (1 / d), as ggml), [rows, k] int8 and [rows, k/32]
 //       float32 scales (kept in float32: ggml rounds d to f16 only to store it). The micro-kernel
 //       decides the form q is stored in: + 128 as u8 (vpdpbusd multiplies u8 by s8), int16 (for
-//       vpmaddwd / vpdpwssd) or plain int8.
+//       vpmaddwd) or plain int8.
 //   B   a block of the weight repacked per work item into panels of NR columns:
 //       [panel][block][step][column] 32-bit words (4 int8 / u8 weights or 2 int16 weights of one
 //       column), then per [panel][block][column] the float32 scale d_w, the offsets m, and for
 //       the u8 form of A -128 * sum(q_w), the accumulator's start that undoes the +128.
 //
 // Micro-kernels (gemm_quant_avx512.c, gemm_quant_avx2.c; 6 rows x 32 or 16 columns):
-//   AVX-512 VNNI  vpdpbusd on u8 A; Q3_K / Q6_K's int16 weights with vpdpwssd.
+//   AVX-512 VNNI  vpdpbusd on u8 A (Q3_K / Q6_K: a scale and correction per half block).
 //   AVX2          4- and 5-bit types: u8 weights x int8 A with vpmaddubsw, summed in int16 over
 //                 runs of steps, then vpmaddwd; the others int16 with vpmaddwd.
 //   generic       plain C per (row, column) block dot products, columns split over the pool.
@@ -69,7 +70,7 @@ static uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8
 // 32-value block `block` of a weight row as q[32], its scale d and its offsets m[2]:
 // value i = d * q[i] + m[0] (+ m[1] for i < 16: Q2_K's min per 16 values; the caller sets
 // m[1] = 0 and only Q2_K writes it; m[0] = 0 for the types without an offset). q fits int8
-// except for Q3_K and Q6_K, whose q carry their 16-value sub-block scales (wide_weights).
+// except for Q3_K and Q6_K, whose q carry their 16-value sub-block scales here (wide_weights).
 typedef void (*block_unpack_fn)(const uint8_t *row, size_t block, int16_t *q, float *d, float *m);
 
 static void unpack_q8_0(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
@@ -162,10 +163,13 @@ static void unpack_q5_k(const uint8_t *row, size_t block, int16_t *q, float *d, 
     }
 }
 
+// Q3_K and Q6_K keep a scale per 16 values. These give a block as int8-range q, the super-block's
+// d and the two 16-value sub-blocks' integer scales: value i = d * scales[i / 16] * q[i].
+typedef void (*block_halves_fn)(const uint8_t *row, size_t block, int16_t *q, float *d, int *scales);
+
 // Q3_K: 256-value super-blocks (32 bytes of high bits, 64 of 2-bit q, 12 of 6-bit scales, f16 d);
-// value = d (sc - 32) (q - 4 if the high bit is clear), sc per 16 values (ggml's
-// dequantize_row_q3_K). q here is (sc - 32) (q - 4...): -128 ... 128, so int16.
-static void unpack_q3_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+// value = d (sc - 32) (q - 4 if the high bit is clear) (ggml's dequantize_row_q3_K).
+static void halves_q3_k(const uint8_t *row, size_t block, int16_t *q, float *d, int *scales) {
     const uint8_t *x = row + block / 8 * 110;
     const uint8_t *hmask = x, *qs = x + 32, *packed = x + 96;
     uint32_t aux[4];
@@ -175,35 +179,50 @@ static void unpack_q3_k(const uint8_t *row, size_t block, int16_t *q, float *d, 
     aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((tmp >> 6) & 0x03030303) << 4);
     aux[0] = (aux[0] & 0x0f0f0f0f) | (((tmp >> 0) & 0x03030303) << 4);
     aux[1] = (aux[1] & 0x0f0f0f0f) | (((tmp >> 2) & 0x03030303) << 4);
-    int8_t scales[16];
-    memcpy(scales, aux, 16);
-    int j = (int)(block % 8), half = j / 4, quarter = j % 4, shift = 2 * quarter;
+    int8_t all[16];
+    memcpy(all, aux, 16);
+    int j = (int)(block % 8), half = j / 4, shift = 2 * (j % 4);
     uint8_t bit = (uint8_t)(1u << j);
     const uint8_t *q2 = qs + 32 * half;
-    for (int i = 0; i < QK; i++) {
-        int scale = scales[2 * j + i / 16] - 32;
-        int value = ((q2[i] >> shift) & 3) - ((hmask[i] & bit) ? 0 : 4);
-        q[i] = (int16_t)(scale * value);
-    }
+    for (int i = 0; i < QK; i++) q[i] = (int16_t)(((q2[i] >> shift) & 3) - ((hmask[i] & bit) ? 0 : 4));
+    scales[0] = all[2 * j] - 32;
+    scales[1] = all[2 * j + 1] - 32;
     *d = half_value(half_bits(x + 108));
-    *m = 0.0f;
 }
 
 // Q6_K: 256-value super-blocks (128 bytes of low nibbles, 64 of high 2 bits, 16 int8 scales,
-// f16 d); value = d sc (q - 32), sc per 16 values (ggml's dequantize_row_q6_K). q here is
-// sc (q - 32): up to 4,096 in magnitude, so int16.
-static void unpack_q6_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+// f16 d); value = d sc (q - 32) (ggml's dequantize_row_q6_K).
+static void halves_q6_k(const uint8_t *row, size_t block, int16_t *q, float *d, int *scales) {
     const uint8_t *x = row + block / 8 * 210;
     int j = (int)(block % 8), half = j / 4, quarter = j % 4;
     const uint8_t *ql = x + 64 * half + (quarter % 2) * 32, *qh = x + 128 + 32 * half;
-    const int8_t *scales = (const int8_t *)(x + 192) + 8 * half;
+    const int8_t *all = (const int8_t *)(x + 192) + 8 * half;
     for (int i = 0; i < QK; i++) {
         int low = quarter < 2 ? ql[i] & 0x0f : ql[i] >> 4;
-        int value = (low | ((qh[i] >> (2 * quarter)) & 3) << 4) - 32;
-        q[i] = (int16_t)(scales[i / 16 + 2 * quarter] * value);
+        q[i] = (int16_t)((low | ((qh[i] >> (2 * quarter)) & 3) << 4) - 32);
     }
+    scales[0] = all[2 * quarter];
+    scales[1] = all[2 * quarter + 1];
     *d = half_value(half_bits(x + 208));
+}
+
+// As unpackers: the sub-block scales folded into q (up to 128 and 4,096 in magnitude: int16).
+static void unpack_q3_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+    int scales[2];
+    halves_q3_k(row, block, q, d, scales);
+    for (int i = 0; i < QK; i++) q[i] = (int16_t)(q[i] * scales[i / 16]);
     *m = 0.0f;
+}
+
+static void unpack_q6_k(const uint8_t *row, size_t block, int16_t *q, float *d, float *m) {
+    int scales[2];
+    halves_q6_k(row, block, q, d, scales);
+    for (int i = 0; i < QK; i++) q[i] = (int16_t)(q[i] * scales[i / 16]);
+    *m = 0.0f;
+}
+
+static block_halves_fn halves_for(int dtype) {
+    return dtype == SCHNELL_Q3_K ? halves_q3_k : dtype == SCHNELL_Q6_K ? halves_q6_k : NULL;
 }
 
 // Q2_K: 256-value super-blocks (16 bytes of 4-bit scale | 4-bit min per 16 values, 64 bytes of
@@ -420,23 +439,27 @@ void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
 // corrections is not NULL, corrections[panel][block][column] = -128 * sum of the column's q;
 // offsets[panel][block][column] and low_offsets[...] the blocks' m[0] and m[1]. A word holds 4
 // int8 weights (steps = 8 a block) or, wide, 2 int16 weights (steps = 16). shift is added to
-// every q (stored as u8 then) and taken back through the offset: m[0] - shift * d.
-static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpack, size_t n, size_t n0,
-                       size_t b0, size_t count, size_t nr, int wide, int shift, uint32_t *words, float *scales,
-                       float *offsets, float *low_offsets, int32_t *corrections) {
-    size_t steps = wide ? QK / 2 : QK / 4;
+// every q (stored as u8 then) and taken back through the offset: m[0] - shift * d. With halves
+// (Q3_K, Q6_K at the VNNI tier) q are int8 and scales and corrections are per 16 values,
+// [panel][block][half][column], the scale d * sc.
+static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpack, block_halves_fn halves,
+                       size_t n, size_t n0, size_t b0, size_t count, size_t nr, int wide, int shift,
+                       uint32_t *words, float *scales, float *offsets, float *low_offsets, int32_t *corrections) {
+    size_t steps = wide ? QK / 2 : QK / 4, sub = halves ? 2 : 1;
     for (size_t c = 0; c < NC; c += nr) {
         uint32_t *panel_words = words + c / nr * count * steps * nr;
-        float *panel_scales = scales + c / nr * count * nr, *panel_offsets = offsets + c / nr * count * nr;
+        float *panel_scales = scales + c / nr * count * sub * nr, *panel_offsets = offsets + c / nr * count * nr;
         float *panel_low_offsets = low_offsets + c / nr * count * nr;
-        int32_t *panel_corrections = corrections ? corrections + c / nr * count * nr : NULL;
+        int32_t *panel_corrections = corrections ? corrections + c / nr * count * sub * nr : NULL;
         for (size_t i = 0; i < nr; i++) {
             size_t column = n0 + c + i;
             for (size_t b = 0; b < count; b++) {
                 int16_t q[QK];
                 float d = 0.0f, m[2] = {0.0f, 0.0f};
-                if (column < n) unpack(w + column * row_bytes, b0 + b, q, &d, m);
-                else memset(q, 0, sizeof q);
+                int sub_scales[2] = {0, 0};
+                if (column >= n) memset(q, 0, sizeof q);
+                else if (halves) halves(w + column * row_bytes, b0 + b, q, &d, sub_scales);
+                else unpack(w + column * row_bytes, b0 + b, q, &d, m);
                 if (shift) {
                     for (int v = 0; v < QK; v++) q[v] = (int16_t)(q[v] + shift);
                     m[0] -= (float)shift * d;
@@ -452,10 +475,22 @@ static void pack_block(const uint8_t *w, size_t row_bytes, block_unpack_fn unpac
                     }
                     panel_words[(b * steps + s) * nr + i] = word;
                 }
-                for (int v = 0; v < QK; v++) sum += q[v];
-                panel_scales[b * nr + i] = d;
                 panel_offsets[b * nr + i] = m[0];
                 panel_low_offsets[b * nr + i] = m[1];
+                if (halves) {
+                    int32_t low = 0;
+                    for (int v = 0; v < QK; v++) {
+                        if (v < 16) low += q[v];
+                        else sum += q[v];
+                    }
+                    panel_scales[(2 * b) * nr + i] = d * (float)sub_scales[0];
+                    panel_scales[(2 * b + 1) * nr + i] = d * (float)sub_scales[1];
+                    panel_corrections[(2 * b) * nr + i] = -128 * low;
+                    panel_corrections[(2 * b + 1) * nr + i] = -128 * sum;
+                    continue;
+                }
+                for (int v = 0; v < QK; v++) sum += q[v];
+                panel_scales[b * nr + i] = d;
                 if (panel_corrections) panel_corrections[b * nr + i] = -128 * sum;
             }
         }
@@ -615,6 +650,7 @@ typedef struct {
     const schnell_quant_kernel *kernels;
     size_t mr, nr;
     int corrections, wide, shift;
+    block_halves_fn halves;  // Q3_K / Q6_K on the VNNI halves kernel, else NULL
 } gemm_job;
 
 static void gemm_items(void *context, size_t begin, size_t end) {
@@ -623,10 +659,11 @@ static void gemm_items(void *context, size_t begin, size_t end) {
     size_t per_block = (size_t)NC * KB;
     size_t steps = job->wide ? QK / 2 : QK / 4, a_element = job->wide ? 2 : 1;
     uint32_t *words = aligned_alloc(64, per_block * steps * sizeof(uint32_t));
-    float *scales = aligned_alloc(64, per_block * sizeof(float));
+    size_t sub = job->halves ? 2 : 1;
+    float *scales = aligned_alloc(64, sub * per_block * sizeof(float));
     float *offsets = aligned_alloc(64, per_block * sizeof(float));
     float *low_offsets = aligned_alloc(64, per_block * sizeof(float));
-    int32_t *corrections = job->corrections ? aligned_alloc(64, per_block * sizeof(int32_t)) : NULL;
+    int32_t *corrections = job->corrections ? aligned_alloc(64, sub * per_block * sizeof(int32_t)) : NULL;
     if (!words || !scales || !offsets || !low_offsets || (job->corrections && !corrections)) {
         // No memory for the packed block: finish these items one block dot product at a time.
         for (size_t item = begin; item < end; item++) {
@@ -657,15 +694,15 @@ static void gemm_items(void *context, size_t begin, size_t end) {
         size_t columns = job->n - n0 < NC ? job->n - n0 : NC;
         for (size_t b0 = 0; b0 < blocks; b0 += KB) {
             size_t count = blocks - b0 < KB ? blocks - b0 : KB;
-            pack_block(job->w, job->row_bytes, job->unpack, job->n, n0, b0, count, job->nr, job->wide, job->shift,
-                       words, scales, offsets, low_offsets, corrections);
+            pack_block(job->w, job->row_bytes, job->unpack, job->halves, job->n, n0, b0, count, job->nr, job->wide,
+                       job->shift, words, scales, offsets, low_offsets, corrections);
             for (size_t m = m_begin; m < m_end; m += job->mr) {
                 size_t mr = m_end - m < job->mr ? m_end - m : job->mr;
                 for (size_t c = 0; c < columns; c += job->nr) {
                     size_t panel = c / job->nr;
                     job->kernels[mr](job->a + (m * job->k + b0 * QK) * a_element, job->k, job->ad + m * blocks + b0, blocks,
-                                     words + panel * count * steps * job->nr, scales + panel * count * job->nr,
-                                     corrections ? corrections + panel * count * job->nr : NULL,
+                                     words + panel * count * steps * job->nr, scales + panel * count * sub * job->nr,
+                                     corrections ? corrections + panel * count * sub * job->nr : NULL,
                                      job->sums ? offsets + panel * count * job->nr : NULL,
                                      job->sums ? job->sums + m * blocks + b0 : NULL,
                                      job->low_sums ? low_offsets + panel * count * job->nr : NULL,
@@ -732,16 +769,18 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     float *ad = (float *)(a + 2 * q_bytes);
     size_t row_bytes = schnell_dtype_row_bytes(weight_dtype, k);
 
-    // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for vpdpwssd
-    // (weights wider than int8: Q3_K, Q6_K) and for the AVX2 kernel.
+    // The packed kernel and the form of A it reads: u8 (q + 128) for vpdpbusd, int16 for the AVX2
+    // int16 kernel.
     // The 4- and 5-bit types take the nibble kernels on AVX2 (signed A).
     const schnell_quant_kernel *kernels = NULL;
     size_t mr = 0, nr = 0;
     int offset_form = 0, wide = 0, shift = 0;
+    block_halves_fn halves = NULL;
     if (vnni && !wide_weights(weight_dtype)) {
         kernels = schnell_quant_vnni_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
     } else if (vnni) {
-        kernels = schnell_quant_vnni16_kernels, mr = VNNI_MR, nr = VNNI_NR, wide = 1;
+        kernels = schnell_quant_vnni_halves_kernels, mr = VNNI_MR, nr = VNNI_NR, offset_form = 1;
+        halves = halves_for(weight_dtype);
     } else if (level >= SCHNELL_CPU_AVX2 && nibble_shift(weight_dtype) >= 0) {
         kernels = five_bit(weight_dtype) ? schnell_quant_five_bit_kernels : schnell_quant_nibble_kernels;
         mr = AVX2_MR, nr = AVX2_NR, shift = nibble_shift(weight_dtype);
@@ -749,7 +788,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
         kernels = schnell_quant_avx2_kernels, mr = AVX2_MR, nr = AVX2_NR, wide = 1;
     }
     int packed = kernels && rows >= mr;
-    if (!packed) offset_form = wide = shift = 0;
+    if (!packed) offset_form = wide = shift = 0, halves = NULL;
     // Block sums of the activations, for the offsets (Q4_0's shifted q on the nibble kernel has one).
     float *sums = has_offsets(weight_dtype) || shift ? ad + rows * blocks : NULL;
     float *low_sums = has_low_offsets(weight_dtype) ? ad + 2 * rows * blocks : NULL;
@@ -764,7 +803,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
         size_t column_blocks = (n + NC - 1) / NC, row_chunks;
         size_t rows_per_chunk = schnell_gemm_row_chunks(rows, column_blocks, mr, &row_chunks);
         gemm_job job = {weight, row_bytes, unpack, a, ad, sums, low_sums, rows, k, bias_f32, n, y, y_stride,
-                        row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide, shift};
+                        row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide, shift, halves};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }
     release_activation_scratch(a, shared);

@@ -18,6 +18,7 @@ enum { VNNI_MR = 6, VNNI_NV = 2, VNNI_NR = 16 * VNNI_NV, AVX2_MR = 6, AVX2_NR = 
 //   ad            the rows' block scales d_x, ad_stride apart; sums / low_sums (same stride) the
 //                 rows' d_x sum(q_x) over each block / its low 16 values, for the offsets
 //   words, scales the packed panel: [block][step][column] words, [block][column] d_w
+//                 ([block][half][column] for the halves kernels, as the corrections)
 //   corrections   [block][column] -128 sum(q_w) for the VNNI u8 form (else unused)
 //   offsets       [block][column] m (NULL: none); low_offsets the low 16 values' extra m
 //   first         nonzero: start from bias[0:columns] (or zero when bias is NULL); zero: add to y
@@ -30,7 +31,7 @@ typedef void (*schnell_quant_kernel)(const uint8_t *a, size_t k, const float *ad
 
 // Indexed by mr, 1...6 (entry 0 is NULL).
 extern const schnell_quant_kernel schnell_quant_vnni_kernels[VNNI_MR + 1];      // u8 A, vpdpbusd
-extern const schnell_quant_kernel schnell_quant_vnni16_kernels[VNNI_MR + 1];    // int16, vpdpwssd
+extern const schnell_quant_kernel schnell_quant_vnni_halves_kernels[VNNI_MR + 1];  // scale per 16
 extern const schnell_quant_kernel schnell_quant_avx2_kernels[AVX2_MR + 1];      // int16, vpmaddwd
 extern const schnell_quant_kernel schnell_quant_nibble_kernels[AVX2_MR + 1];    // 4-bit, vpmaddubsw
 extern const schnell_quant_kernel schnell_quant_five_bit_kernels[AVX2_MR + 1];  // 5-bit, vpmaddubsw

@@ -45,7 +45,7 @@ enum {
 int schnell_cpu_level(void);
 // The highest tier this CPU supports.
 int schnell_cpu_supported_level(void);
-// Whether the CPU has AVX512-VNNI (vpdpbusd, vpdpwssd) beside AVX-512; not a tier of its own: the
+// Whether the CPU has AVX512-VNNI (vpdpbusd) beside AVX-512; not a tier of its own: the
 // linear on quantized blocks (gemm_quant.c) uses it at the AVX-512 tiers.
 int schnell_cpu_has_avx512_vnni(void);
 // Uses `level` from now on (kernels running meanwhile finish on the old one). Returns 0, or -1
@@ -161,8 +161,7 @@ void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const 
 // blocks: x quantized per 32 values to int8 as ggml's q8_0 (d = amax / 127, q = x / d rounded to
 // nearest even, d kept in float32), integer dot products per 32-value block pair, each scaled by
 // d_w * d_x (plus m_w * d_x * sum(q_x) for the types with an offset) and summed in float32.
-// Handles every block type at every tier (AVX-512 VNNI, AVX2, generic; Q3_K and Q6_K, whose
-// 16-value sub-block scales make int16 weights, with vpdpwssd at the VNNI tier);
+// Handles every block type at every tier (AVX-512 VNNI, AVX2, generic);
 // returns -1 (y untouched) for the float types, k not whole blocks, or when memory is short.
 int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
