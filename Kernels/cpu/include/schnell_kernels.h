@@ -129,6 +129,7 @@ typedef enum {
 // y has row stride `y_stride` (>= n), so several weight blocks fill one wide output.
 // With SCHNELL_PRECISION_BF16 and AVX512-BF16, a bf16 weight runs on schnell_linear_bf16;
 // otherwise bf16 and f16 weights run on schnell_linear_f32 (AVX2 tier and up), float32 on sgemm.
+// GGUF block types run on schnell_linear_quantized at either precision (int8 activations).
 void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *weight, int weight_dtype,
                     const void *bias, int bias_dtype,
