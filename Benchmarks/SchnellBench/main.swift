@@ -3,23 +3,25 @@ import CBLAS
 import SchnellKernels
 import Schnell
 
-/// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N] [--bf16]]`
+/// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N] [--bf16]]
+///  [--quantized-only]`
 ///
 /// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
 /// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
 /// shapes in the same process (the reference rate), the native bf16 kernel with bf16 activations
 /// (`linear bf16 native`), attention at L = 4,608, 24 heads x 128, and the VAE's 3x3
-/// convolutions (`--conv-size N`: at N x N, default 128; `--conv-only` skips the rest).
+/// convolutions (`--conv-size N`: at N x N, default 128; `--conv-only` skips the rest), and the
+/// linear on GGUF quantized blocks on the same shapes (`--quantized-only` skips the rest).
 /// With `--vae PATH` it times only a VAE decode of random latents instead (`--bf16`: also with
 /// bf16 activations, which apply to bf16 weights).
 /// Prints numbers only; nothing here asserts a time.
 var threads = 0, repeatCount = 3, vaeSize = 512, convSize = 128
 var vaePath: String?
-var vaeBF16 = false, convOnly = false
+var vaeBF16 = false, convOnly = false, quantizedOnly = false
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = iterator.next() {
-    if flag == "--bf16" || flag == "--conv-only" {
-        if flag == "--bf16" { vaeBF16 = true } else { convOnly = true }
+    if flag == "--bf16" || flag == "--conv-only" || flag == "--quantized-only" {
+        if flag == "--bf16" { vaeBF16 = true } else if flag == "--conv-only" { convOnly = true } else { quantizedOnly = true }
         continue
     }
     if flag == "--vae", let path = iterator.next() {
@@ -36,7 +38,7 @@ while let flag = iterator.next() {
     case "--vae-size": vaeSize = value
     case "--conv-size": convSize = value
     default:
-        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N, --bf16, --conv-size N, --conv-only)\n".utf8))
+        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N, --bf16, --conv-size N, --conv-only, --quantized-only)\n".utf8))
         exit(2)
     }
 }
@@ -97,6 +99,15 @@ if convOnly {
 let m = 4608
 // (K, N): attention projections, fused q|k|v, MLP in/out, single-block linear1/linear2.
 let shapes = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
+func benchmarkQuantized() {
+    benchmarkQuantizedLinears(m: m, shapes: shapes) { seconds(repeats, $0) }
+    // The modulation linears: one row (the conditioning vector), a double block's 6 x 3,072 outputs.
+    benchmarkQuantizedLinears(m: 1, shapes: [(3072, 18432)]) { seconds(repeats, $0) }
+}
+if quantizedOnly {
+    benchmarkQuantized()
+    exit(0)
+}
 print("\nGEMM, M = \(m): GFLOP/s (best of \(repeats))")
 print("   K      N   sgemm   linear f32   ratio   linear bf16   ratio   linear bf16 native   ratio")
 var sgemmRates: [Double] = [], nativeRates: [Double] = []
@@ -167,3 +178,4 @@ print(String(format: "  bf16:    %.3f s, %.0f GFLOP/s, %.2f of the native bf16 G
              attentionFlops / bf16Attention / 1e9, attentionFlops / bf16Attention / 1e9 / nativeMean))
 
 benchmarkConvolutions(side: convSize) { seconds(repeats, $0) }
+benchmarkQuantized()

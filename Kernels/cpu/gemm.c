@@ -4,7 +4,9 @@
 // weight traffic of float32, no scratch copy); on the generic tier, and for fp8, they are
 // converted in blocks of output rows (a few MB of scratch) for sgemm, so a 12B-parameter model
 // is never expanded to float32 as a whole. At SCHNELL_PRECISION_BF16, bf16 weights go to the
-// native AVX512-BF16 kernel instead (gemm_bf16.c).
+// native AVX512-BF16 kernel instead (gemm_bf16.c). GGUF block-type weights with a fast path in
+// gemm_quant.c are multiplied on their integer blocks (dequantized in blocks of rows for sgemm
+// like fp8 only when that kernel declines, e.g. short of memory).
 #include <cblas.h>
 #include <stdlib.h>
 
@@ -43,6 +45,10 @@ void schnell_linear(const float *x, size_t rows, size_t k,
     }
     if ((weight_dtype == SCHNELL_BF16 || weight_dtype == SCHNELL_F16) &&
         schnell_linear_f32(x, rows, k, weight, weight_dtype, bias, bias_dtype, n, y, y_stride) == 0) {
+        return;
+    }
+    if (schnell_dtype_block_values(weight_dtype) > 1 &&
+        schnell_linear_quantized(x, rows, k, weight, weight_dtype, bias, bias_dtype, n, y, y_stride) == 0) {
         return;
     }
     float beta = 0.0f;

@@ -147,6 +147,11 @@ int schnell_cpu_supported_level(void) {
     return __builtin_cpu_supports("avx512bf16") ? SCHNELL_CPU_AVX512_BF16 : SCHNELL_CPU_AVX512;
 }
 
+int schnell_cpu_has_avx512_vnni(void) {
+    __builtin_cpu_init();
+    return schnell_cpu_supported_level() >= SCHNELL_CPU_AVX512 && __builtin_cpu_supports("avx512vnni");
+}
+
 static atomic_int tier_in_use = -1;
 static char environment_error[160];
 

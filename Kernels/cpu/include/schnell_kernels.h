@@ -45,6 +45,9 @@ enum {
 int schnell_cpu_level(void);
 // The highest tier this CPU supports.
 int schnell_cpu_supported_level(void);
+// Whether the CPU has AVX512-VNNI (vpdpbusd) beside AVX-512; not a tier of its own: the
+// linear on quantized blocks (gemm_quant.c) uses it at the AVX-512 tiers.
+int schnell_cpu_has_avx512_vnni(void);
 // Uses `level` from now on (kernels running meanwhile finish on the old one). Returns 0, or -1
 // when the CPU lacks it or it is not a tier (nothing changes).
 int schnell_set_cpu_level(int level);
@@ -127,6 +130,7 @@ typedef enum {
 // y has row stride `y_stride` (>= n), so several weight blocks fill one wide output.
 // With SCHNELL_PRECISION_BF16 and AVX512-BF16, a bf16 weight runs on schnell_linear_bf16;
 // otherwise bf16 and f16 weights run on schnell_linear_f32 (AVX2 tier and up), float32 on sgemm.
+// GGUF block types run on schnell_linear_quantized at either precision (int8 activations).
 void schnell_linear(const float *x, size_t rows, size_t k,
                     const void *weight, int weight_dtype,
                     const void *bias, int bias_dtype,
@@ -158,6 +162,21 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
 void schnell_linear_bf16_reference(const float *x, size_t rows, size_t k, const uint16_t *weight,
                                    const void *bias, int bias_dtype, size_t n, float *y,
                                    size_t y_stride);
+
+// ---- GEMM on quantized blocks (gemm_quant.c) ----
+// schnell_linear's contract for a GGUF block-type weight (k whole blocks), computed on the
+// blocks: x quantized per 32 values to int8 as ggml's q8_0 (d = amax / 127, q = x / d rounded to
+// nearest even, d kept in float32), integer dot products per 32-value block pair, each scaled by
+// d_w * d_x (plus m_w * d_x * sum(q_x) for the types with an offset) and summed in float32.
+// Handles every block type at every tier (AVX-512 VNNI, AVX2, generic);
+// returns -1 (y untouched) for the float types, k not whole blocks, or when memory is short.
+int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
+                             const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride);
+// The same integer math in plain loops (writes nothing for a type without a fast path).
+void schnell_linear_quantized_reference(const float *x, size_t rows, size_t k,
+                                        const void *weight, int weight_dtype,
+                                        const void *bias, int bias_dtype,
+                                        size_t n, float *y, size_t y_stride);
 
 // ---- norms (norm.c) ----
 // y = (x - mean) / sqrt(var + eps) * weight + bias per row; weight/bias may be NULL.
