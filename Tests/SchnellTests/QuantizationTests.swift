@@ -143,9 +143,10 @@ final class QuantizationTests: XCTestCase {
         }
     }
 
-    /// schnell_linear on block weights dequantizes blocks of rows for sgemm; it must agree with
-    /// sgemm on the whole weight dequantized first, and with the reference loop on the blocks. The
-    /// Q8_0 case has k = 32,768, so its 130 rows are converted in 3 blocks of 64.
+    /// schnell_linear on block weights (the integer kernels of gemm_quant.c, with int8 activations)
+    /// must agree with sgemm on the whole weight dequantized first and with the reference loop on
+    /// the blocks, within the activations' int8 rounding. The Q8_0 case has k = 32,768: 1,024 block
+    /// products summed per output.
     func testLinearOnBlockWeights() {
         var random = TestRandom(state: 3)
         let cases: [(Int32, Int, Int)] = [(Int32(SCHNELL_Q8_0.rawValue), 32768, 130),
@@ -162,11 +163,10 @@ final class QuantizationTests: XCTestCase {
             atEveryTier { tier in
                 var actual = [Float](repeating: .nan, count: rows * n)
                 schnell_linear(x, rows, k, blocks, dtype, bias, 0, n, &actual, n, Int32(SCHNELL_PRECISION_F32.rawValue))
-                // The same floats through the same sgemm, split into blocks of rows: measured 0, and
-                // 1.5e-7 at k = 32,768 (OpenBLAS blocks k differently for 64 rows than for 130).
-                XCTAssertLessThanOrEqual(relativeL2(actual, expected), 1e-6, "dtype \(dtype) against sgemm at \(tier)")
-                // float32 sums against the reference's double ones: measured up to 3.8e-7.
-                XCTAssertLessThanOrEqual(relativeL2(actual, reference), 1e-5, "dtype \(dtype) against the reference at \(tier)")
+                // Activations rounded to int8 per block of 32: measured 3.2e-3 (Q4_K), 3.6e-3 (Q8_0)
+                // and 4.2e-3 (Q6_K) relative L2 on uniform data, at every tier.
+                XCTAssertLessThanOrEqual(relativeL2(actual, expected), 1e-2, "dtype \(dtype) against sgemm at \(tier)")
+                XCTAssertLessThanOrEqual(relativeL2(actual, reference), 1e-2, "dtype \(dtype) against the reference at \(tier)")
             }
         }
     }
