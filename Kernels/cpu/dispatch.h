@@ -9,6 +9,7 @@
 #define SCHNELL_DISPATCH_H
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,6 +72,19 @@ SCHNELL_INLINE const float *schnell_as_f32(const void *data, int dtype, size_t c
                : level >= SCHNELL_CPU_AVX2 ? name##_avx2                                    \
                                            : name##_generic;                                \
     }
+
+// A buffer kept between calls for a kernel's per-call copy of its activations (faulting in fresh
+// pages every call costs more than filling them): the caller that finds it free gets it (*shared
+// set, its lock held until release); one that finds it in use by another thread gets a private
+// buffer. NULL when memory is short.
+typedef struct {
+    pthread_mutex_t lock;
+    void *buffer;
+    size_t capacity;
+} schnell_scratch;
+#define SCHNELL_SCRATCH_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
+void *schnell_scratch_take(schnell_scratch *scratch, size_t bytes, int *shared);
+void schnell_scratch_release(schnell_scratch *scratch, void *buffer, int shared);
 
 // value rounded up to a multiple of step.
 SCHNELL_INLINE size_t schnell_round_up(size_t value, size_t step) { return (value + step - 1) / step * step; }

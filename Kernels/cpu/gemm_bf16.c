@@ -311,30 +311,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
 // between calls: faulting in that many fresh pages every call cost more than the rounding
 // itself, ~10 % of a K = 15,360 GEMM. It never exceeds half the largest float32 input seen.
 // A caller that finds it in use by another thread takes a private buffer instead.
-static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint16_t *activation_buffer;
-static size_t activation_capacity;
-
-// Returns a buffer of `count` bf16 values; *shared says whether activation_lock is held.
-static uint16_t *activation_scratch(size_t count, int *shared) {
-    *shared = pthread_mutex_trylock(&activation_lock) == 0;
-    if (!*shared) return malloc(count * sizeof(uint16_t));
-    if (activation_capacity < count) {
-        free(activation_buffer);
-        activation_buffer = malloc(count * sizeof(uint16_t));
-        activation_capacity = activation_buffer ? count : 0;
-    }
-    if (!activation_buffer) {
-        pthread_mutex_unlock(&activation_lock);
-        *shared = 0;
-    }
-    return activation_buffer;
-}
-
-static void release_activation_scratch(uint16_t *buffer, int shared) {
-    if (shared) pthread_mutex_unlock(&activation_lock);
-    else free(buffer);
-}
+static schnell_scratch activation_scratch = SCHNELL_SCRATCH_INIT;
 
 int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *weight,
                         const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
@@ -342,10 +319,10 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
     if (rows == 0 || n == 0) return 0;
     size_t kp = k + (k & 1);
     int shared;
-    uint16_t *a = activation_scratch(rows * kp ? rows * kp : 1, &shared);
+    uint16_t *a = schnell_scratch_take(&activation_scratch, (rows * kp ? rows * kp : 1) * sizeof(uint16_t), &shared);
     float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
     if (!a || (bias && !bias_f32)) {
-        if (a) release_activation_scratch(a, shared);
+        if (a) schnell_scratch_release(&activation_scratch, a, shared);
         free(bias_f32);
         return -1;
     }
@@ -355,7 +332,7 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
     if (rows < MR) {
         few_rows_job few = {a, rows, k, kp, weight, bias_f32, y, y_stride};
         schnell_parallel_for(n, 64, few_rows_columns, &few);
-        release_activation_scratch(a, shared);
+        schnell_scratch_release(&activation_scratch, a, shared);
         free(bias_f32);
         return 0;
     }
@@ -365,7 +342,7 @@ int schnell_linear_bf16(const float *x, size_t rows, size_t k, const uint16_t *w
     gemm_job job = {x, a, rows, k, kp, weight, bias, bias_dtype, bias_f32, n, y, y_stride,
                     row_chunks, rows_per_chunk};
     schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
-    release_activation_scratch(a, shared);
+    schnell_scratch_release(&activation_scratch, a, shared);
     free(bias_f32);
     return 0;
 }

@@ -724,29 +724,7 @@ static void gemm_items(void *context, size_t begin, size_t end) {
 // The quantized activations are kept between calls (as gemm_bf16.c's bf16 copy): faulting in
 // fresh pages every call costs more than the quantization. A caller that finds the buffer in use
 // by another thread takes a private one.
-static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *activation_buffer;
-static size_t activation_capacity;
-
-static void *activation_scratch(size_t bytes, int *shared) {
-    *shared = pthread_mutex_trylock(&activation_lock) == 0;
-    if (!*shared) return aligned_alloc(64, schnell_round_up(bytes, 64));
-    if (activation_capacity < bytes) {
-        free(activation_buffer);
-        activation_buffer = aligned_alloc(64, schnell_round_up(bytes, 64));
-        activation_capacity = activation_buffer ? bytes : 0;
-    }
-    if (!activation_buffer) {
-        pthread_mutex_unlock(&activation_lock);
-        *shared = 0;
-    }
-    return activation_buffer;
-}
-
-static void release_activation_scratch(void *buffer, int shared) {
-    if (shared) pthread_mutex_unlock(&activation_lock);
-    else free(buffer);
-}
+static schnell_scratch activation_scratch = SCHNELL_SCRATCH_INIT;
 
 int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *weight, int weight_dtype,
                              const void *bias, int bias_dtype, size_t n, float *y, size_t y_stride) {
@@ -758,10 +736,10 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
     size_t blocks = k / QK;
     size_t q_bytes = schnell_round_up(rows * k, 64);
     int shared;
-    uint8_t *a = activation_scratch(2 * q_bytes + 3 * rows * blocks * sizeof(float), &shared);
+    uint8_t *a = schnell_scratch_take(&activation_scratch, 2 * q_bytes + 3 * rows * blocks * sizeof(float), &shared);
     float *bias_f32 = bias ? malloc(n * sizeof(float)) : NULL;
     if (!a || (bias && !bias_f32)) {
-        if (a) release_activation_scratch(a, shared);
+        if (a) schnell_scratch_release(&activation_scratch, a, shared);
         free(bias_f32);
         return -1;
     }
@@ -806,7 +784,7 @@ int schnell_linear_quantized(const float *x, size_t rows, size_t k, const void *
                         row_chunks, rows_per_chunk, kernels, mr, nr, offset_form, wide, shift, halves};
         schnell_parallel_for(column_blocks * row_chunks, 1, gemm_items, &job);
     }
-    release_activation_scratch(a, shared);
+    schnell_scratch_release(&activation_scratch, a, shared);
     free(bias_f32);
     return 0;
 }

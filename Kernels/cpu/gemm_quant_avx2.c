@@ -12,6 +12,20 @@
 
 // y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q widened to int16, rows k values apart,
 // and the panel holds int16 pairs: vpmaddwd multiplies and adds each pair to int32 exactly.
+// y[0:mr, 0:columns] = acc (+ bias, or + y when not the first k block).
+SCHNELL_TARGET_AVX2 SCHNELL_INLINE void store_tile(__m256 acc[][2], int mr, int first, const float *bias, float *y,
+                                                 size_t y_stride, size_t columns) {
+    for (int r = 0; r < mr; r++) {
+        float row[AVX2_NR];
+        _mm256_storeu_ps(row, acc[r][0]);
+        _mm256_storeu_ps(row + 8, acc[r][1]);
+        float *out = y + r * y_stride;
+        for (size_t c = 0; c < columns; c++) {
+            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
+        }
+    }
+}
+
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, size_t k, const float *ad,
                                                     size_t ad_stride, const uint32_t *words,
                                                     const float *scales, const float *offsets,
@@ -66,15 +80,7 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
             }
         }
     }
-    for (int r = 0; r < mr; r++) {
-        float row[AVX2_NR];
-        _mm256_storeu_ps(row, acc[r][0]);
-        _mm256_storeu_ps(row + 8, acc[r][1]);
-        float *out = y + r * y_stride;
-        for (size_t c = 0; c < columns; c++) {
-            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
-        }
-    }
+    store_tile(acc, mr, first, bias, y, y_stride, columns);
 }
 
 #define AVX2_KERNEL(rows)                                                                          \
@@ -149,15 +155,7 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, int run, const uin
             acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
         }
     }
-    for (int r = 0; r < mr; r++) {
-        float row[AVX2_NR];
-        _mm256_storeu_ps(row, acc[r][0]);
-        _mm256_storeu_ps(row + 8, acc[r][1]);
-        float *out = y + r * y_stride;
-        for (size_t c = 0; c < columns; c++) {
-            out[c] = (first ? (bias ? bias[c] : 0.0f) : out[c]) + row[c];
-        }
-    }
+    store_tile(acc, mr, first, bias, y, y_stride, columns);
 }
 
 // Every nibble type has an offset (Q4_0's and Q5_0's come from the shift); none has low offsets.
