@@ -87,6 +87,30 @@ final class QuantizedPipelineTests: XCTestCase {
         }
     }
 
+    /// A GGUF in place of the safetensors in a diffusers folder's transformer/ (beside its
+    /// config.json) loads as the same model as the file given with --transformer.
+    func testGGUFInsideADiffusersFolder() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-gguf-folder-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: folder + "/transformer", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for part in ["model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae"] {
+            try FileManager.default.createSymbolicLink(atPath: folder + "/" + part, withDestinationPath: Self.bundled + "/" + part)
+        }
+        try FileManager.default.createSymbolicLink(atPath: folder + "/transformer/config.json",
+                                                   withDestinationPath: Self.bundled + "/transformer/config.json")
+        try FileManager.default.createSymbolicLink(atPath: folder + "/transformer/flux1-tiny-schnell-Q8_0.gguf",
+                                                   withDestinationPath: Fixtures.path("quantized/tiny-schnell-Q8_0.gguf"))
+        let inFolder = try FluxPipeline.load(PipelineFiles(model: folder), backend: CPUBackend())
+        XCTAssertEqual(inFolder.transformer.layout, .original)
+        let request = GenerationRequest(prompt: "a cat", width: 32, height: 32, steps: 2, seed: 5, count: 1, maxSequenceLength: 256)
+        let given = try FluxPipeline.load(PipelineFiles(model: Self.bundled, transformer: Fixtures.path("quantized/tiny-schnell-Q8_0.gguf")),
+                                          backend: CPUBackend())
+        XCTAssertEqual(try inFolder.generate(request).images[0].rgb, try given.generate(request).images[0].rgb)
+        let float = try FluxPipeline.load(PipelineFiles(model: Self.bundled), backend: CPUBackend())
+        XCTAssertNotEqual(try inFolder.generate(request).images[0].rgb, try float.generate(request).images[0].rgb,
+                          "the folder's GGUF must be what was loaded, not a float transformer")
+    }
+
     /// `schnell quantize` writes the committed files again byte for byte (they pin its rounding
     /// and layout; generate_quantized.py made them with it).
     func testQuantizeRewritesTheCommittedFiles() throws {

@@ -91,6 +91,17 @@ final class WeightStoreTests: XCTestCase {
         }
     }
 
+    func testTwoScalesForOneWeightAreRefused() throws {
+        let path = try write("two.safetensors", [
+            ("l.weight", "F8_E4M3", [2, 2], e4m3OneToFour), ("l.scale_weight", "F32", [], f32([2])),
+            ("l.weight_scale", "F32", [], f32([3])),
+        ])
+        XCTAssertThrowsError(try WeightStore(path: path)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("two scales") && message.contains("'l.weight_scale'") && message.contains(path), message)
+        }
+    }
+
     /// E5M2: sign, 5 exponent bits of bias 15, 2 mantissa bits (torch.float8_e5m2).
     func testE5M2IsRead() throws {
         let path = try write("e5m2.safetensors", [

@@ -90,7 +90,7 @@ public enum T5WeightNames {
         if let fixed = llamaCppFixedNames.first(where: { $0.0 == name }) { return fixed.1 }
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0] == "enc", parts[1] == "blk", parts[4] == "weight",
-              let index = Int(parts[2]), String(index) == parts[2],
+              let index = Int(parts[2]), index >= 0, String(index) == parts[2],
               let pair = llamaCppBlockNames(gated: gated).first(where: { $0.llamaCpp == parts[3] }) else { return nil }
         return "\(blocks).\(index).\(pair.transformers).weight"
     }

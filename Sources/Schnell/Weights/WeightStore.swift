@@ -129,6 +129,9 @@ public final class WeightStore: @unchecked Sendable {
                 continue
             }
             result[name] = nil
+            if name.hasSuffix(".weight_scale"), tensors[base + ".scale_weight"] != nil {
+                throw WeightsError.invalidHeader(file: scale.file, reason: "'\(base).weight' has two scales, '\(base).scale_weight' and '\(name)'")
+            }
             guard let weight = tensors[base + ".weight"] else {
                 throw WeightsError.unexpectedTensors(names: [name], file: scale.file)
             }
