@@ -390,15 +390,21 @@ static inline int at_most(int value, int high) { return value > high ? high : va
 
 static const float group_max_eps = 1e-15f;  // groups with max |x| below this quantize to zero
 
-// Symmetric quantization of n values to [-nmax, nmax - 1] (stored + nmax in levels), weights
-// x^2 (ggml's rmse_type 1), trying 18 scales around nmax / max. Returns the scale.
-static float symmetric_levels(int n, int nmax, const float *x, int8_t *levels) {
+// The value of largest magnitude among x[0:n] (the first of equal magnitudes), sign kept.
+static float signed_max(int n, const float *x) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         float ax = fabsf(x[i]);
         if (ax > amax) { amax = ax; max = x[i]; }
     }
-    if (amax < group_max_eps) {
+    return max;
+}
+
+// Symmetric quantization of n values to [-nmax, nmax - 1] (stored + nmax in levels), weights
+// x^2 (ggml's rmse_type 1), trying 18 scales around nmax / max. Returns the scale.
+static float symmetric_levels(int n, int nmax, const float *x, int8_t *levels) {
+    float max = signed_max(n, x);
+    if (fabsf(max) < group_max_eps) {
         memset(levels, 0, (size_t)n);
         return 0.0f;
     }
@@ -437,12 +443,8 @@ static float symmetric_levels(int n, int nmax, const float *x, int8_t *levels) {
 // Q3_K's symmetric quantization (ggml's make_q3_quants with do_rmse): start from nmax / max,
 // then up to 5 passes moving single levels while the x^2-weighted fit improves.
 static float q3_levels(int n, int nmax, const float *x, int8_t *levels) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
-    if (amax < group_max_eps) {
+    float max = signed_max(n, x);
+    if (fabsf(max) < group_max_eps) {
         memset(levels, 0, (size_t)n);
         return 0.0f;
     }
