@@ -87,6 +87,21 @@ final class QuantizedPipelineTests: XCTestCase {
         }
     }
 
+    /// `--weights` quantizes float weights and leaves GGUF blocks as stored.
+    func testLoadQuantizationOnlyTouchesFloatWeights() throws {
+        let gguf = try WeightStore(path: Fixtures.path("quantized/tiny-schnell-Q8_0.gguf"))
+        let blocks = try Linear(weight: gguf.tensor("double_blocks.0.img_attn.qkv.weight"), bias: nil)
+        let quantization = WeightQuantization(type: .q4_0)
+        XCTAssertEqual(try quantization.quantize(blocks, engineName: "double.0.img_qkv").blocks[0].weight.dtype, .q8_0)
+        let float = try WeightStore(path: Self.bundled + "/transformer")
+        let layer = try Linear(weight: float.tensor("transformer_blocks.0.attn.to_q.weight"), bias: nil)
+        let quantized = try quantization.quantize(layer, engineName: "double.0.img_qkv")
+        XCTAssertEqual(quantized.blocks[0].weight.dtype, .q4_0)
+        // img_in is kept in a float type by the rule city96's converter follows: a bf16 weight stays
+        // bf16 (converting it to F16 could overflow); only float32 ones are narrowed to F16.
+        XCTAssertEqual(try quantization.quantize(layer, engineName: "img_in").blocks[0].weight.dtype, .bf16)
+    }
+
     /// A GGUF in place of the safetensors in a diffusers folder's transformer/ (beside its
     /// config.json) loads as the same model as the file given with --transformer.
     func testGGUFInsideADiffusersFolder() throws {

@@ -7,7 +7,8 @@ import SchnellKernels
 /// F32, the FLUX embedders and the final layer (`img_in`, `txt_in`, `time_in`, `vector_in`,
 /// `guidance_in`, `final_layer`) F16, and so do matrices whose rows are not whole blocks of the
 /// type; everything else takes the type. Values are rounded as ggml's reference quantizers
-/// round (`schnell_quantize_reference`).
+/// round (`schnell_quantize_reference`). At load, a weight the rule keeps in a float type stays in
+/// its stored one when that is bf16 or f16, and a weight already in blocks (GGUF) stays as it is.
 public struct WeightQuantization: Sendable, Equatable {
     public let type: DType
 
@@ -84,10 +85,13 @@ public struct WeightQuantization: Sendable, Equatable {
     }
 
     /// A linear layer with each block's weight in its stored type for `engineName` (biases stay).
+    /// Weights already in a block type (a GGUF file) are left as they are: requantizing them would
+    /// only add rounding.
     func quantize(_ layer: Linear, engineName: String) throws -> Linear {
         let blocks = try layer.blocks.map { block in
             let type = storedType(engineName: engineName, shape: [layer.outFeatures, layer.inFeatures])
-            guard type != block.weight.dtype, type.isBlockType || block.weight.dtype == .f32 || type == .bf16 else { return block }
+            guard !block.weight.dtype.isBlockType, type != block.weight.dtype,
+                  type.isBlockType || block.weight.dtype == .f32 || type == .bf16 else { return block }
             return Linear.Block(weight: try Self.quantize(block.weight, to: type), bias: block.bias)
         }
         return try Linear(blocks: blocks)
