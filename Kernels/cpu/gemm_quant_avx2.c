@@ -12,6 +12,19 @@
 
 // y[0:mr, 0:columns] (+)= a[0:mr, blocks] . panel; a is q widened to int16, rows k values apart,
 // and the panel holds int16 pairs: vpmaddwd multiplies and adds each pair to int32 exactly.
+// acc[r] += offsets * sums[r * ad_stride] for each row: a block's offsets (its m per column) times
+// each activation row's block sum (d_x * sum(q_x)).
+SCHNELL_TARGET_AVX2 SCHNELL_INLINE void add_offsets(__m256 acc[][2], int mr, const float *offsets, const float *sums,
+                                                  size_t ad_stride) {
+    __m256 m0 = _mm256_load_ps(offsets), m1 = _mm256_load_ps(offsets + 8);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+        __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride);
+        acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
+    }
+}
+
 // y[0:mr, 0:columns] = acc (+ bias, or + y when not the first k block).
 SCHNELL_TARGET_AVX2 SCHNELL_INLINE void store_tile(__m256 acc[][2], int mr, int first, const float *bias, float *y,
                                                  size_t y_stride, size_t columns) {
@@ -62,22 +75,10 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void avx2_kernel(int mr, const uint8_t *a, si
             acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][1]), _mm256_mul_ps(dw1, dx), acc[r][1]);
         }
         if (offsets) {
-            __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
-                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-            }
+            add_offsets(acc, mr, offsets + b * AVX2_NR, sums + b, ad_stride);
         }
         if (low_offsets) {
-            __m256 m0 = _mm256_load_ps(low_offsets + b * AVX2_NR), m1 = _mm256_load_ps(low_offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < mr; r++) {
-                __m256 sum = _mm256_broadcast_ss(low_sums + r * ad_stride + b);
-                acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-            }
+            add_offsets(acc, mr, low_offsets + b * AVX2_NR, low_sums + b, ad_stride);
         }
     }
     store_tile(acc, mr, first, bias, y, y_stride, columns);
@@ -147,13 +148,7 @@ SCHNELL_TARGET_AVX2 SCHNELL_INLINE void nibble_kernel(int mr, int run, const uin
                 acc[r][1] = _mm256_fmadd_ps(p1, _mm256_mul_ps(dw1, dx), acc[r][1]);
             }
         }
-        __m256 m0 = _mm256_load_ps(offsets + b * AVX2_NR), m1 = _mm256_load_ps(offsets + b * AVX2_NR + 8);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < mr; r++) {
-            __m256 sum = _mm256_broadcast_ss(sums + r * ad_stride + b);
-            acc[r][0] = _mm256_fmadd_ps(m0, sum, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(m1, sum, acc[r][1]);
-        }
+        add_offsets(acc, mr, offsets + b * AVX2_NR, sums + b, ad_stride);
     }
     store_tile(acc, mr, first, bias, y, y_stride, columns);
 }

@@ -400,6 +400,22 @@ static float signed_max(int n, const float *x) {
     return max;
 }
 
+// Levels l = clamp(round(iscale x), -nmax, nmax - 1) of x[0:n], stored as l + offset in levels
+// (unless levels is NULL), and the x^2-weighted sums of x l and l^2 they give (ggml's rmse_type 1).
+static void weighted_levels(int n, int nmax, float iscale, const float *x, int8_t *levels, int offset,
+                            float *sumlx, float *suml2) {
+    float lx = 0, l2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        if (levels) levels[i] = (int8_t)(l + offset);
+        float w = x[i] * x[i];
+        lx += w * x[i] * l;
+        l2 += w * l * l;
+    }
+    *sumlx = lx;
+    *suml2 = l2;
+}
+
 // Symmetric quantization of n values to [-nmax, nmax - 1] (stored + nmax in levels), weights
 // x^2 (ggml's rmse_type 1), trying 18 scales around nmax / max. Returns the scale.
 static float symmetric_levels(int n, int nmax, const float *x, int8_t *levels) {
@@ -409,26 +425,14 @@ static float symmetric_levels(int n, int nmax, const float *x, int8_t *levels) {
         return 0.0f;
     }
     float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        levels[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    weighted_levels(n, nmax, iscale, x, levels, nmax, &sumlx, &suml2);
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int step = -9; step <= 9; step++) {
         if (step == 0) continue;
         iscale = -(nmax + 0.1f * step) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        weighted_levels(n, nmax, iscale, x, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++) {
                 levels[i] = (int8_t)(nmax + clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1));
@@ -449,14 +453,8 @@ static float q3_levels(int n, int nmax, const float *x, int8_t *levels) {
         return 0.0f;
     }
     float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        levels[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    weighted_levels(n, nmax, iscale, x, levels, 0, &sumlx, &suml2);
     for (int pass = 0; pass < 5; pass++) {
         int changed = 0;
         for (int i = 0; i < n; i++) {
