@@ -4,7 +4,7 @@ import SchnellKernels
 
 /// The linear on GGUF quantized blocks (gemm_quant.c), per type with a fast path, on the given
 /// (K, N) shapes at M rows, as GFLOP/s-equivalent (2 M N K / s), beside OpenBLAS sgemm and the
-/// native bf16 kernel (schnell_linear_bf16, NaN without AVX512-BF16) timed on the same shape just
+/// native bf16 kernel (schnell_linear_bf16; "-" without AVX512-BF16) timed on the same shape just
 /// before, so the ratios hold even on a machine shared with other work.
 func benchmarkQuantizedLinears(m: Int, shapes: [(Int, Int)], seconds: (() -> Void) -> Double) {
     let types: [(name: String, dtype: schnell_dtype)] = [("Q8_0", SCHNELL_Q8_0), ("Q4_0", SCHNELL_Q4_0), ("Q4_1", SCHNELL_Q4_1),
@@ -25,9 +25,9 @@ func benchmarkQuantizedLinears(m: Int, shapes: [(Int, Int)], seconds: (() -> Voi
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k),
                         weight, Int32(k), 0, &y, Int32(n))
         } / 1e9
-        let bf16 = Int(schnell_cpu_level()) >= SCHNELL_CPU_AVX512_BF16
-            ? flops / seconds { _ = schnell_linear_bf16(x, m, k, bf16Weight, nil, 0, n, &y, n) } / 1e9 : .nan
-        var line = String(format: "%5d %6d %7.0f %13.0f", k, n, sgemm, bf16)
+        let bf16: Double? = Int(schnell_cpu_level()) >= SCHNELL_CPU_AVX512_BF16
+            ? flops / seconds { _ = schnell_linear_bf16(x, m, k, bf16Weight, nil, 0, n, &y, n) } / 1e9 : nil
+        var line = String(format: "%5d %6d %7.0f ", k, n, sgemm) + (bf16.map { String(format: "%12.0f", $0) } ?? String(repeating: " ", count: 11) + "-")
         for type in types {
             let code = Int32(type.dtype.rawValue)
             let blockBytes = schnell_dtype_block_bytes(code)
@@ -45,7 +45,8 @@ func benchmarkQuantizedLinears(m: Int, shapes: [(Int, Int)], seconds: (() -> Voi
                 }
             }
             let rate = flops / seconds { _ = schnell_linear_quantized(x, m, k, blocks, code, nil, 0, n, &y, n) } / 1e9
-            line += String(format: " %11.0f %8.2f %6.2f", rate, rate / sgemm, rate / bf16)
+            line += String(format: " %11.0f %8.2f ", rate, rate / sgemm)
+                + (bf16.map { String(format: "%6.2f", rate / $0) } ?? String(repeating: " ", count: 5) + "-")
         }
         print(line)
     }
