@@ -81,7 +81,7 @@ public enum CheckpointQuantizer {
             let count = part.shape.first ?? 1
             let width = part.shape.count >= 2 ? part.shape.dropFirst().reduce(1, *) : 1
             let rowBytes = part.dtype.byteCount(of: width) ?? 0
-            for row in max(rows.lowerBound, first)..<max(min(rows.upperBound, first + count), max(rows.lowerBound, first)) {
+            for row in rows.clamped(to: first..<(first + count)) {
                 let local = row - first
                 located.append(RowSource(pointer: part.pointer + local * rowBytes, dtype: part.dtype, scale: part.scale?.value(row: local)))
             }

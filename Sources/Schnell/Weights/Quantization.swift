@@ -88,8 +88,8 @@ public struct WeightQuantization: Sendable, Equatable {
     /// Weights already in a block type (a GGUF file) are left as they are: requantizing them would
     /// only add rounding.
     func quantize(_ layer: Linear, engineName: String) throws -> Linear {
+        let type = storedType(engineName: engineName, shape: [layer.outFeatures, layer.inFeatures])
         let blocks = try layer.blocks.map { block in
-            let type = storedType(engineName: engineName, shape: [layer.outFeatures, layer.inFeatures])
             guard !block.weight.dtype.isBlockType, type != block.weight.dtype,
                   type.isBlockType || block.weight.dtype == .f32 || type == .bf16 else { return block }
             return Linear.Block(weight: try Self.quantize(block.weight, to: type), bias: block.bias)

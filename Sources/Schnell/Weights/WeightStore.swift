@@ -16,8 +16,6 @@ public final class WeightStore: @unchecked Sendable {
     public let filePaths: [String]
     /// Metadata of the files (safetensors' `__metadata__`, GGUF's key/value pairs), merged.
     public let metadata: [String: String]
-    /// How many weights carry an fp8 scale.
-    public let scaledWeightCount: Int
     /// The files' format: "safetensors", or "GGUF v3" and the architecture its metadata names.
     public let format: String
     private let byName: [String: WeightTensor]
@@ -71,7 +69,7 @@ public final class WeightStore: @unchecked Sendable {
             }
         }
         byName = try Self.renamingLlamaCppT5(byName, metadata: metadata)
-        (byName, scaledWeightCount) = try Self.attachingFP8Scales(byName)
+        byName = try Self.attachingFP8Scales(byName)
         self.path = path
         self.filePaths = filePaths
         self.metadata = metadata
@@ -113,9 +111,8 @@ public final class WeightStore: @unchecked Sendable {
     }
 
     /// fp8 weights with their scales attached; scale tensors, input scales and the marker removed.
-    static func attachingFP8Scales(_ tensors: [String: WeightTensor]) throws -> ([String: WeightTensor], Int) {
+    static func attachingFP8Scales(_ tensors: [String: WeightTensor]) throws -> [String: WeightTensor] {
         var result = tensors
-        var scaled = 0
         for (name, scale) in tensors {
             let base: Substring
             if name.hasSuffix(".scale_weight") {
@@ -143,10 +140,9 @@ public final class WeightStore: @unchecked Sendable {
             guard values.allSatisfy({ $0.isFinite }) else {
                 throw WeightsError.invalidHeader(file: scale.file, reason: "tensor '\(name)' holds a scale that is not finite")
             }
-            result[weight.name] = weight.scaled(by: ScaleVector(values: values))
-            scaled += 1
+            result[base + ".weight"] = weight.scaled(by: ScaleVector(values: values))
         }
-        return (result, scaled)
+        return result
     }
 
     /// The shard files an index names, in a stable order; each must exist beside the index.
@@ -201,6 +197,9 @@ public final class WeightStore: @unchecked Sendable {
     /// Parameters in all tensors. The sum cannot overflow: each tensor's bytes lie inside its
     /// file without overlapping another's, so it is at most the files' total size.
     public var parameterCount: Int { byName.values.reduce(0) { $0 + $1.count } }
+
+    /// How many weights carry an fp8 scale.
+    public var scaledWeightCount: Int { byName.values.filter { $0.scale != nil }.count }
 
     /// Bytes of all tensors as stored.
     public var sizeBytes: Int { byName.values.reduce(0) { $0 + $1.sizeBytes } }
