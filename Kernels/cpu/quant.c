@@ -553,15 +553,16 @@ static float asymmetric_levels(int n, int nmax, const float *x, const float *wei
 
 // ---- the block quantizers: one block of x into b ----
 
+// Levels j and j + 16 of a 32-value block: their low 4 bits as one byte of qs, their fifth bits
+// into bits j and j + 16 of *high (which stay zero for 4-bit levels).
+static void pack_pair(uint8_t *qs, uint32_t *high, int j, uint8_t q0, uint8_t q1) {
+    qs[j] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+    *high |= (uint32_t)((q0 & 0x10) >> 4) << j | (uint32_t)((q1 & 0x10) >> 4) << (j + 16);
+}
+
 // Q4_0 / Q5_0: d = the value of largest magnitude / -(2^(bits-1)), q = trunc(x / d + offset + 0.5).
 static void quantize_symmetric_32(const float *x, uint8_t *b, int five_bits) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
+    const float max = signed_max(32, x);
     const float d = max / (five_bits ? -16 : -8);
     const float id = d ? 1.0f / d : 0.0f;
     store_half(b, d);
@@ -573,13 +574,11 @@ static void quantize_symmetric_32(const float *x, uint8_t *b, int five_bits) {
         if (five_bits) {
             q0 = (uint8_t)at_most((int8_t)(x0 + 16.5f), 31);
             q1 = (uint8_t)at_most((int8_t)(x1 + 16.5f), 31);
-            high |= (uint32_t)((q0 & 0x10) >> 4) << j;
-            high |= (uint32_t)((q1 & 0x10) >> 4) << (j + 16);
         } else {
             q0 = (uint8_t)at_most((int8_t)(x0 + 8.5f), 15);
             q1 = (uint8_t)at_most((int8_t)(x1 + 8.5f), 15);
         }
-        qs[j] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+        pack_pair(qs, &high, j, q0, q1);
     }
     if (five_bits) memcpy(b + 2, &high, 4);
 }
@@ -603,13 +602,11 @@ static void quantize_affine_32(const float *x, uint8_t *b, int five_bits) {
         if (five_bits) {
             q0 = (uint8_t)(x0 + 0.5f);
             q1 = (uint8_t)(x1 + 0.5f);
-            high |= (uint32_t)((q0 & 0x10) >> 4) << j;
-            high |= (uint32_t)((q1 & 0x10) >> 4) << (j + 16);
         } else {
             q0 = (uint8_t)at_most((int8_t)(x0 + 0.5f), 15);
             q1 = (uint8_t)at_most((int8_t)(x1 + 0.5f), 15);
         }
-        qs[j] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+        pack_pair(qs, &high, j, q0, q1);
     }
     if (five_bits) memcpy(b + 4, &high, 4);
 }
