@@ -175,14 +175,14 @@ final class GenerationQueue: @unchecked Sendable {
             let result: Result<GenerationOutput, APIError>
             do {
                 let request = try ticket.prepare.map { try $0(ticket.request) } ?? ticket.request
-                let output = try ticket.generator.generate(request) { [self] progress in
+                let output = try ticket.generator.generate(request, progress: { [self] progress in
                     condition.lock()
                     defer { condition.unlock() }
                     ticket.step = progress.stepsDone
                     ticket.totalSteps = progress.totalSteps
                     condition.broadcast()
                     return !ticket.cancelRequested
-                }
+                }, preview: { _ in })
                 if output.images.isEmpty {
                     result = .failure(.server("The model returned no image", code: "no_image_generated"))
                 } else {

@@ -44,9 +44,11 @@ public struct ModelDescription: Sendable, Equatable {
 /// The model side the server drives, with the pipeline's own signatures. `validate` runs before a
 /// request is queued, so what the model refuses is a 400 naming the parameter
 /// (`PipelineError.invalidRequest`) rather than a failed task. The server never calls `generate`
-/// twice at once; `progress` returning false asks it to stop and throw `PipelineError.cancelled`.
+/// twice at once; `progress` returning false asks it to stop and throw `PipelineError.cancelled`;
+/// `preview` receives the `request.previews` previews per image as they are made.
 public protocol ImageGenerating: Sendable {
     var model: ModelDescription { get }
     func validate(_ request: GenerationRequest) throws
-    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult
+    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                  preview: (PreviewImage) -> Void) throws -> GenerationResult
 }

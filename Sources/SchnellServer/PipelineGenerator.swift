@@ -23,7 +23,8 @@ public struct PipelineGenerator: ImageGenerating {
         try pipeline.validate(request)
     }
 
-    public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
-        try pipeline.generate(request, progress: progress)
+    public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                         preview: (PreviewImage) -> Void) throws -> GenerationResult {
+        try pipeline.generate(request, progress: progress, preview: preview)
     }
 }

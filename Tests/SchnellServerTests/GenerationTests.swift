@@ -143,7 +143,8 @@ final class GenerationTests: XCTestCase {
             let images: Bool
             func validate(_ request: GenerationRequest) throws {}
 
-            func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+            func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                  preview: (PreviewImage) -> Void) throws -> GenerationResult {
                 if images { return GenerationResult(images: [], steps: 4, guidance: nil, timings: []) }
                 throw CocoaError(.fileReadCorruptFile)
             }
@@ -161,7 +162,8 @@ final class GenerationTests: XCTestCase {
 
         func validate(_ request: GenerationRequest) throws {}
 
-        func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+        func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                  preview: (PreviewImage) -> Void) throws -> GenerationResult {
             throw PipelineError.invalidRequest(parameter: "strength", reason: "too small for any step to run")
         }
     }

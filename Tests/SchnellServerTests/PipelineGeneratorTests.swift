@@ -53,7 +53,7 @@ final class PipelineGeneratorTests: XCTestCase {
     func testARequestMakesThePipelinesPixels() throws {
         let pipeline = try loadPipeline()
         let request = GenerationRequest(prompt: "a red kite", width: 32, height: 48, steps: 2, seed: 7, count: 2)
-        let adapted = try PipelineGenerator(pipeline: pipeline).generate(request) { _ in true }
+        let adapted = try PipelineGenerator(pipeline: pipeline).generate(request, progress: { _ in true }, preview: { _ in })
         let direct = try pipeline.generate(request)
         XCTAssertEqual(adapted.images.map(\.seed), [7, 8])
         XCTAssertEqual(adapted.images.map(\.rgb), direct.images.map(\.rgb))
@@ -72,16 +72,16 @@ final class PipelineGeneratorTests: XCTestCase {
             }
             return seen
         }
-        let adapted = try trace { try generator.generate(request, progress: $0) }
+        let adapted = try trace { try generator.generate(request, progress: $0, preview: { _ in }) }
         XCTAssertEqual(adapted, try trace { try pipeline.generate(request, progress: $0) })
         XCTAssertEqual(adapted.first, "textEncoding 0/6")
         XCTAssertEqual(adapted.last, "decoding 6/6")
 
         var reports = 0
-        XCTAssertThrowsError(try generator.generate(request) { progress in
+        XCTAssertThrowsError(try generator.generate(request, progress: { progress in
             reports += 1
             return progress.stepsDone < 2
-        }) { error in XCTAssertEqual(error as? PipelineError, .cancelled) }
+        }, preview: { _ in })) { error in XCTAssertEqual(error as? PipelineError, .cancelled) }
         XCTAssertEqual(reports, 4, "text encoding, steps 1 and 2, then the refused step 3")
     }
 

@@ -16,7 +16,8 @@ private final class UncancellableGenerator: ImageGenerating, @unchecked Sendable
 
     func validate(_ request: GenerationRequest) throws {}
 
-    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                  preview: (PreviewImage) -> Void) throws -> GenerationResult {
         Thread.sleep(forTimeInterval: seconds)
         let pixels = [UInt8](repeating: 0, count: request.width * request.height * 3)
         return GenerationResult(images: [GeneratedImage(width: request.width, height: request.height, rgb: pixels, seed: 0)],

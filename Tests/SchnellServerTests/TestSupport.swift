@@ -38,7 +38,8 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
         try model.limits.check(request, sizeMultiple: model.sizeMultiple)
     }
 
-    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool) throws -> GenerationResult {
+    func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
+                  preview: (PreviewImage) -> Void) throws -> GenerationResult {
         lock.withLock {
             recordedRequests.append(request)
             active += 1

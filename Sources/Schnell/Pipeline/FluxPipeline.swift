@@ -100,7 +100,7 @@ public final class FluxPipeline: Sendable {
     /// With an init image (and mask) it edits as diffusers' img2img (inpaint) pipeline: see `ImageToImage`.
     /// `observe` sees each image's packed latents [tokens, 4C] after the last step, as "latents".
     public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool = { _ in true },
-                         observe: IntermediateObserver? = nil) throws -> GenerationResult {
+                         preview: (PreviewImage) -> Void = { _ in }, observe: IntermediateObserver? = nil) throws -> GenerationResult {
         try validate(request)
         let steps = request.steps ?? defaultSteps
         let guidance = request.guidance ?? defaultGuidance

@@ -22,10 +22,13 @@ public struct GenerationRequest: Sendable, Equatable {
     /// With `initImage`: how far it is noised, in (0, 1]; the last `steps * strength` steps run.
     /// nil takes diffusers' default, 0.6.
     public var strength: Double?
+    /// Previews per image (0...`GenerationLimits.maxPreviews`), handed to `generate`'s `preview`
+    /// at evenly spaced steps before the last; fewer when there are fewer steps.
+    public var previews: Int = 0
 
     public init(prompt: String, width: Int = 1024, height: Int = 1024, steps: Int? = nil, guidance: Float? = nil,
                 seed: UInt64? = nil, count: Int = 1, maxSequenceLength: Int? = nil,
-                initImage: InputImage? = nil, mask: InputImage? = nil, strength: Double? = nil) {
+                initImage: InputImage? = nil, mask: InputImage? = nil, strength: Double? = nil, previews: Int = 0) {
         self.prompt = prompt
         self.width = width
         self.height = height
@@ -37,6 +40,7 @@ public struct GenerationRequest: Sendable, Equatable {
         self.initImage = initImage
         self.mask = mask
         self.strength = strength
+        self.previews = previews
     }
 }
 
@@ -71,6 +75,42 @@ public struct GeneratedImage: Sendable {
     }
 }
 
+/// A rough picture of where a generation is heading: the model's current estimate of the clean
+/// latents, projected to RGB and scaled to the output size (cheap, low detail).
+public struct PreviewImage: Sendable {
+    /// 0-based: which image of the request, and which of its previews.
+    public let image: Int
+    public let index: Int
+    /// Denoising steps done when it was taken.
+    public let step: Int
+    public let width: Int
+    public let height: Int
+    public let rgb: [UInt8]
+
+    public init(image: Int, index: Int, step: Int, width: Int, height: Int, rgb: [UInt8]) {
+        self.image = image
+        self.index = index
+        self.step = step
+        self.width = width
+        self.height = height
+        self.rgb = rgb
+    }
+}
+
+/// Tokens the text encoders read for a prompt: CLIP's and T5's, each counting the special tokens
+/// and no padding, as their tokenizers cut them.
+public struct TextTokenCounts: Sendable, Equatable {
+    public var clip: Int
+    public var t5: Int
+
+    public init(clip: Int, t5: Int) {
+        self.clip = clip
+        self.t5 = t5
+    }
+
+    public var total: Int { clip + t5 }
+}
+
 /// The pictures of one request with the settings actually used and per-stage seconds.
 public struct GenerationResult: Sendable {
     public let images: [GeneratedImage]
@@ -78,12 +118,15 @@ public struct GenerationResult: Sendable {
     public let guidance: Float?
     /// (stage, seconds) in the order the stages ran: "text encoders", "step 1", ..., "vae decode".
     public let timings: [(stage: String, seconds: Double)]
+    public let textTokens: TextTokenCounts
 
-    public init(images: [GeneratedImage], steps: Int, guidance: Float?, timings: [(stage: String, seconds: Double)]) {
+    public init(images: [GeneratedImage], steps: Int, guidance: Float?, timings: [(stage: String, seconds: Double)],
+                textTokens: TextTokenCounts = TextTokenCounts(clip: 0, t5: 0)) {
         self.images = images
         self.steps = steps
         self.guidance = guidance
         self.timings = timings
+        self.textTokens = textTokens
     }
 }
 
