@@ -22,6 +22,8 @@ final class GenerationTicket: @unchecked Sendable {
     /// only an admitted job decodes, one at a time); an `APIError` it throws fails the job.
     let prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?
     let generator: any ImageGenerating
+    /// Called on the worker thread with each preview the generation makes.
+    let preview: (@Sendable (PreviewImage) -> Void)?
     let submitted = Date()
     /// Called on the worker thread once the ticket has finished (async tasks persist here).
     let onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?
@@ -31,10 +33,12 @@ final class GenerationTicket: @unchecked Sendable {
     fileprivate var cancelRequested = false
 
     init(request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?,
-         generator: any ImageGenerating, onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
+         generator: any ImageGenerating, preview: (@Sendable (PreviewImage) -> Void)?,
+         onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?) {
         self.request = request
         self.prepare = prepare
         self.generator = generator
+        self.preview = preview
         self.onFinish = onFinish
         // Until the model reports its own count (edits run fewer steps).
         self.totalSteps = (request.steps ?? 0) * request.count
@@ -111,7 +115,7 @@ final class GenerationQueue: @unchecked Sendable {
     }
 
     func submit(_ request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil,
-                generator: any ImageGenerating,
+                generator: any ImageGenerating, preview: (@Sendable (PreviewImage) -> Void)? = nil,
                 onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil) throws -> GenerationTicket {
         condition.lock()
         defer { condition.unlock() }
@@ -119,7 +123,7 @@ final class GenerationQueue: @unchecked Sendable {
         // A free worker takes the job at once, so only jobs behind a busy one count as waiting.
         let busy = running != nil || !waiting.isEmpty
         if busy && waiting.count >= capacity { throw APIError.queueFull(waiting.count) }
-        let ticket = GenerationTicket(request: request, prepare: prepare, generator: generator, onFinish: onFinish)
+        let ticket = GenerationTicket(request: request, prepare: prepare, generator: generator, preview: preview, onFinish: onFinish)
         waiting.append(ticket)
         metrics.setQueueDepth(waiting.count)
         condition.broadcast()
@@ -146,6 +150,24 @@ final class GenerationQueue: @unchecked Sendable {
                 return nil
             }
         }
+    }
+
+    /// Drops a waiting ticket (finished as cancelled) or asks a running one to stop at its next step.
+    func cancel(_ ticket: GenerationTicket) {
+        condition.lock()
+        let dropped: Bool
+        if let index = waiting.firstIndex(where: { $0 === ticket }) {
+            waiting.remove(at: index)
+            metrics.setQueueDepth(waiting.count)
+            ticket.state = .finished(.failure(.cancelled))
+            dropped = true
+        } else {
+            ticket.cancelRequested = true
+            dropped = false
+        }
+        condition.broadcast()
+        condition.unlock()
+        if dropped { ticket.onFinish?(.failure(.cancelled)) }
     }
 
     func snapshot(_ ticket: GenerationTicket) -> Snapshot {
@@ -182,7 +204,7 @@ final class GenerationQueue: @unchecked Sendable {
                     ticket.totalSteps = progress.totalSteps
                     condition.broadcast()
                     return !ticket.cancelRequested
-                }, preview: { _ in })
+                }, preview: { preview in ticket.preview?(preview) })
                 if output.images.isEmpty {
                     result = .failure(.server("The model returned no image", code: "no_image_generated"))
                 } else {
@@ -191,6 +213,8 @@ final class GenerationQueue: @unchecked Sendable {
                 }
             } catch PipelineError.cancelled where isStopping {
                 result = .failure(.shuttingDown)
+            } catch PipelineError.cancelled {
+                result = .failure(.cancelled)
             } catch let error as APIError {
                 result = .failure(error)
             } catch let error as PipelineError {

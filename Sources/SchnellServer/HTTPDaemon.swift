@@ -22,6 +22,8 @@ struct HTTPResponse: Sendable {
     var status: Int
     var headers: [(String, String)]
     var body: [UInt8]
+    /// When set, the body is sent as it is produced (chunked) and `body` is unused.
+    var stream: ResponseStream? = nil
 
     static func json(_ value: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.serialized())
@@ -32,7 +34,7 @@ struct HTTPResponse: Sendable {
     }
 
     func adding(_ extraHeaders: [(String, String)]) -> HTTPResponse {
-        HTTPResponse(status: status, headers: headers + extraHeaders, body: body)
+        HTTPResponse(status: status, headers: headers + extraHeaders, body: body, stream: stream)
     }
 }
 
@@ -286,9 +288,16 @@ final class HTTPDaemon: @unchecked Sendable {
     private func respond(_ connection: OpaquePointer, state: RequestState, response: HTTPResponse) -> MHD_Result {
         state.status = response.status
         observeStatus(response.status)
-        let made = response.body.withUnsafeBytes { bytes in
-            MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
-                                            MHD_ResponseMemoryMode.RESPMEM_MUST_COPY)
+        let made: OpaquePointer?
+        if let stream = response.stream {
+            let reader = Unmanaged.passRetained(StreamReader(stream: stream, socket: state.socket)).toOpaque()
+            made = MHD_create_response_from_callback(UInt64.max, 16 * 1024, streamRead, reader, streamReleased)
+            if made == nil { streamReleased(reader) }
+        } else {
+            made = response.body.withUnsafeBytes { bytes in
+                MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
+                                                MHD_ResponseMemoryMode.RESPMEM_MUST_COPY)
+            }
         }
         guard let made else { return MHD_Result.NO }
         defer { MHD_destroy_response(made) }
@@ -343,6 +352,59 @@ private let connectionChanged: MHD_NotifyConnectionCallback = { context, connect
     } else {
         daemon.connectionClosed(connection)
     }
+}
+
+/// The connection thread's side of a `ResponseStream`: it blocks for the next chunk (this server
+/// runs a thread per connection), checking between waits that the client is still there, and
+/// sends a keep-alive comment after `keepAliveSeconds` of silence.
+private final class StreamReader {
+    let stream: ResponseStream
+    let socket: Int32
+    var leftover: [UInt8] = []
+    var quietSince = Date()
+    static let keepAliveSeconds = 15.0
+
+    init(stream: ResponseStream, socket: Int32) {
+        self.stream = stream
+        self.socket = socket
+    }
+
+    /// Bytes copied into `buffer`, or -1 at the end of the body, -2 when the client left.
+    func read(into buffer: UnsafeMutablePointer<CChar>, capacity: Int) -> Int {
+        while leftover.isEmpty {
+            switch stream.next(timeout: 0.2) {
+            case .bytes(let bytes):
+                leftover = bytes
+            case .end:
+                return stream.isAbandoned ? -2 : -1
+            case .idle:
+                guard peerIsOpen(socket) else {
+                    stream.abandon()
+                    return -2
+                }
+                if Date().timeIntervalSince(quietSince) >= StreamReader.keepAliveSeconds { leftover = ServerSentEvent.keepAlive }
+            }
+        }
+        quietSince = Date()
+        let count = min(capacity, leftover.count)
+        leftover.withUnsafeBytes { bytes in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress!, byteCount: count)
+        }
+        leftover.removeFirst(count)
+        return count
+    }
+}
+
+private let streamRead: MHD_ContentReaderCallback = { context, _, buffer, capacity in
+    guard let context, let buffer else { return -2 }
+    return Unmanaged<StreamReader>.fromOpaque(context).takeUnretainedValue().read(into: buffer, capacity: capacity)
+}
+
+/// libmicrohttpd is done with the body: sent, failed or cut off. A stream not finished by then
+/// lost its client.
+private let streamReleased: MHD_ContentReaderFreeCallback = { context in
+    guard let context else { return }
+    Unmanaged<StreamReader>.fromOpaque(context).takeRetainedValue().stream.abandon()
 }
 
 private final class HeaderCollector {

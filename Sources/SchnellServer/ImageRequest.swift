@@ -62,7 +62,12 @@ struct RequestFields {
 /// `aspect_ratio` `W:H` (between 1:4 and 4:1) with `resolution` `1k` (about 1024x1024 pixels, the
 /// default) or `2k` (about 2048x2048) is used when `size` is absent or `auto`. `quality` picks steps
 /// when `steps` is absent: `low` half the model's default, `auto`/`standard`/`medium` the default,
-/// `high`/`hd` twice the default (clamped to the limits).
+/// `high`/`hd` twice the default (clamped to the limits); `size` together with `aspect_ratio` is
+/// refused. `stream: true` sends server-sent events with `partial_images` (0...3) previews per
+/// image; `async: true` makes a task whose images are URLs unless `response_format` says
+/// `b64_json`; the two do not mix. `compression` is the alias of `output_compression`;
+/// `moderation` (`auto` or `low`) is checked and echoed, never acted on: the engine filters nothing.
+/// `guidance_scale: 0` on a model without guidance means none (diffusers' schnell call).
 struct ImageRequest {
     static let maxPromptCharacters = 32_000
     static let qualities = ["auto", "low", "medium", "high", "standard", "hd"]
@@ -76,10 +81,16 @@ struct ImageRequest {
     var outputFormat: ImageFormat
     var compression: Int
     var isAsync: Bool
+    var stream: Bool
+    /// Previews per image when streaming (`generation.previews` carries the same count).
+    var partialImages: Int { generation.previews }
+    var moderation: String
+    /// Tokens of the input image (edits), counted in `usage`.
+    var inputImageTokens = 0
     /// The request field each of the pipeline's parameter names came from, for error messages.
     var fieldNames = ImageRequest.defaultFieldNames
 
-    static let defaultFieldNames = ["width": "size", "height": "size", "guidance": "guidance_scale"]
+    static let defaultFieldNames = ["width": "size", "height": "size", "guidance": "guidance_scale", "previews": "partial_images"]
 
     var sizeText: String { "\(generation.width)x\(generation.height)" }
 
@@ -124,9 +135,9 @@ struct ImageRequest {
             generation.steps = min(max(steps, 1), model.limits.maxSteps)
         }
 
-        if let guidance = try fields.number("guidance_scale") {
+        if let guidance = try fields.number("guidance_scale"), guidance != 0 || model.supportsGuidance {
             guard model.supportsGuidance else {
-                throw APIError.invalid("\(model.id) does not use guidance; leave 'guidance_scale' out", param: "guidance_scale")
+                throw APIError.invalid("\(model.id) does not use guidance; leave 'guidance_scale' out or send 0", param: "guidance_scale")
             }
             generation.guidance = Float(guidance)
         } else {
@@ -146,9 +157,27 @@ struct ImageRequest {
             generation.seed = UInt64.random(in: 0...UInt64(UInt32.max))
         }
 
-        let responseFormat = try fields.string("response_format") ?? "b64_json"
+        isAsync = try fields.bool("async") ?? false
+        stream = try fields.bool("stream") ?? false
+        guard !(isAsync && stream) else {
+            throw APIError.invalid("'stream' and 'async' cannot both be true: a stream delivers the images on this connection, a task later", param: "stream")
+        }
+        if let partial = try fields.integer("partial_images") {
+            guard (0...Int64(GenerationLimits.maxPreviews)).contains(partial) else {
+                throw APIError.invalid("'partial_images' must be between 0 and \(GenerationLimits.maxPreviews)", param: "partial_images")
+            }
+            guard stream || partial == 0 else {
+                throw APIError.invalid("'partial_images' needs 'stream': true; partial images are only sent as stream events", param: "partial_images")
+            }
+            generation.previews = Int(partial)
+        }
+        // Async tasks answer with URLs unless asked otherwise, as the gateways' task contract reads.
+        let responseFormat = try fields.string("response_format") ?? (isAsync ? "url" : "b64_json")
         guard let format = ResponseFormat(rawValue: responseFormat) else {
             throw APIError.invalid("'response_format' must be 'b64_json' or 'url'", param: "response_format")
+        }
+        guard !(stream && format == .url) else {
+            throw APIError.invalid("Streamed images arrive as b64_json in the events; leave 'response_format' out or send 'b64_json'", param: "response_format")
         }
         self.responseFormat = format
 
@@ -157,11 +186,13 @@ struct ImageRequest {
             throw APIError.invalid("'output_format' must be 'png', 'jpeg' or 'webp'", param: "output_format")
         }
         self.outputFormat = imageFormat
-        let compression = try fields.integer("output_compression") ?? 100
-        guard (0...100).contains(compression) else {
-            throw APIError.invalid("'output_compression' must be between 0 and 100", param: "output_compression")
-        }
+        let compression = try ImageRequest.compression(fields)
         self.compression = Int(compression)
+        let moderation = try fields.string("moderation") ?? "auto"
+        guard ["auto", "low"].contains(moderation) else {
+            throw APIError.invalid("'moderation' must be 'auto' or 'low' (this engine applies no filter either way)", param: "moderation")
+        }
+        self.moderation = moderation
 
         switch try fields.string("background") {
         case nil, "auto"?, "opaque"?: break
@@ -176,7 +207,6 @@ struct ImageRequest {
             }
             generation.strength = strength
         }
-        isAsync = try fields.bool("async") ?? false
         // Accepted for compatibility and ignored; only their type is checked.
         _ = try fields.string("user")
         _ = try fields.string("style")
@@ -193,10 +223,26 @@ struct ImageRequest {
         }
     }
 
+    /// `output_compression` or its alias `compression` (not both), 0...100; 100 when absent.
+    private static func compression(_ fields: RequestFields) throws -> Int64 {
+        let primary = try fields.integer("output_compression"), alias = try fields.integer("compression")
+        if primary != nil && alias != nil {
+            throw APIError.invalid("'compression' is another name for 'output_compression'; send one of them", param: "compression")
+        }
+        let name = alias != nil ? "compression" : "output_compression"
+        let value = primary ?? alias ?? 100
+        guard (0...100).contains(value) else { throw APIError.invalid("'\(name)' must be between 0 and 100", param: name) }
+        return value
+    }
+
     /// The requested size and the field it came from.
     private static func size(_ fields: RequestFields, model: ModelDescription,
                              defaultSize: (Int, Int)) throws -> (width: Int, height: Int, field: String) {
         if let size = try fields.string("size"), size != "auto" {
+            if try fields.string("aspect_ratio") != nil {
+                throw APIError.invalid("Send 'size' or 'aspect_ratio', not both: 'size' sets the exact pixels, 'aspect_ratio' (with 'resolution') derives them",
+                                       param: "aspect_ratio")
+            }
             let parts = size.split(separator: "x", omittingEmptySubsequences: false)
             guard size.count <= 16, parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
                   let width = Int(parts[0]), let height = Int(parts[1]) else {

@@ -5,52 +5,54 @@ import SchnellImageIO
 /// `/v1/images/generations`, `/v1/images/edits` and `/v1/tasks/{id}`.
 extension ImageServer {
     func generate(_ request: HTTPRequest) throws -> HTTPResponse {
-        let document: JSONValue
-        do {
-            document = try JSONValue.parse(request.body)
-        } catch let error as JSONParseError {
-            if case .duplicateKey(let key) = error.reason {
-                throw APIError.invalid("The body has the key '\(key)' more than once; send each field once", param: key)
+        let body = try RequestBody(request, options: options)
+        let generator = try resolveModel(body.fields)
+        switch try body.fields.string("operation") {
+        case nil:
+            break
+        case "text-to-image"?:
+            if let image = body.image {
+                throw APIError.invalid("'operation' is 'text-to-image' but '\(image.param)' supplies an image; use 'image-to-image'", param: "operation")
             }
-            throw APIError.invalid("The body is not valid JSON: \(error)", param: nil)
+        case "image-to-image"?:
+            guard body.image != nil else {
+                throw APIError.invalid("'operation' 'image-to-image' needs an image: 'image_url', 'image_urls' or a multipart 'image'", param: "operation")
+            }
+        default:
+            throw APIError.invalid("'operation' must be 'text-to-image' or 'image-to-image'", param: "operation")
         }
-        guard case .object(let members) = document else { throw APIError.invalid("The body must be a JSON object", param: nil) }
-        let fields = RequestFields(values: members)
-        let generator = try resolveModel(fields)
-        let imageRequest = try ImageRequest(fields, model: served(generator.model))
-        return try submit(imageRequest, generator: generator, request: request)
+        guard let image = body.image else {
+            if body.mask != nil { throw APIError.invalid("A 'mask' needs an image to apply to", param: "mask") }
+            let imageRequest = try ImageRequest(body.fields, model: served(generator.model))
+            return try submit(imageRequest, kind: .generation, generator: generator, request: request)
+        }
+        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .generation, generator: generator, request: request)
     }
 
     func edit(_ request: HTTPRequest) throws -> HTTPResponse {
-        let contentType = request.header("content-type") ?? ""
-        guard let boundary = MultipartForm.boundary(contentType: contentType) else {
-            throw APIError.invalid("The multipart Content-Type has no usable boundary", param: nil)
-        }
-        let form = try MultipartForm(body: request.body, boundary: boundary)
-        var values: [String: JSONValue] = [:]
-        for part in form.parts where part.filename == nil {
-            guard values.updateValue(.string(String(decoding: part.body, as: UTF8.self)), forKey: part.name) == nil else {
-                throw APIError.invalid("The form has the field '\(part.name)' more than once; send each field once", param: part.name)
-            }
-        }
-        let fields = RequestFields(values: values, fromForm: true)
-        let generator = try resolveModel(fields)
+        let body = try RequestBody(request, options: options)
+        let generator = try resolveModel(body.fields)
         guard generator.model.supportsEdits else {
             throw APIError.notImplemented("\(generator.model.id) does not support image edits")
         }
-        let uploads = form.files(["image", "image[]"])
-        guard let upload = uploads.first else { throw APIError.invalid("'image' is required", param: "image") }
-        guard uploads.count == 1 else { throw APIError.invalid("Only one 'image' is supported", param: "image") }
-        let masks = form.files(["mask"])
-        guard masks.count <= 1 else { throw APIError.invalid("Only one 'mask' is supported", param: "mask") }
+        guard let image = body.image else { throw APIError.invalid("'image' is required", param: "image") }
+        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .edit, generator: generator, request: request)
+    }
+
+    /// Image to image (and inpainting with a mask), from /edits or from /generations with a reference image.
+    private func submitEdit(image upload: SuppliedImage, mask maskUpload: SuppliedImage?, fields: RequestFields, kind: RequestKind,
+                            generator: any ImageGenerating, request: HTTPRequest) throws -> HTTPResponse {
+        guard generator.model.supportsEdits else {
+            throw APIError.notImplemented("\(generator.model.id) does not start from an image")
+        }
         let model = served(generator.model)
         // Sizes come from the headers: nothing is decoded before the queue admits the job.
-        let image = try uploadHeader(upload.body, param: "image")
-        let mask = try masks.first.map { try uploadHeader($0.body, param: "mask") }
+        let image = try uploadHeader(upload.bytes, param: upload.param)
+        let mask = try maskUpload.map { try uploadHeader($0.bytes, param: "mask") }
         let budget = ImageServer.uploadPixelBudget(model)
         guard image.pixelCount <= budget else {
-            throw APIError.invalid("'image' is \(image.width)x\(image.height), \(image.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize it first",
-                                   param: "image")
+            throw APIError.invalid("'\(upload.param)' is \(image.width)x\(image.height), \(image.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize it first",
+                                   param: upload.param)
         }
         if let mask {
             guard mask.width == image.width && mask.height == image.height else {
@@ -58,7 +60,7 @@ extension ImageServer {
                                        param: "mask")
             }
             guard image.pixelCount + mask.pixelCount <= budget else {
-                throw APIError.invalid("'image' and 'mask' together are \(image.pixelCount + mask.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize both first",
+                throw APIError.invalid("'\(upload.param)' and 'mask' together are \(image.pixelCount + mask.pixelCount) pixels; at most \(budget) are accepted (4 x max side \(model.limits.maxSide) squared); resize both first",
                                        param: "mask")
             }
         }
@@ -68,15 +70,17 @@ extension ImageServer {
         let largest = model.limits.maxSide / multiple * multiple
         let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
         var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        // The picture is resized to the output and encoded once: as many tokens as one output image.
+        imageRequest.inputImageTokens = imageRequest.generation.width / 16 * (imageRequest.generation.height / 16)
         // 1x1 stand-ins hold the uploads' places until the worker decodes them, so the model checks
         // everything else (strength, ...) before the job is queued.
         imageRequest.generation.initImage = InputImage(width: 1, height: 1, channels: 3, pixels: [0, 0, 0])
         imageRequest.generation.mask = mask.map { _ in InputImage(width: 1, height: 1, channels: 4, pixels: [0, 0, 0, 0]) }
-        let imageBytes = upload.body, maskBytes = masks.first?.body
+        let imageBytes = upload.bytes, imageParam = upload.param, maskBytes = maskUpload?.bytes
         let fieldNames = imageRequest.fieldNames
-        return try submit(imageRequest, generator: generator, request: request) { generation in
+        return try submit(imageRequest, kind: kind, generator: generator, request: request) { generation in
             var generation = generation
-            generation.initImage = InputImage(try ImageServer.decodeUpload(imageBytes, param: "image", maxPixels: image.pixelCount))
+            generation.initImage = InputImage(try ImageServer.decodeUpload(imageBytes, param: imageParam, maxPixels: image.pixelCount))
             if let maskBytes, let mask {
                 let decoded = try ImageServer.decodeUpload(maskBytes, param: "mask", maxPixels: mask.pixelCount)
                 guard decoded.channels == 4 else {
@@ -156,12 +160,16 @@ extension ImageServer {
     }
 
     /// Queues the request once the model has validated it (what it refuses is a 400 before any
-    /// queueing); `prepare`, if any, completes it on the worker once admitted.
-    private func submit(_ imageRequest: ImageRequest, generator: any ImageGenerating, request: HTTPRequest,
+    /// queueing); `prepare`, if any, completes it on the worker once admitted. A synchronous
+    /// request waits for its images, a streamed one gets events as they come, an async one a task.
+    private func submit(_ imageRequest: ImageRequest, kind: RequestKind, generator: any ImageGenerating, request: HTTPRequest,
                         prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
         try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
         let baseURL = options.publicURL ?? boundURL
         let modelID = generator.model.id
+        if imageRequest.stream {
+            return try stream(imageRequest, kind: kind, generator: generator, prepare: prepare)
+        }
         guard imageRequest.isAsync else {
             let submitted = Date()
             let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator)
@@ -186,10 +194,10 @@ extension ImageServer {
         }
         do {
             try lock.withLock {
-                let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator) { [weak self] result in
+                let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator, onFinish: { [weak self] result in
                     self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                                      baseURL: baseURL, submitted: submitted)
-                }
+                })
                 liveTasks[id] = LiveTask(ticket: ticket, created: created)
             }
         } catch {
@@ -245,16 +253,8 @@ extension ImageServer {
         let encodeStart = Date()
         var data: [JSONValue] = []
         for generated in output.result.images {
-            var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(output.result.steps), size: \(request.sizeText)"
-            if let guidance = output.result.guidance { parameters += ", guidance: \(guidance)" }
-            let bytes: [UInt8]
-            do {
-                let image = try Image8(width: generated.width, height: generated.height, channels: 3, pixels: generated.rgb)
-                bytes = try ImageEncoder.encode(image, as: request.outputFormat, quality: request.compression,
-                                                text: [(key: "prompt", value: request.generation.prompt), (key: "parameters", value: parameters)])
-            } catch {
-                throw APIError.server("Encoding the image failed: \(error)")
-            }
+            let bytes = try ImageServer.encode(generated, request: request, modelID: modelID, steps: output.result.steps,
+                                               guidance: output.result.guidance)
             var item: [String: JSONValue] = ["revised_prompt": .null, "seed": .integer(Int64(clamping: generated.seed))]
             switch request.responseFormat {
             case .b64Json:
@@ -270,6 +270,44 @@ extension ImageServer {
             }
             data.append(.object(item))
         }
+        return [
+            "created": .integer(Int64(Date().timeIntervalSince1970)), "data": .array(data), "model": .string(modelID),
+            "output_format": .string(request.outputFormat.rawValue), "size": .string(request.sizeText),
+            "quality": .string(request.quality), "background": "opaque", "moderation": .string(request.moderation),
+            "usage": ImageServer.usage(output.result, request: request, images: 0..<output.result.images.count),
+            "timings": ImageServer.timings(output, encodeStart: encodeStart, submitted: submitted),
+        ]
+    }
+
+    /// One image file with the prompt and settings in its text chunks (PNG) or metadata.
+    static func encode(_ generated: GeneratedImage, request: ImageRequest, modelID: String, steps: Int, guidance: Float?) throws -> [UInt8] {
+        var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(steps), size: \(request.sizeText)"
+        if let guidance { parameters += ", guidance: \(guidance)" }
+        do {
+            let image = try Image8(width: generated.width, height: generated.height, channels: 3, pixels: generated.rgb)
+            return try ImageEncoder.encode(image, as: request.outputFormat, quality: request.compression,
+                                           text: [(key: "prompt", value: request.generation.prompt), (key: "parameters", value: parameters)])
+        } catch {
+            throw APIError.server("Encoding the image failed: \(error)")
+        }
+    }
+
+    /// What the request consumed, in OpenAI's image usage shape, for the images in `images`:
+    /// text tokens are CLIP's plus T5's (`TextTokenCounts`); an input image counts one token per
+    /// 16x16 pixels of the output size it is resized to (FLUX's 2x2 patches of the 8x latent),
+    /// as does each output image. Input tokens go with the first image, so the usages of a
+    /// request's streamed images add up to the request's.
+    static func usage(_ result: GenerationResult, request: ImageRequest, images: Range<Int>) -> JSONValue {
+        let first = images.contains(0)
+        let text = first ? result.textTokens.total : 0
+        let image = first ? request.inputImageTokens : 0
+        let output = request.generation.width / 16 * (request.generation.height / 16) * images.count
+        return ["input_tokens": .integer(Int64(text + image)), "output_tokens": .integer(Int64(output)),
+                "total_tokens": .integer(Int64(text + image + output)),
+                "input_tokens_details": ["text_tokens": .integer(Int64(text)), "image_tokens": .integer(Int64(image))]]
+    }
+
+    private static func timings(_ output: GenerationOutput, encodeStart: Date, submitted: Date) -> JSONValue {
         let finished = Date()
         var stageSeconds: [String: Double] = [:]
         for (stage, seconds) in output.result.timings { stageSeconds[stage, default: 0] += seconds }
@@ -278,17 +316,80 @@ extension ImageServer {
         timings["generation"] = .number(output.generationSeconds)
         timings["encode"] = .number(finished.timeIntervalSince(encodeStart))
         timings["total"] = .number(finished.timeIntervalSince(submitted))
-        // FLUX works on 2x2 patches of the 8x-downsampled latent: one image token per 16x16 pixels.
-        let imageTokens = Int64(request.generation.width / 16 * (request.generation.height / 16) * output.result.images.count)
-        return [
-            "created": .integer(Int64(Date().timeIntervalSince1970)), "data": .array(data), "model": .string(modelID),
-            "output_format": .string(request.outputFormat.rawValue), "size": .string(request.sizeText),
-            "quality": .string(request.quality), "background": "opaque",
-            "usage": ["input_tokens": 0, "output_tokens": .integer(imageTokens), "total_tokens": .integer(imageTokens),
-                      "input_tokens_details": ["text_tokens": 0, "image_tokens": 0]],
-            "timings": .object(timings),
-        ]
+        return .object(timings)
     }
+
+    // MARK: - Streaming
+
+    /// `stream: true`: server-sent events as OpenAI sends them. Per image, `partial_images`
+    /// previews (`<kind>.partial_image`, `partial_image_index` counting from 0) and then one
+    /// `<kind>.completed` with the image, its seed, its share of the usage and the timings; a
+    /// failure after the stream began is an `error` event with the OpenAI error object. A client
+    /// that leaves cancels the generation (dropped from the queue, or stopped at its next step).
+    private func stream(_ imageRequest: ImageRequest, kind: RequestKind, generator: any ImageGenerating,
+                        prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?) throws -> HTTPResponse {
+        let stream = ResponseStream()
+        let submitted = Date()
+        let modelID = generator.model.id
+        let common: [String: JSONValue] = [
+            "size": .string(imageRequest.sizeText), "quality": .string(imageRequest.quality), "background": "opaque",
+            "output_format": .string(imageRequest.outputFormat.rawValue),
+        ]
+        let event = { @Sendable (name: String, fields: [String: JSONValue]) -> [UInt8] in
+            var members = common.merging(fields) { _, new in new }
+            members["type"] = .string("\(kind.eventPrefix).\(name)")
+            members["created_at"] = .integer(Int64(Date().timeIntervalSince1970))
+            return ServerSentEvent.encode("\(kind.eventPrefix).\(name)", .object(members))
+        }
+        let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator, preview: { preview in
+            guard !stream.isAbandoned else { return }
+            do {
+                let picture = try Image8(width: preview.width, height: preview.height, channels: 3, pixels: preview.rgb)
+                let bytes = try ImageEncoder.encode(picture, as: imageRequest.outputFormat, quality: imageRequest.compression, text: [])
+                stream.send(event("partial_image", ["b64_json": .string(Data(bytes).base64EncodedString()),
+                                                    "partial_image_index": .integer(Int64(preview.index)),
+                                                    "image_index": .integer(Int64(preview.image))]))
+            } catch {
+                // A preview that cannot be encoded is skipped: the final image still comes.
+            }
+        }, onFinish: { result in
+            do {
+                let output = try result.get()
+                let encodeStart = Date()
+                let files = try output.result.images.map {
+                    try ImageServer.encode($0, request: imageRequest, modelID: modelID, steps: output.result.steps,
+                                           guidance: output.result.guidance)
+                }
+                let timings = ImageServer.timings(output, encodeStart: encodeStart, submitted: submitted)
+                for (index, (generated, bytes)) in zip(output.result.images, files).enumerated() {
+                    stream.send(event("completed", [
+                        "b64_json": .string(Data(bytes).base64EncodedString()), "image_index": .integer(Int64(index)),
+                        "seed": .integer(Int64(clamping: generated.seed)), "model": .string(modelID),
+                        "moderation": .string(imageRequest.moderation),
+                        "usage": ImageServer.usage(output.result, request: imageRequest, images: index..<index + 1),
+                        "timings": timings,
+                    ]))
+                }
+            } catch {
+                let failure = (error as? APIError) ?? .server("\(error)")
+                var members: [String: JSONValue] = ["type": "error"]
+                members["error"] = failure.json["error"]
+                stream.send(ServerSentEvent.encode("error", .object(members)))
+            }
+            stream.finish()
+        })
+        stream.onAbandon { [queue] in queue.cancel(ticket) }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
+                                                   ("X-Accel-Buffering", "no")],
+                            body: [], stream: stream)
+    }
+}
+
+/// Which endpoint a request came to: it names the stream events (`image_generation.*`, `image_edit.*`).
+enum RequestKind {
+    case generation, edit
+
+    var eventPrefix: String { self == .generation ? "image_generation" : "image_edit" }
 }
 
 extension InputImage {

@@ -37,8 +37,9 @@ enum Route: Equatable {
     /// `Content-Type` media type (lowercase, without parameters) is it.
     var bodyType: (expected: String, accepts: (String) -> Bool)? {
         switch self {
-        case .generations: return ("application/json", { $0 == "application/json" || $0.hasSuffix("+json") })
-        case .edits: return ("multipart/form-data", { $0 == "multipart/form-data" })
+        case .generations, .edits:
+            return ("application/json or multipart/form-data",
+                    { $0 == "application/json" || $0.hasSuffix("+json") || $0 == "multipart/form-data" })
         default: return nil
         }
     }

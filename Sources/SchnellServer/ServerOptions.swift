@@ -41,6 +41,12 @@ public struct ServerOptions: Sendable, Equatable {
     /// Seconds a shutdown waits for the running generation to stop (it is asked to cancel at its
     /// next step) before the process leaves without it.
     public var shutdownTimeoutSeconds = 30
+    /// Hosts (exact names, case-insensitive) that `image_url`, `image_urls` and `images[].image_url`
+    /// may fetch http(s) URLs from; empty: only data URLs and base64 are accepted.
+    public var fetchHosts: [String] = []
+    /// The largest image fetched from a URL, and the seconds a fetch may take in all.
+    public var fetchMaxBytes = 16 * 1024 * 1024
+    public var fetchTimeoutSeconds = 10
     /// Write one line per request to stderr.
     public var logRequests = true
     /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
@@ -146,6 +152,16 @@ public struct ServerOptions: Sendable, Equatable {
                 options.maxBodyMemoryBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 40))
             case "--cors-origin":
                 options.corsOrigins.append(try origin(value(for: flag, inline: inline)))
+            case "--fetch-images-from":
+                let host = try value(for: flag, inline: inline).lowercased()
+                guard !host.isEmpty, host.count <= 253, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]".contains($0)) }) else {
+                    throw ParseError(description: "--fetch-images-from must be a host name such as images.example.com (no scheme, path or wildcard), got '\(host)'")
+                }
+                options.fetchHosts.append(host)
+            case "--fetch-max-bytes":
+                options.fetchMaxBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 30))
+            case "--fetch-timeout":
+                options.fetchTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...300)
             case "--shutdown-timeout":
                 options.shutdownTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...3_600)
             default:

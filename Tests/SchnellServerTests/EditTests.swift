@@ -49,7 +49,9 @@ final class EditTests: XCTestCase {
         assertError(try postEdit(test.client, Array("--XyZ-boundary\r\nno headers end".utf8)), status: 400, code: "invalid_request")
         assertError(try test.client.request("POST", "/v1/images/edits", headers: ["Content-Type": "multipart/form-data"], body: [1]),
                     status: 400, code: "invalid_request")
-        assertError(try test.client.postJSON("/v1/images/edits", ["prompt": "x"]), status: 415, code: "unsupported_media_type")
+        assertError(try test.client.postJSON("/v1/images/edits", ["prompt": "x"]), status: 400, code: "invalid_request", param: "image")
+        assertError(try test.client.request("POST", "/v1/images/edits", headers: ["Content-Type": "text/plain"], body: Array("x".utf8)),
+                    status: 415, code: "unsupported_media_type")
     }
 
     func testEditsOnAModelWithoutEditsAreNotImplemented() throws {

@@ -109,7 +109,8 @@ final class FilesAndTasksTests: XCTestCase {
 
     func testAsyncB64TaskReturnsImageData() throws {
         let test = try TestServer()
-        let created = try test.client.postJSON("/v1/images/generations", ["prompt": "a", "async": true, "n": 2])
+        let created = try test.client.postJSON("/v1/images/generations", ["prompt": "a", "async": true, "n": 2,
+                                                                                   "response_format": "b64_json"])
         let done = try poll(test.client, try XCTUnwrap(created.json["poll_url"] as? String))
         let data = try XCTUnwrap(done["data"] as? [[String: Any]])
         XCTAssertEqual(data.count, 2)

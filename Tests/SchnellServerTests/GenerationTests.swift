@@ -62,7 +62,7 @@ final class GenerationTests: XCTestCase {
             (["aspect_ratio": "9:16", "resolution": "1k"], [768, 1360, 4]),
             (["aspect_ratio": "1:1", "resolution": "2k"], [2048, 2048, 4]),
             (["aspect_ratio": "16:9", "resolution": "2k"], [2048, 1136, 4]),
-            (["size": "256x128", "aspect_ratio": "1:1"], [256, 128, 4]),
+            (["size": "auto", "aspect_ratio": "1:1"], [1024, 1024, 4]),
             (["quality": "low"], [64, 64, 2]), (["quality": "hd"], [64, 64, 8]), (["quality": "medium"], [64, 64, 4]),
             (["quality": "high", "steps": 3], [64, 64, 3]), (["num_inference_steps": 1], [64, 64, 1]),
         ]

@@ -111,7 +111,7 @@ final class StorageTests: XCTestCase {
     func testFinishedTasksAreReadFromDiskNotKeptInMemory() throws {
         let directory = freshDirectory()
         let test = try TestServer(outputDirectory: directory)
-        let created = try test.client.postJSON("/v1/images/generations", ["prompt": "a", "async": true])
+        let created = try test.client.postJSON("/v1/images/generations", ["prompt": "a", "async": true, "response_format": "b64_json"])
         let id = try XCTUnwrap(created.json["id"] as? String)
         var task: [String: Any] = [:]
         for _ in 0..<250 where task["status"] as? String != "completed" {

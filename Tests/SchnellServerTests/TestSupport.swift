@@ -8,7 +8,8 @@ import Glibc
 #endif
 
 /// A generator that draws a deterministic gradient per seed, sleeping `stepSeconds` per step,
-/// and records every request and the largest number of generations it ever ran at once.
+/// makes flat grey previews and counts one token per prompt word, and records every request and
+/// the largest number of generations it ever ran at once.
 final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     let model: ModelDescription
     let stepSeconds: Double
@@ -52,6 +53,13 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
                 throw PipelineError.cancelled
             }
             if stepSeconds > 0 { Thread.sleep(forTimeInterval: stepSeconds) }
+            // Previews after steps 1, 2, ... (as many as asked and as fit before the last step), a flat grey each.
+            if step + 1 < steps, step < request.previews {
+                for image in 0..<request.count {
+                    preview(PreviewImage(image: image, index: step, step: step + 1, width: request.width, height: request.height,
+                                         rgb: [UInt8](repeating: UInt8(64 * (step + 1)), count: request.width * request.height * 3)))
+                }
+            }
         }
         let firstSeed = request.seed ?? 0
         let images = (0..<request.count).map { index -> GeneratedImage in
@@ -60,7 +68,10 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
             for offset in pixels.indices { pixels[offset] = UInt8(truncatingIfNeeded: UInt64(offset) &+ seed) }
             return GeneratedImage(width: request.width, height: request.height, rgb: pixels, seed: seed)
         }
-        return GenerationResult(images: images, steps: steps, guidance: request.guidance, timings: [("denoise", 0.01), ("vae", 0.001)])
+        // One CLIP and one T5 token per word, plus CLIP's two and T5's one special tokens.
+        let words = request.prompt.split(separator: " ").count
+        return GenerationResult(images: images, steps: steps, guidance: request.guidance, timings: [("denoise", 0.01), ("vae", 0.001)],
+                                textTokens: TextTokenCounts(clip: words + 2, t5: words + 1))
     }
 }
 

@@ -23,6 +23,9 @@ public struct GenerationLimits: Sendable, Equatable {
         self.maxGuidance = maxGuidance
     }
 
+    /// Previews per image a request may ask for (`GenerationRequest.previews`).
+    public static let maxPreviews = 3
+
     /// What `FluxPipeline` accepts. 512 T5 tokens is what FLUX.1 was trained with; the rest bound
     /// memory and time (a 4096x4096 image is 65,536 image tokens).
     public static let pipeline = GenerationLimits(minSide: 16, maxSide: 4096, maxSteps: 1000, maxImages: 64,
