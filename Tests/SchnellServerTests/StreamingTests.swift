@@ -202,4 +202,26 @@ final class StreamingTests: XCTestCase {
         XCTAssertLessThan(step, 100, "stopped within a few steps of the client leaving (each step is 50 ms)")
         XCTAssertEqual(try test.client.get("/health").json["queue_depth"] as? Int, 0)
     }
+
+    func testStoppingTheServerEndsAStreamWithAnErrorEvent() throws {
+        let generator = FakeGenerator(stepSeconds: 0.2)
+        let test = try TestServer(generator: generator)
+        let answer = Locked<RawResponse?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let client = test.client
+        Thread {
+            let response = try? client.postJSON("/v1/images/generations",
+                                                     ["prompt": "x", "size": "64x64", "stream": true, "partial_images": 1, "steps": 8])
+            answer.mutate { $0 = response }
+            done.signal()
+        }.start()
+        let deadline = Date(timeIntervalSinceNow: 5)
+        while generator.requests.isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertTrue(test.server.stop())
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success, "the streamed client was answered")
+        let received = try events(try XCTUnwrap(answer.value))
+        XCTAssertEqual(received.map(\.name), ["image_generation.partial_image", "error"])
+        XCTAssertEqual((received.last?.data["error"] as? [String: Any])?["code"] as? String, "server_shutting_down")
+    }
 }
