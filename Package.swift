@@ -31,7 +31,10 @@ let package = Package(
         .systemLibrary(name: "CSchnellCUDA", path: "Kernels/cuda"),
         .target(name: "Schnell", dependencies: ["SchnellKernels", "CSchnellCUDA"]),
         .target(name: "SchnellImageIO", dependencies: ["CPNG", "CJPEG", "CWebP"]),
-        .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD"]),
+        // The playground page's files (Sources/SchnellServer/Playground/), compiled in with #embed.
+        .target(name: "SchnellPlaygroundFiles"),
+        .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD", "SchnellPlaygroundFiles"],
+                exclude: ["Playground"]),
         .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),
         .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "CBLAS"],
                           path: "Benchmarks/SchnellBench"),

@@ -165,7 +165,7 @@ public final class ImageServer: @unchecked Sendable {
     func admit(_ head: HTTPRequestHead) -> Admission {
         let origin = head.header("origin")
         let cors = origin.map { [("Access-Control-Allow-Origin", $0), ("Vary", "Origin")] } ?? []
-        if let origin, !options.corsOrigins.contains(origin.lowercased()) {
+        if let origin, !options.corsOrigins.contains(origin.lowercased()), !isOwnOrigin(origin) {
             return .answer(.error(.crossOrigin(origin)))
         }
         if lock.withLock({ stopping }) { return .answer(.error(.shuttingDown)) }
@@ -180,7 +180,7 @@ public final class ImageServer: @unchecked Sendable {
             guard isAuthorized(head) else { return .answer(.error(.unauthorized).adding(cors)) }
             return .answer(.error(.notFound("No route for \(head.method) \(head.path)")).adding(cors))
         }
-        if route != .health, !isAuthorized(head) { return .answer(.error(.unauthorized).adding(cors)) }
+        if route != .health, !route.isPage, !isAuthorized(head) { return .answer(.error(.unauthorized).adding(cors)) }
         guard route.allows(head.method) else {
             return .answer(.error(.methodNotAllowed(head.method, path: head.path, allowed: [route.method])).adding(cors))
         }
@@ -222,6 +222,9 @@ public final class ImageServer: @unchecked Sendable {
             return try edit(request)
         case .task(let id):
             return try task(id: id)
+        case .page(let name):
+            guard let page = playgroundResponse(path: name) else { throw APIError.notFound("No playground file '\(name)'") }
+            return page
         case .file(let name):
             guard let file = store.image(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
             // For HEAD libmicrohttpd sends the headers alone, with this body's length.

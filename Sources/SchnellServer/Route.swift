@@ -7,10 +7,14 @@ enum Route: Equatable {
     case generations, edits
     case task(String)
     case file(String)
+    /// The playground page: `/`, `/playground` and `/playground/{file}`; needs no key.
+    case page(String)
 
     init?(path: String) {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         switch segments {
+        case [""], ["playground"], ["playground", ""]: self = .page("index.html")
+        case let path where path.count == 2 && path[0] == "playground": self = .page(path[1])
         case ["health"]: self = .health
         case ["metrics"]: self = .metrics
         case ["v1", "models"]: self = .models
@@ -42,5 +46,12 @@ enum Route: Equatable {
                     { $0 == "application/json" || $0.hasSuffix("+json") || $0 == "multipart/form-data" })
         default: return nil
         }
+    }
+}
+
+extension Route {
+    var isPage: Bool {
+        if case .page = self { return true }
+        return false
     }
 }

@@ -44,7 +44,7 @@ final class RoutingTests: XCTestCase {
     func testUnknownRouteAndWrongMethod() throws {
         let test = try TestServer()
         assertError(try test.client.get("/v1/chat/completions"), status: 404, code: "not_found")
-        assertError(try test.client.get("/"), status: 404, code: "not_found")
+        assertError(try test.client.get("/index.html"), status: 404, code: "not_found")
         let wrongMethod = try test.client.get("/v1/images/generations")
         assertError(wrongMethod, status: 405, code: "method_not_allowed")
         XCTAssertEqual(wrongMethod.headers["allow"], "POST")
