@@ -28,9 +28,8 @@ enum Route: Equatable {
         case ["v1", "tasks"]: self = .tasks
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "tasks": self = .task(path[2])
         case let path where path.count == 4 && path[0] == "v1" && path[1] == "tasks" && path[3] == "cancel": self = .cancelTask(path[2])
-        case [""], ["playground"]: self = .page("/" + segments.joined(separator: "/"))
-        case let path where path.count == 2 && path[0] == "playground" && !path[1].isEmpty:
-            self = .page("/" + segments.joined(separator: "/"))
+        case let path where path == [""] || path == ["playground"] || (path.count == 2 && path[0] == "playground" && !path[1].isEmpty):
+            self = .page("/" + path.joined(separator: "/"))
         case let path where path.count == 4 && path[0] == "v1" && path[1] == "images" && path[2] == "files": self = .file(path[3])
         default: return nil
         }

@@ -183,6 +183,22 @@ final class DiscoveryAndAccessTests: XCTestCase {
                     status: 403, code: "origin_not_allowed")
     }
 
+    func testNewRoutesAndTheirMethods() {
+        XCTAssertEqual(Route(path: "/"), .page("/"))
+        XCTAssertEqual(Route(path: "/playground"), .page("/playground"))
+        XCTAssertEqual(Route(path: "/playground/app.js"), .page("/playground/app.js"))
+        XCTAssertNil(Route(path: "/playground/"))
+        XCTAssertNil(Route(path: "/playground/a/b.js"))
+        XCTAssertEqual(Route(path: "/v1/tasks"), .tasks)
+        XCTAssertEqual(Route(path: "/v1/tasks/task_1/cancel"), .cancelTask("task_1"))
+        XCTAssertEqual(Route(path: "/v1/images/variations"), .variations)
+        XCTAssertEqual(Route.task("x").methods, ["GET", "HEAD", "DELETE"])
+        XCTAssertEqual(Route.cancelTask("x").methods, ["POST"])
+        XCTAssertEqual(Route.page("/").methods, ["GET", "HEAD"])
+        XCTAssertEqual([Route.health, .file("a.png"), .page("/"), .models, .tasks, .task("x"), .variations].map(\.needsKey),
+                       [false, false, false, true, true, true, true])
+    }
+
     func testVariationsPointToEdits() throws {
         let test = try TestServer()
         let png = [UInt8](repeating: 0, count: 16)
