@@ -96,9 +96,6 @@ struct APIError: Error, Equatable {
     static let shuttingDown = APIError(status: 503, message: "The server is shutting down", type: "server_error",
                                        param: nil, code: "server_shutting_down")
 
-    static let cancelled = APIError(status: 499, message: "The generation was cancelled", type: "invalid_request_error",
-                                    param: nil, code: "cancelled")
-
     static func server(_ message: String, code: String = "server_error") -> APIError {
         APIError(status: 500, message: message, type: "server_error", param: nil, code: code)
     }

@@ -22,15 +22,19 @@ final class GenerationTicket: @unchecked Sendable {
     /// only an admitted job decodes, one at a time); an `APIError` it throws fails the job.
     let prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?
     let generator: any ImageGenerating
-    /// Called on the worker thread with each preview the generation makes.
-    let preview: (@Sendable (PreviewImage) -> Void)?
     let submitted = Date()
-    /// Called on the worker thread once the ticket has finished (async tasks persist here).
+    /// Receives the model's previews on the worker thread (streaming requests).
+    let preview: (@Sendable (PreviewImage) -> Void)?
+    /// Called once the ticket has finished, on the worker thread or on the thread that cancelled
+    /// or shut down the queue (async tasks persist here).
     let onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)?
     fileprivate(set) var state = State.queued
     fileprivate(set) var step = 0
     fileprivate(set) var totalSteps: Int
-    fileprivate var cancelRequested = false
+    /// Asks the model to stop at its next step (a cancel, a shutdown or a client that left).
+    fileprivate var stopRequested = false
+    /// Set by `cancel(_:)`: the job ends `.cancelled` whatever else happens to it.
+    fileprivate(set) var cancelled = false
 
     init(request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?,
          generator: any ImageGenerating, preview: (@Sendable (PreviewImage) -> Void)?,
@@ -48,11 +52,23 @@ final class GenerationTicket: @unchecked Sendable {
 /// The single FIFO generation queue: one worker thread runs jobs one at a time, so two
 /// generations never share the device. At most `capacity` jobs wait behind the running one.
 final class GenerationQueue: @unchecked Sendable {
+    /// A ticket as a task reports it: `status` is pending, running, cancelling (asked to stop,
+    /// not yet stopped), completed, failed or cancelled; `position` is 1 for the next job to run.
     struct Snapshot {
         var status: String
         var step: Int
         var total: Int
         var position: Int?
+    }
+
+    /// What `cancel(_:)` did.
+    enum CancelOutcome: Equatable {
+        /// The job was waiting and is gone; it finished `.cancelled` before `cancel` returned.
+        case removed
+        /// The job is running and stops at its next step.
+        case stopping
+        /// The job had already finished; nothing changed.
+        case alreadyFinished
     }
 
     private let condition = NSCondition()
@@ -95,7 +111,7 @@ final class GenerationQueue: @unchecked Sendable {
         stopping = true
         let dropped = waiting
         waiting.removeAll()
-        running?.cancelRequested = true
+        running?.stopRequested = true
         for ticket in dropped { ticket.state = .finished(.failure(.shuttingDown)) }
         metrics.setQueueDepth(0)
         condition.broadcast()
@@ -107,16 +123,17 @@ final class GenerationQueue: @unchecked Sendable {
         while worker != nil && !workerExited && condition.wait(until: deadline) {}
         let exited = worker == nil || workerExited
         let abandoned = exited ? nil : running
-        abandoned?.state = .finished(.failure(.shuttingDown))
+        let abandonedResult = Result<GenerationOutput, APIError>.failure(abandoned?.cancelled == true ? .cancelled : .shuttingDown)
+        abandoned?.state = .finished(abandonedResult)
         condition.broadcast()
         condition.unlock()
-        abandoned?.onFinish?(.failure(.shuttingDown))
+        abandoned?.onFinish?(abandonedResult)
         return exited
     }
 
     func submit(_ request: GenerationRequest, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil,
-                generator: any ImageGenerating, preview: (@Sendable (PreviewImage) -> Void)? = nil,
-                onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil) throws -> GenerationTicket {
+                generator: any ImageGenerating, onFinish: (@Sendable (Result<GenerationOutput, APIError>) -> Void)? = nil,
+                preview: (@Sendable (PreviewImage) -> Void)? = nil) throws -> GenerationTicket {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { throw APIError.shuttingDown }
@@ -145,29 +162,39 @@ final class GenerationQueue: @unchecked Sendable {
                     metrics.setQueueDepth(waiting.count)
                     ticket.state = .finished(.failure(.server("client disconnected", code: "client_disconnected")))
                 } else {
-                    ticket.cancelRequested = true
+                    ticket.stopRequested = true
                 }
                 return nil
             }
         }
     }
 
-    /// Drops a waiting ticket (finished as cancelled) or asks a running one to stop at its next step.
-    func cancel(_ ticket: GenerationTicket) {
+    /// Cancels a job for its client: a waiting one leaves the queue and finishes `.cancelled`
+    /// here (its `onFinish` runs on this thread before the return); a running one is asked to
+    /// stop at its next step and finishes `.cancelled` on the worker, even if the model
+    /// completes first (its images are dropped).
+    func cancel(_ ticket: GenerationTicket) -> CancelOutcome {
         condition.lock()
-        let dropped: Bool
-        if let index = waiting.firstIndex(where: { $0 === ticket }) {
-            waiting.remove(at: index)
+        switch ticket.state {
+        case .finished:
+            condition.unlock()
+            return .alreadyFinished
+        case .running:
+            ticket.cancelled = true
+            ticket.stopRequested = true
+            condition.broadcast()
+            condition.unlock()
+            return .stopping
+        case .queued:
+            ticket.cancelled = true
+            waiting.removeAll { $0 === ticket }
             metrics.setQueueDepth(waiting.count)
             ticket.state = .finished(.failure(.cancelled))
-            dropped = true
-        } else {
-            ticket.cancelRequested = true
-            dropped = false
+            condition.broadcast()
+            condition.unlock()
+            ticket.onFinish?(.failure(.cancelled))
+            return .removed
         }
-        condition.broadcast()
-        condition.unlock()
-        if dropped { ticket.onFinish?(.failure(.cancelled)) }
     }
 
     func snapshot(_ ticket: GenerationTicket) -> Snapshot {
@@ -176,12 +203,16 @@ final class GenerationQueue: @unchecked Sendable {
         switch ticket.state {
         case .queued:
             return Snapshot(status: "pending", step: 0, total: ticket.totalSteps,
-                            position: waiting.firstIndex(where: { $0 === ticket }))
+                            position: waiting.firstIndex(where: { $0 === ticket }).map { $0 + 1 })
         case .running:
-            return Snapshot(status: "running", step: ticket.step, total: ticket.totalSteps, position: nil)
+            return Snapshot(status: ticket.cancelled ? "cancelling" : "running", step: ticket.step, total: ticket.totalSteps,
+                            position: nil)
         case .finished(let result):
-            let failed = if case .failure = result { true } else { false }
-            return Snapshot(status: failed ? "failed" : "completed", step: ticket.step, total: ticket.totalSteps, position: nil)
+            let status = switch result {
+            case .success: "completed"
+            case .failure(let error): error == .cancelled ? "cancelled" : "failed"
+            }
+            return Snapshot(status: status, step: ticket.step, total: ticket.totalSteps, position: nil)
         }
     }
 
@@ -194,7 +225,7 @@ final class GenerationQueue: @unchecked Sendable {
     private func work() {
         while let ticket = next() {
             let started = Date()
-            let result: Result<GenerationOutput, APIError>
+            var result: Result<GenerationOutput, APIError>
             do {
                 let request = try ticket.prepare.map { try $0(ticket.request) } ?? ticket.request
                 let output = try ticket.generator.generate(request, progress: { [self] progress in
@@ -203,8 +234,8 @@ final class GenerationQueue: @unchecked Sendable {
                     ticket.step = progress.stepsDone
                     ticket.totalSteps = progress.totalSteps
                     condition.broadcast()
-                    return !ticket.cancelRequested
-                }, preview: { preview in ticket.preview?(preview) })
+                    return !ticket.stopRequested
+                }, preview: { image in ticket.preview?(image) })
                 if output.images.isEmpty {
                     result = .failure(.server("The model returned no image", code: "no_image_generated"))
                 } else {
@@ -213,8 +244,6 @@ final class GenerationQueue: @unchecked Sendable {
                 }
             } catch PipelineError.cancelled where isStopping {
                 result = .failure(.shuttingDown)
-            } catch PipelineError.cancelled {
-                result = .failure(.cancelled)
             } catch let error as APIError {
                 result = .failure(error)
             } catch let error as PipelineError {
@@ -222,6 +251,8 @@ final class GenerationQueue: @unchecked Sendable {
             } catch {
                 result = .failure(.server("Generation failed: \(error)"))
             }
+            // A cancelled job ends cancelled, also when the model finished or failed first.
+            if isCancelled(ticket) { result = .failure(.cancelled) }
             let seconds = Date().timeIntervalSince(started)
             metrics.observeGeneration(seconds: seconds, images: (try? result.get().result.images.count) ?? 0)
             condition.lock()
@@ -237,6 +268,12 @@ final class GenerationQueue: @unchecked Sendable {
         workerExited = true
         condition.broadcast()
         condition.unlock()
+    }
+
+    private func isCancelled(_ ticket: GenerationTicket) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return ticket.cancelled
     }
 
     private var isStopping: Bool {
@@ -256,4 +293,10 @@ final class GenerationQueue: @unchecked Sendable {
         metrics.setQueueDepth(waiting.count)
         return ticket
     }
+}
+
+extension APIError {
+    /// How a cancelled job finishes; a task records it as the status `cancelled`, not as an error.
+    static let cancelled = APIError(status: 409, message: "The generation was cancelled at its client's request",
+                                    type: "invalid_request_error", param: nil, code: "cancelled")
 }

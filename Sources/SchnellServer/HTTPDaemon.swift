@@ -219,7 +219,11 @@ final class HTTPDaemon: @unchecked Sendable {
     fileprivate func handle(connection: OpaquePointer, url: String, method: String, version: String, upload: UnsafePointer<CChar>?,
                             uploadSize: UnsafeMutablePointer<Int>, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
         guard let raw = slot.pointee else {
-            let head = HTTPRequestHead(method: method, target: url, version: version, fields: headerFields(connection))
+            let query = connectionValues(connection, kind: MHD_ValueKind.GET_ARGUMENT_KIND)
+                .map { pair in [pair.name, pair.value].map { $0.addingPercentEncoding(withAllowedCharacters: .urlUnreservedCharacters) ?? "" }.joined(separator: "=") }
+                .joined(separator: "&")
+            let head = HTTPRequestHead(method: method, target: query.isEmpty ? url : url + "?" + query, version: version,
+                                       fields: headerFields(connection))
             let state = RequestState(socket: connectionSocket(connection), head: head)
             slot.pointee = Unmanaged.passRetained(state).toOpaque()
             answering.withLock { answersInFlight += 1 }
@@ -413,6 +417,12 @@ private final class HeaderCollector {
 
 /// Every header line of the request, in order, duplicates included.
 private func headerFields(_ connection: OpaquePointer) -> [(name: String, value: String)] {
+    connectionValues(connection, kind: MHD_ValueKind.HEADER_KIND)
+}
+
+/// The header fields, or the query arguments (decoded by libmicrohttpd, which reports the URL
+/// without its query), in arrival order.
+private func connectionValues(_ connection: OpaquePointer, kind: MHD_ValueKind) -> [(name: String, value: String)] {
     let collector = HeaderCollector()
     let iterator: MHD_KeyValueIterator = { raw, _, key, value in
         guard let raw, let key else { return MHD_Result.YES }
@@ -421,7 +431,7 @@ private func headerFields(_ connection: OpaquePointer) -> [(name: String, value:
         return MHD_Result.YES
     }
     withExtendedLifetime(collector) {
-        _ = MHD_get_connection_values(connection, MHD_ValueKind.HEADER_KIND, iterator,
+        _ = MHD_get_connection_values(connection, kind, iterator,
                                       Unmanaged.passUnretained(collector).toOpaque())
     }
     return collector.fields
@@ -464,4 +474,9 @@ func randomHex(bytes count: Int) -> String {
         text += String(byte >> 4, radix: 16) + String(byte & 15, radix: 16)
     }
     return text
+}
+
+extension CharacterSet {
+    /// RFC 3986 unreserved characters: what a query name or value may hold unencoded.
+    static let urlUnreservedCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }

@@ -6,7 +6,7 @@ import Schnell
 /// 2x2 patches).
 public struct ModelDescription: Sendable, Equatable {
     public var id: String
-    /// Other names a request may use for this model (e.g. `flux-1-schnell`).
+    /// Other names a request may use for this model (e.g. `flux-schnell`).
     public var aliases: [String]
     public var defaultSteps: Int
     public var supportsGuidance: Bool
@@ -36,8 +36,9 @@ public struct ModelDescription: Sendable, Equatable {
         self.created = created
     }
 
+    /// Whether `name` is the id or an alias, ignoring case (users type `FLUX.1-schnell` and `flux.1-schnell`).
     public func answers(to name: String) -> Bool {
-        name == id || aliases.contains(name)
+        ([id] + aliases).contains { $0.lowercased() == name.lowercased() }
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import Schnell
 import SchnellImageIO
 
-/// `/v1/images/generations`, `/v1/images/edits` and `/v1/tasks/{id}`.
+/// `/v1/images/generations` and `/v1/images/edits` (async tasks are read, listed and cancelled in `Tasks.swift`).
 extension ImageServer {
     func generate(_ request: HTTPRequest) throws -> HTTPResponse {
         let body = try RequestBody(request, options: options)
@@ -100,28 +100,6 @@ extension ImageServer {
         4 * model.limits.maxSide * model.limits.maxSide
     }
 
-    func task(id: String) throws -> HTTPResponse {
-        if let live = lock.withLock({ liveTasks[id] }) {
-            let snapshot = queue.snapshot(live.ticket)
-            // A finished ticket's final record is stored before it leaves `liveTasks`; until then the
-            // stored one is the pending record.
-            if snapshot.status == "completed" || snapshot.status == "failed", let stored = storedTask(id: id),
-               let status = stored["status"]?.stringValue, status == "completed" || status == "failed" {
-                return .json(stored)
-            }
-            var record = taskRecord(id: id, created: live.created, status: snapshot.status == "failed" || snapshot.status == "completed" ? "running" : snapshot.status)
-            record["progress"] = ["step": .integer(Int64(snapshot.step)), "total": .integer(Int64(snapshot.total))]
-            if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
-            return .json(.object(record))
-        }
-        guard let stored = storedTask(id: id) else { throw APIError.notFound("No task '\(id)' (it may have expired)") }
-        return .json(stored)
-    }
-
-    private func storedTask(id: String) -> JSONValue? {
-        lock.withLock { unsavedTasks[id]?.record } ?? store.task(id: id)
-    }
-
     // MARK: - Shared steps
 
     private func resolveModel(_ fields: RequestFields) throws -> any ImageGenerating {
@@ -181,12 +159,13 @@ extension ImageServer {
             return .json(.object(try responseBody(output, request: imageRequest, modelID: modelID, baseURL: baseURL,
                                                   submitted: submitted)))
         }
-        let id = "task_\(randomHex(bytes: 16))"
+        let id = newTaskID()
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
         // The pending record is written before the job can run, so it never overwrites the final one;
         // the live entry is added under `lock`, which `finishTask` needs to remove it.
-        var pending = taskRecord(id: id, created: created, status: "pending")
+        var pending = taskRecord(id: id, created: created, status: "pending", step: 0,
+                                 totalSteps: (imageRequest.generation.steps ?? 0) * imageRequest.generation.count)
         do {
             try store.saveTask(id: id, record: .object(pending))
         } catch {
@@ -208,47 +187,10 @@ extension ImageServer {
         return .json(.object(pending), status: 202)
     }
 
-    private func taskRecord(id: String, created: Int, status: String) -> [String: JSONValue] {
-        ["id": .string(id), "task_id": .string(id), "object": "image.generation.task", "status": .string(status),
-         "created": .integer(Int64(created)), "poll_url": .string("/v1/tasks/\(id)")]
-    }
-
-    /// Runs on the generation thread when an async task ends: the record goes to disk first,
-    /// then the live entry goes. A record that cannot be written is logged and replaced, in
-    /// memory, by a failure that says so.
-    private func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
-                            modelID: String, baseURL: String, submitted: Date) {
-        var record = taskRecord(id: id, created: created, status: "completed")
-        do {
-            let output = try result.get()
-            let body = try responseBody(output, request: request, modelID: modelID, baseURL: baseURL, submitted: submitted)
-            record.merge(body) { current, _ in current }
-            record["progress"] = ["step": .integer(Int64(output.result.steps)), "total": .integer(Int64(output.result.steps))]
-        } catch {
-            record["status"] = "failed"
-            record["error"] = ((error as? APIError) ?? .server("\(error)")).json["error"]
-        }
-        record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
-        do {
-            try store.saveTask(id: id, record: .object(record))
-            lock.withLock { liveTasks[id] = nil }
-        } catch {
-            log("error: the record of task \(id) could not be written: \(error)")
-            var failed = taskRecord(id: id, created: created, status: "failed")
-            failed["error"] = APIError.server("The task finished but its record could not be written to the output folder: \(error)",
-                                              code: "task_record_unwritable").json["error"]
-            failed["completed_at"] = record["completed_at"]
-            lock.withLock {
-                unsavedTasks[id] = (.object(failed), Date())
-                liveTasks[id] = nil
-            }
-        }
-    }
-
     /// OpenAI's image response plus `seed` per image and `timings` (seconds): the model's own
     /// stages, `queue` (waiting for the device), `generation` (inside the model), `encode`
     /// (image files) and `total` (from submission to the response body).
-    private func responseBody(_ output: GenerationOutput, request: ImageRequest, modelID: String, baseURL: String,
+    func responseBody(_ output: GenerationOutput, request: ImageRequest, modelID: String, baseURL: String,
                               submitted: Date) throws -> [String: JSONValue] {
         let encodeStart = Date()
         var data: [JSONValue] = []
@@ -341,7 +283,7 @@ extension ImageServer {
             members["created_at"] = .integer(Int64(Date().timeIntervalSince1970))
             return ServerSentEvent.encode("\(kind.eventPrefix).\(name)", .object(members))
         }
-        let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator, preview: { preview in
+        let sendPreview = { @Sendable (preview: PreviewImage) in
             guard !stream.isAbandoned else { return }
             do {
                 let picture = try Image8(width: preview.width, height: preview.height, channels: 3, pixels: preview.rgb)
@@ -352,7 +294,8 @@ extension ImageServer {
             } catch {
                 // A preview that cannot be encoded is skipped: the final image still comes.
             }
-        }, onFinish: { result in
+        }
+        let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator, onFinish: { result in
             do {
                 let output = try result.get()
                 let encodeStart = Date()
@@ -377,8 +320,8 @@ extension ImageServer {
                 stream.send(ServerSentEvent.encode("error", .object(members)))
             }
             stream.finish()
-        })
-        stream.onAbandon { [queue] in queue.cancel(ticket) }
+        }, preview: sendPreview)
+        stream.onAbandon { [queue] in _ = queue.cancel(ticket) }
         return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
                                                    ("X-Accel-Buffering", "no")],
                             body: [], stream: stream)

@@ -4,9 +4,10 @@ import SchnellImageIO
 
 /// The OpenAI-compatible HTTP front over one loaded model.
 ///
-/// Routes: `POST /v1/images/generations`, `POST /v1/images/edits`, `GET /v1/models`,
-/// `GET /v1/models/{id}`, `GET /v1/tasks/{id}`, `GET /v1/images/files/{id}.{ext}`,
-/// `GET /health` (never needs a key) and `GET /metrics`.
+/// Routes: `POST /v1/images/generations`, `POST /v1/images/edits`, `POST /v1/images/variations`
+/// (refused: FLUX does not make variations), `GET /v1/models[?modality=]`, `GET /v1/models/{id}`,
+/// the tasks (`Tasks.swift`), `GET /v1/images/files/{id}.{ext}`, `GET /metrics`, and without a
+/// key `GET /health`, the image files and the page (`/`, `/playground`).
 /// The server may start before its model is ready: `/health` answers 503 and generations
 /// 503 `model_loading` until `setGenerator(_:)` is called.
 public final class ImageServer: @unchecked Sendable {
@@ -14,13 +15,15 @@ public final class ImageServer: @unchecked Sendable {
     let store: OutputStore
     let metrics = Metrics()
     let queue: GenerationQueue
-    // Guarded by `lock`: the generator, the task tables and the daemon/timer handles.
+    // Guarded by `lock`: the generator, the task tables, the task id clock and the daemon/timer handles.
     let lock = NSLock()
     private var generatorStorage: (any ImageGenerating)?
     var liveTasks: [String: LiveTask] = [:]
     /// Finished tasks live on disk (`OutputStore`); only those whose record could not be written
     /// stay here, as a failure without images, until they expire.
     var unsavedTasks: [String: (record: JSONValue, finished: Date)] = [:]
+    /// The clock part of the last task id (`newTaskID()`).
+    var lastTaskMicroseconds: UInt64 = 0
     private var daemon: HTTPDaemon?
     private var cleanupTimer: DispatchSourceTimer?
     private var stopping = false
@@ -161,7 +164,11 @@ public final class ImageServer: @unchecked Sendable {
     // MARK: - Routing
 
     /// Decides on a request from its head alone, before its body is read: origin, key, route,
-    /// method and content type. `/health` needs no key.
+    /// method and content type (`Route.needsKey` says which routes need no key).
+    ///
+    /// A request with an `Origin` is served when that origin is a `--cors-origin` or the server
+    /// itself (`isOwnOrigin`); browsers send `Origin` on same-origin POSTs too. Preflights of
+    /// allowed origins are answered for every method the routes use, with the headers asked for.
     func admit(_ head: HTTPRequestHead) -> Admission {
         let origin = head.header("origin")
         let cors = origin.map { [("Access-Control-Allow-Origin", $0), ("Vary", "Origin")] } ?? []
@@ -170,9 +177,13 @@ public final class ImageServer: @unchecked Sendable {
         }
         if lock.withLock({ stopping }) { return .answer(.error(.shuttingDown)) }
         if head.method == "OPTIONS", origin != nil, head.header("access-control-request-method") != nil {
+            // The origin is trusted; the headers it asks for are allowed as long as they are plain
+            // header names (the OpenAI SDKs send their own `X-Stainless-*` headers).
+            let asked = head.header("access-control-request-headers") ?? ""
+            let askedIsPlain = asked.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_, ".contains($0)) }
             return .answer(HTTPResponse(status: 204, headers: cors + [
-                ("Access-Control-Allow-Methods", "GET, HEAD, POST"),
-                ("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key"),
+                ("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE"),
+                ("Access-Control-Allow-Headers", !asked.isEmpty && askedIsPlain ? asked : "Authorization, Content-Type, X-API-Key"),
                 ("Access-Control-Max-Age", "600"),
             ], body: []))
         }
@@ -180,9 +191,9 @@ public final class ImageServer: @unchecked Sendable {
             guard isAuthorized(head) else { return .answer(.error(.unauthorized).adding(cors)) }
             return .answer(.error(.notFound("No route for \(head.method) \(head.path)")).adding(cors))
         }
-        if route != .health, !route.isPage, !isAuthorized(head) { return .answer(.error(.unauthorized).adding(cors)) }
+        if route.needsKey, !isAuthorized(head) { return .answer(.error(.unauthorized).adding(cors)) }
         guard route.allows(head.method) else {
-            return .answer(.error(.methodNotAllowed(head.method, path: head.path, allowed: [route.method])).adding(cors))
+            return .answer(.error(.methodNotAllowed(head.method, path: head.path, allowed: route.methods)).adding(cors))
         }
         if let body = route.bodyType {
             let mediaType = (head.header("content-type") ?? "").split(separator: ";").first
@@ -204,6 +215,16 @@ public final class ImageServer: @unchecked Sendable {
         }
     }
 
+    /// An `Origin` that is this server itself: `--public-url`'s origin, or plain http on the bound
+    /// port at the bound address or a loopback name. Any other host name on the bound port is
+    /// refused: that is what a DNS-rebinding page sends.
+    func isOwnOrigin(_ origin: String) -> Bool {
+        guard let parts = OriginParts(origin) else { return false }
+        if let publicURL = options.publicURL, let own = OriginParts(publicURL), own == parts { return true }
+        let boundHost = options.host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return parts.scheme == "http" && parts.port == boundPort && ["localhost", "127.0.0.1", "::1", boundHost].contains(parts.host)
+    }
+
     private func respond(_ route: Route, to request: HTTPRequest) throws -> HTTPResponse {
         switch route {
         case .health:
@@ -212,7 +233,7 @@ public final class ImageServer: @unchecked Sendable {
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
                                 body: Array(metrics.render(modelLoaded: generator != nil).utf8))
         case .models:
-            return .json(["object": "list", "data": .array(generator.map { [modelObject(served($0.model))] } ?? [])])
+            return try models(query: request.query)
         case .model(let name):
             guard let model = generator?.model, model.answers(to: name) else { throw APIError.modelNotFound(name) }
             return .json(modelObject(served(model)))
@@ -220,17 +241,38 @@ public final class ImageServer: @unchecked Sendable {
             return try generate(request)
         case .edits:
             return try edit(request)
+        case .variations:
+            throw APIError(status: 400, message: "FLUX models do not make variations of an image; send the image with a prompt to /v1/images/edits instead",
+                           type: "invalid_request_error", param: nil, code: "unsupported_operation")
+        case .tasks:
+            return try listTasks(query: request.query)
         case .task(let id):
-            return try task(id: id)
-        case .page(let name):
-            guard let page = playgroundResponse(path: name) else { throw APIError.notFound("No playground file '\(name)'") }
-            return page
+            return try request.method == "DELETE" ? cancelTask(id: id) : task(id: id)
+        case .cancelTask(let id):
+            return try cancelTask(id: id)
+        case .page(let path):
+            return playgroundResponse(path: path) ?? .error(.notFound("No page at \(path)"))
         case .file(let name):
             guard let file = store.image(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
             // For HEAD libmicrohttpd sends the headers alone, with this body's length.
             return HTTPResponse(status: 200, headers: [("Content-Type", file.contentType), ("Cache-Control", "private, max-age=3600")],
                                 body: file.bytes)
         }
+    }
+
+    /// `GET /v1/models`: the loaded model, if any. `modality` (compared case-insensitively) keeps
+    /// the models of that modality: `image` lists the model, any other value an empty list; an
+    /// empty value is a 400.
+    private func models(query: String?) throws -> HTTPResponse {
+        var models = generator.map { [served($0.model)] } ?? []
+        if let modality = try QueryParameters(query).values["modality"] {
+            guard !modality.isEmpty else {
+                throw APIError.invalid("'modality' must name a modality, e.g. image or text", param: "modality")
+            }
+            // Every model served here makes images.
+            if modality.lowercased() != "image" { models = [] }
+        }
+        return .json(["object": "list", "data": .array(models.map(modelObject))])
     }
 
     private func health() -> HTTPResponse {
@@ -273,7 +315,7 @@ public final class ImageServer: @unchecked Sendable {
         return [
             "id": .string(model.id), "object": "model", "created": .integer(Int64(model.created)), "owned_by": "schnell",
             "modality": "image", "aliases": .array(model.aliases.map { .string($0) }),
-            "allowed_params": [
+            "allowedParams": [
                 "supported_sizes": .array(sizes),
                 "size_multiple": .integer(Int64(model.sizeMultiple)),
                 "min_side": .integer(Int64(limits.minSide)), "max_side": .integer(Int64(limits.maxSide)),
@@ -288,5 +330,42 @@ public final class ImageServer: @unchecked Sendable {
                 "response_formats": ["b64_json", "url"],
             ],
         ]
+    }
+}
+
+/// An origin's scheme, host and port, lowercased, with the scheme's default port filled in.
+struct OriginParts: Equatable {
+    var scheme: String
+    var host: String
+    var port: Int
+
+    init?(_ text: String) {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+              let host = components.host?.lowercased(), !host.isEmpty, ["http", "https"].contains(scheme) else { return nil }
+        self.scheme = scheme
+        self.host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        port = components.port ?? (scheme == "https" ? 443 : 80)
+    }
+}
+
+/// A request's query string (`a=1&b=two`), percent-decoded, with `+` as a space. A parameter
+/// sent twice, or one whose name or value is not valid percent-encoding, is a 400 naming it.
+struct QueryParameters {
+    var values: [String: String] = [:]
+
+    init(_ query: String?) throws {
+        for pair in (query ?? "").split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                .map { String($0).replacingOccurrences(of: "+", with: " ") }
+            guard let name = parts[0].removingPercentEncoding else {
+                throw APIError.invalid("The query parameter name '\(parts[0])' is not valid percent-encoding", param: parts[0])
+            }
+            guard let value = (parts.count > 1 ? parts[1] : "").removingPercentEncoding else {
+                throw APIError.invalid("The query parameter '\(name)' is not valid percent-encoding", param: name)
+            }
+            guard values.updateValue(value, forKey: name) == nil else {
+                throw APIError.invalid("The query has the parameter '\(name)' more than once; send it once", param: name)
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@ import Glibc
 
 /// Files under the output directory: `images/<id>.<ext>` for `url` responses and
 /// `tasks/<id>.json` for async tasks. Both expire `ttl` seconds after they were written,
-/// judged by modification time, so expiry survives restarts. Ids are 128-bit random hex.
+/// judged by modification time, so expiry survives restarts. Image ids are 128-bit random hex;
+/// task ids are `task_` and 32 hex digits (`ImageServer.newTaskID()`).
 ///
 /// The folders must be this user's and writable by no one else (checked, and created 0700, at
 /// start, where a probe file also proves they are writable). Files are opened without following
@@ -84,18 +85,27 @@ final class OutputStore: @unchecked Sendable {
 
     /// The unexpired record of task `id`, or nil (also for ids not of the form `task_<32 hex>`).
     func task(id: String) -> JSONValue? {
-        guard id.hasPrefix("task_"), OutputStore.isID(id.dropFirst(5)),
+        guard OutputStore.isTaskID(id),
               let bytes = readUnexpired(tasksDirectory.appendingPathComponent("\(id).json").path) else { return nil }
         return try? JSONValue.parse(bytes)
+    }
+
+    /// The ids of the task records in the folder, read from their names alone (a record may
+    /// have expired since; `task(id:)` says).
+    func taskIDs() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: tasksDirectory.path)) ?? []
+        return names.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(".json".count)) }.filter(OutputStore.isTaskID)
+    }
+
+    static func isTaskID(_ id: String) -> Bool {
+        id.hasPrefix("task_") && isID(id.dropFirst("task_".count))
     }
 
     /// Unexpired task records whose status is `pending` or `running`, by id: after a restart,
     /// tasks that can never finish.
     func unfinishedTasks() -> [String: JSONValue] {
         var tasks: [String: JSONValue] = [:]
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: tasksDirectory.path)) ?? []
-        for name in names where name.hasSuffix(".json") {
-            let id = String(name.dropLast(".json".count))
+        for id in taskIDs() {
             guard let record = task(id: id), let status = record["status"]?.stringValue,
                   status == "pending" || status == "running" else { continue }
             tasks[id] = record

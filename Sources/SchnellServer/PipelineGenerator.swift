@@ -1,22 +1,46 @@
+import Foundation
 import Schnell
 
 /// The server's model interface over a loaded FLUX pipeline: the description the server lists and
 /// validates against, and requests passed to the pipeline as they are.
 public struct PipelineGenerator: ImageGenerating {
     public let pipeline: FluxPipeline
+    /// Unix time the model is listed with (`serve` passes the transformer file's modification time).
+    public let created: Int
 
-    public init(pipeline: FluxPipeline) {
+    public init(pipeline: FluxPipeline, created: Int = 0) {
         self.pipeline = pipeline
+        self.created = created
+    }
+
+    /// The modification time (Unix seconds) of the transformer's weights: `--transformer`'s file,
+    /// or the newest `.safetensors` file in the model folder's `transformer/`; 0 when unreadable.
+    public static func created(from files: PipelineFiles) -> Int {
+        guard let path = files.transformer ?? files.model.map({ ($0 as NSString).appendingPathComponent("transformer") }) else { return 0 }
+        let manager = FileManager.default
+        var isFolder: ObjCBool = false
+        guard manager.fileExists(atPath: path, isDirectory: &isFolder) else { return 0 }
+        let weights = isFolder.boolValue
+            ? ((try? manager.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") }
+                .map { (path as NSString).appendingPathComponent($0) }
+            : [path]
+        let times = weights.compactMap { try? manager.attributesOfItem(atPath: $0)[.modificationDate] as? Date }
+        return times.max().map { Int($0.timeIntervalSince1970) } ?? 0
+    }
+
+    /// The names users type for the two FLUX.1 variants, besides the model's own id.
+    public static func aliases(dev: Bool) -> [String] {
+        let variant = dev ? "dev" : "schnell"
+        return ["flux-1-\(variant)", "flux-\(variant)", "flux.1-\(variant)", "black-forest-labs/FLUX.1-\(variant)"]
     }
 
     public var model: ModelDescription {
         let dev = pipeline.hasGuidance
         return ModelDescription(
             id: pipeline.modelID,
-            aliases: dev ? ["flux-1-dev", "flux.1-dev", "black-forest-labs/FLUX.1-dev"]
-                         : ["flux-1-schnell", "flux.1-schnell", "black-forest-labs/FLUX.1-schnell"],
+            aliases: PipelineGenerator.aliases(dev: dev).filter { $0.lowercased() != pipeline.modelID.lowercased() },
             defaultSteps: pipeline.defaultSteps, supportsGuidance: dev, defaultGuidance: pipeline.defaultGuidance,
-            sizeMultiple: pipeline.sizeMultiple, limits: .pipeline, supportsEdits: true)
+            sizeMultiple: pipeline.sizeMultiple, limits: .pipeline, supportsEdits: true, created: created)
     }
 
     public func validate(_ request: GenerationRequest) throws {

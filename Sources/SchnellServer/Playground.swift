@@ -44,23 +44,3 @@ func playgroundResponse(path: String) -> HTTPResponse? {
         ("Referrer-Policy", "no-referrer"),
     ], body: bytes)
 }
-
-extension ImageServer {
-    /// Whether `origin` is this server's own, so the playground it serves may POST to it: the
-    /// bound address (with its loopback aliases when bound to loopback) and `--public-url`.
-    /// Never judged from the Host header, which a DNS-rebinding page controls.
-    func isOwnOrigin(_ origin: String) -> Bool {
-        let port = boundPort
-        var origins = [boundURL]
-        if options.isLoopback {
-            origins += ["http://127.0.0.1:\(port)", "http://localhost:\(port)", "http://[::1]:\(port)"]
-        }
-        // Browsers leave the scheme's default port out of an origin.
-        if let publicURL = options.publicURL.flatMap(URL.init(string:)), let scheme = publicURL.scheme, let host = publicURL.host {
-            let port = publicURL.port.flatMap { (scheme, $0) == ("http", 80) || (scheme, $0) == ("https", 443) ? nil : $0 }
-            let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-            origins.append("\(scheme)://\(bracketed)\(port.map { ":\($0)" } ?? "")")
-        }
-        return origins.contains { $0.lowercased() == origin.lowercased() }
-    }
-}

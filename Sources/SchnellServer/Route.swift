@@ -4,17 +4,19 @@ enum Route: Equatable {
     case health, metrics, models
     /// Ids may contain slashes (`black-forest-labs/FLUX.1-schnell`).
     case model(String)
-    case generations, edits
+    case generations, edits, variations
+    /// `GET /v1/tasks` lists tasks; `GET` or `DELETE /v1/tasks/{id}` reads or cancels one, as
+    /// does `POST /v1/tasks/{id}/cancel`.
+    case tasks
     case task(String)
+    case cancelTask(String)
     case file(String)
-    /// The playground page: `/`, `/playground` and `/playground/{file}`; needs no key.
+    /// `/`, `/playground` and `/playground/{file}`: the browser page, served without a key.
     case page(String)
 
     init?(path: String) {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         switch segments {
-        case [""], ["playground"], ["playground", ""]: self = .page("index.html")
-        case let path where path.count == 2 && path[0] == "playground": self = .page(path[1])
         case ["health"]: self = .health
         case ["metrics"]: self = .metrics
         case ["v1", "models"]: self = .models
@@ -22,19 +24,38 @@ enum Route: Equatable {
             self = .model(path[2...].joined(separator: "/"))
         case ["v1", "images", "generations"]: self = .generations
         case ["v1", "images", "edits"]: self = .edits
+        case ["v1", "images", "variations"]: self = .variations
+        case ["v1", "tasks"]: self = .tasks
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "tasks": self = .task(path[2])
+        case let path where path.count == 4 && path[0] == "v1" && path[1] == "tasks" && path[3] == "cancel": self = .cancelTask(path[2])
+        case let path where path == [""] || path == ["playground"] || (path.count == 2 && path[0] == "playground"):
+            self = .page("/" + path.joined(separator: "/"))
         case let path where path.count == 4 && path[0] == "v1" && path[1] == "images" && path[2] == "files": self = .file(path[3])
         default: return nil
         }
     }
 
-    var method: String {
-        self == .generations || self == .edits ? "POST" : "GET"
+    /// The methods the route answers; every GET route also answers HEAD.
+    var methods: [String] {
+        switch self {
+        case .generations, .edits, .variations, .cancelTask: return ["POST"]
+        case .task: return ["GET", "HEAD", "DELETE"]
+        default: return ["GET", "HEAD"]
+        }
     }
 
-    /// GET routes also answer HEAD.
     func allows(_ method: String) -> Bool {
-        method == self.method || (self.method == "GET" && method == "HEAD")
+        methods.contains(method)
+    }
+
+    /// Every route but these needs the API key: `/health` for probes, the page (it asks the user
+    /// for the key), and image files, whose names are unguessable links (128 random bits) that
+    /// expire with `--image-ttl`, so they can be handed to a browser or a downstream user.
+    var needsKey: Bool {
+        switch self {
+        case .health, .file, .page: return false
+        default: return true
+        }
     }
 
     /// The body's media type, for routes that take one: what the client must send, and whether a
@@ -46,12 +67,5 @@ enum Route: Equatable {
                     { $0 == "application/json" || $0.hasSuffix("+json") || $0 == "multipart/form-data" })
         default: return nil
         }
-    }
-}
-
-extension Route {
-    var isPage: Bool {
-        if case .page = self { return true }
-        return false
     }
 }

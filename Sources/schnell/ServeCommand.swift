@@ -54,7 +54,7 @@ enum ServeCommand {
             log("loading \(files.model ?? files.transformer ?? "")")
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
                                                  quantization: options.weights())
-            server.setGenerator(PipelineGenerator(pipeline: pipeline))
+            server.setGenerator(PipelineGenerator(pipeline: pipeline, created: PipelineGenerator.created(from: files)))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             guard try server.run() else {
                 // The generation thread may still be inside the model: exit handlers would free

@@ -60,7 +60,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 0.5)
         XCTAssertEqual(task["status"] as? String, "running")
         let progress = try XCTUnwrap(task["progress"] as? [String: Int])
-        XCTAssertEqual(progress["total"], 4)
+        XCTAssertEqual(progress["total_steps"], 4)
         XCTAssertGreaterThanOrEqual(progress["step"] ?? 0, 1)
         XCTAssertEqual(try client.get("/metrics").status, 200)
         wait(for: [syncDone], timeout: 10)

@@ -185,7 +185,7 @@ final class ConnectionHardeningTests: XCTestCase {
                                                           "Access-Control-Request-Headers": "authorization, content-type"])
         XCTAssertEqual(preflight.status, 204)
         XCTAssertEqual(preflight.headers["access-control-allow-origin"], "https://app.example.com")
-        XCTAssertEqual(preflight.headers["access-control-allow-methods"], "GET, HEAD, POST")
+        XCTAssertEqual(preflight.headers["access-control-allow-methods"], "GET, HEAD, POST, DELETE")
         let allowed = try test.client.postJSON("/v1/images/generations", ["prompt": "x"], headers: ["Origin": "https://app.example.com"])
         XCTAssertEqual(allowed.status, 200)
         XCTAssertEqual(allowed.headers["access-control-allow-origin"], "https://app.example.com")

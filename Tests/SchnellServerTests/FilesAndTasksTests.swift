@@ -72,7 +72,7 @@ final class FilesAndTasksTests: XCTestCase {
             XCTAssertEqual(pollURL, "/v1/tasks/\(id)")
             let running = try poll(test.client, pollURL, until: ["running", "completed"])
             if running["status"] as? String == "running" {
-                XCTAssertEqual((running["progress"] as? [String: Int])?["total"], 4)
+                XCTAssertEqual((running["progress"] as? [String: Int])?["total_steps"], 4)
             }
             let done = try poll(test.client, pollURL)
             XCTAssertEqual(done["status"] as? String, "completed")

@@ -140,7 +140,7 @@ final class PipelineGeneratorTests: XCTestCase {
             options.limits.maxImages = 2
         }
         let model = try test.client.get("/v1/models/flux-1-schnell").json
-        let allowed = try XCTUnwrap(model["allowed_params"] as? [String: Any])
+        let allowed = try XCTUnwrap(model["allowedParams"] as? [String: Any])
         XCTAssertEqual(allowed["steps"] as? [String: Int], ["default": 4, "min": 1, "max": 3])
         XCTAssertEqual(allowed["max_images"] as? Int, 2)
         XCTAssertEqual(allowed["max_side"] as? Int, 2048)

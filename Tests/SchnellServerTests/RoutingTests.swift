@@ -29,7 +29,7 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(models[0]["object"] as? String, "model")
         XCTAssertEqual(models[0]["modality"] as? String, "image")
         XCTAssertEqual(models[0]["created"] as? Int, 1_722_470_400)
-        let allowed = try XCTUnwrap(models[0]["allowed_params"] as? [String: Any])
+        let allowed = try XCTUnwrap(models[0]["allowedParams"] as? [String: Any])
         XCTAssertEqual(allowed["guidance"] as? Bool, false)
         XCTAssertEqual((allowed["steps"] as? [String: Int])?["max"], 8)
         XCTAssertTrue((allowed["supported_sizes"] as? [String])?.contains("1024x1024") ?? false)
