@@ -35,8 +35,9 @@ public struct ServerOptions: Sendable, Equatable {
     /// The slowest average body upload accepted: a body of N bytes must arrive within
     /// `headTimeoutSeconds + N / minBodyBytesPerSecond` seconds of its head.
     public var minBodyBytesPerSecond = 64 * 1024
-    /// Browser origins (`https://app.example.com`) allowed to call the API; requests carrying any
-    /// other `Origin` are refused, so a web page cannot make a visitor's browser generate.
+    /// Browser origins (`https://app.example.com`) allowed to call the API besides the server's
+    /// own (`ImageServer.isOwnOrigin`); requests carrying any other `Origin` are refused, so a
+    /// web page cannot make a visitor's browser generate.
     public var corsOrigins: [String] = []
     /// Seconds a shutdown waits for the running generation to stop (it is asked to cancel at its
     /// next step) before the process leaves without it.
