@@ -123,9 +123,11 @@ public final class FluxPipeline: Sendable {
         }
 
         try report(.textEncoding, image: 0, step: 0)
+        let clipTokens = clipTokenizer.encodeCounting(request.prompt)
+        let t5Tokens = t5Tokenizer.encodeCounting(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength)
         let (text, pooled) = try timed("text encoders") {
-            let pooled = try clip.encode(ids: clipTokenizer.encode(request.prompt)).pooled
-            let text = try t5.encode(ids: t5Tokenizer.encode(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength))
+            let pooled = try clip.encode(ids: clipTokens.ids).pooled
+            let text = try t5.encode(ids: t5Tokens.ids)
             // T5 and the transformer need not be resident together (with Q8_0 files: 5.1 + 12.7 GB).
             t5.releaseResidentWeights()
             return (text, pooled)
@@ -165,6 +167,7 @@ public final class FluxPipeline: Sendable {
             }
             images.append(GeneratedImage(width: request.width, height: request.height, rgb: rgb, seed: seed))
         }
-        return GenerationResult(images: images, steps: steps, guidance: guidance, timings: timings)
+        return GenerationResult(images: images, steps: steps, guidance: guidance, timings: timings,
+                                textTokens: TextTokenCounts(clip: clipTokens.count, t5: t5Tokens.count))
     }
 }
