@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "SchnellImageIO", dependencies: ["CPNG", "CJPEG", "CWebP"]),
         .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD"]),
         .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),
-        .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "CBLAS"],
+        .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "SchnellImageIO", "CBLAS"],
                           path: "Benchmarks/SchnellBench"),
         .testTarget(name: "SchnellTests", dependencies: ["Schnell", "SchnellKernels"]),
         .testTarget(name: "SchnellImageIOTests", dependencies: ["SchnellImageIO"]),
