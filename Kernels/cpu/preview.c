@@ -5,7 +5,10 @@
 // output size bilinearly with half-pixel centres (PyTorch's interpolate, align_corners=False,
 // no antialiasing) and rounded to the nearest level. The fast version projects each latent pixel
 // once into a small float picture, then splits the output rows over the thread pool, each row
-// blending two picture rows vertically before the per-column horizontal blend.
+// blending two picture rows vertically before the per-column horizontal blend. Both versions do the
+// same float32 operations in the same order, and this file is built for baseline x86-64 (no FMA
+// to contract into), so they agree byte for byte. The work is small (3 bytes an output pixel from
+// 4 table lookups), so there are no per-tier builds.
 #include "dispatch.h"
 
 // Column c * 4 + (y % 2) * 2 + x % 2 of token (y / 2, x / 2) holds channel c at (y, x).

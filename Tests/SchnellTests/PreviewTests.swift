@@ -172,6 +172,24 @@ final class PreviewTests: XCTestCase {
         XCTAssertEqual([first.map.weight.count, first.map.bias.count], [48, 3])
     }
 
+    /// Requests racing for the first preview fit the map once and all get the same one.
+    func testRacingRequestsFitOnce() throws {
+        let pipeline = try FluxPipeline.load(PipelineFiles(model: FluxPipelineTests.bundled), backend: CPUBackend())
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var values: [(map: LatentPreviewMap, fitted: Bool)] = []
+        }
+        let collected = Results()
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            let result = Result { try pipeline.previewMap() }
+            collected.lock.withLock { if case let .success(value) = result { collected.values.append(value) } }
+        }
+        let results = collected.values
+        XCTAssertEqual(results.count, 4)
+        XCTAssertEqual(results.filter(\.fitted).count, 1)
+        XCTAssertEqual(Set(results.map { $0.map.bias }).count, 1)
+    }
+
     /// The least-squares solver against a system with a known answer (exact to 1e-9).
     func testSolverFindsTheKnownSolution() throws {
         let a: [Double] = [4, 1, 0, 1, 3, 1, 0, 1, 2]
@@ -183,22 +201,23 @@ final class PreviewTests: XCTestCase {
     }
 
     /// schnell_preview_rgb8 against schnell_preview_rgb8_reference on random sizes (upscaling,
-    /// downscaling, odd factors): at most 1 level apart (the fast loop blends rows before columns
-    /// and may contract to FMAs differently), at least 99% of the values equal.
+    /// downscaling, odd factors): equal byte for byte. Both blend rows before columns with the same
+    /// float32 operations, and preview.c is built for baseline x86-64, where nothing is contracted
+    /// into FMAs; the fast version only reorganises the work (projection once per latent pixel,
+    /// column taps in a table, rows over threads).
     func testPreviewKernelMatchesReference() throws {
         var random = TestRandom(state: 18)
         let cases = [(channels: 16, latentHeight: 6, latentWidth: 8, width: 64, height: 48),
-                     (16, 2, 2, 17, 5), (4, 4, 10, 3, 70), (16, 12, 12, 96, 96), (3, 8, 6, 8, 6)]
+                     (16, 2, 2, 17, 5), (4, 4, 10, 3, 70), (16, 12, 12, 96, 96), (3, 8, 6, 8, 6), (16, 64, 64, 1024, 512)]
         for (channels, latentHeight, latentWidth, width, height) in cases {
             let packed = random.values(latentHeight * latentWidth * channels).map { $0 * 2 }
             let weight = random.values(3 * channels).map { $0 * 0.5 }, bias = random.values(3)
             var fast = [UInt8](repeating: 0, count: width * height * 3), reference = fast
             XCTAssertEqual(schnell_preview_rgb8(packed, channels, latentHeight, latentWidth, weight, bias, &fast, width, height), 0)
             schnell_preview_rgb8_reference(packed, channels, latentHeight, latentWidth, weight, bias, &reference, width, height)
-            let differences = zip(fast, reference).map { abs(Int($0) - Int($1)) }
             let label = "\(channels) channels, latent \(latentWidth)x\(latentHeight) -> \(width)x\(height)"
-            XCTAssertLessThanOrEqual(differences.max() ?? 0, 1, label)
-            XCTAssertGreaterThanOrEqual(Double(differences.filter { $0 == 0 }.count), 0.99 * Double(differences.count), label)
+            let differing = zip(fast, reference).filter { $0 != $1 }.count
+            XCTAssertEqual(differing, 0, "\(label): \(differing) of \(fast.count) values differ")
             XCTAssertGreaterThan(Set(reference).count, 10, "\(label): a picture, not a flat colour")
         }
     }
