@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD", "SchnellPlaygroundFiles"],
                 exclude: ["Playground"]),
         .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),
-        .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "CBLAS"],
+        .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "SchnellImageIO", "CBLAS"],
                           path: "Benchmarks/SchnellBench"),
         .testTarget(name: "SchnellTests", dependencies: ["Schnell", "SchnellKernels"]),
         .testTarget(name: "SchnellImageIOTests", dependencies: ["SchnellImageIO"]),

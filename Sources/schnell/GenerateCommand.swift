@@ -1,6 +1,7 @@
 import Foundation
 import Schnell
 import SchnellImageIO
+import SchnellServer
 
 /// `schnell generate "prompt" [options]`: one or more images to PNG/JPEG/WebP files, with a
 /// progress line on stderr and per-stage timings at the end.
@@ -9,7 +10,7 @@ enum GenerateCommand {
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
                                 [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--weights TYPE]
-                                [--timings-json FILE] [--quiet]
+                                [--timings-json FILE] [--allow-large] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
@@ -18,7 +19,11 @@ enum GenerateCommand {
                              fp8 files, scaled or not, too); each overrides the --model folder's part
           --tokenizers DIR   a folder with tokenizer/ and tokenizer_2/ (a FLUX pipeline folder), needed with
                              single files; its component configs are used where it has them
-          --size WxH         multiples of 16 (default 1024x1024)
+          --size WxH         multiples of 16 (default 1024x1024), each side in \(cli.minSide)...\(cli.maxSide)
+          --steps N, -n N    at most \(cli.maxSteps) steps and \(cli.maxImages) images (the server's defaults)
+          --allow-large      lift those bounds to the pipeline's: sides \(pipeline.minSide)...\(pipeline.maxSide), \(pipeline.maxSteps) steps,
+                             \(pipeline.maxImages) images
+          --guidance G       for models with a guidance embedding (dev); 0 on schnell means none
           --precision P      f32 (default: float32 math on any stored dtype) or bf16, for bf16-stored weights:
                              with AVX512-BF16, native bf16 dot products on bf16-rounded activations;
                              with AVX2 or AVX-512 alone, the weights are widened to float32 as the GEMM
@@ -28,11 +33,19 @@ enum GenerateCommand {
         \(CommandLineOptions.weightsHelp)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
-                             n > 1 writes FILE, FILE-1, FILE-2, ...
+                             n > 1 writes FILE, FILE-1, FILE-2, ...; its folder must exist and be writable
+                             (checked before the model loads)
           --timings-json FILE
                              also write the load time, per-stage and image-encode seconds and the
                              process's peak resident memory as JSON, for benchmark scripts
         """
+    /// Without --allow-large, the server's default bounds; the pipeline's own always apply.
+    private static let cli = ServerOptions().limits, pipeline = GenerationLimits.pipeline
+
+    /// Where the images go (-o) cannot be written: found before the model loads.
+    struct OutputError: Error, CustomStringConvertible { let description: String }
+    /// A file could not be written at the end (images, --timings-json), with the system's reason.
+    struct WriteError: Error, CustomStringConvertible { let description: String }
 
     static func run(_ arguments: [String]) -> Int32 {
         let options: CommandLineOptions
@@ -41,7 +54,7 @@ enum GenerateCommand {
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
                                                                  "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision", "--weights",
                                                                  "--timings-json"],
-                                             boolean: ["--quiet", "-q", "-h", "--help"])
+                                             boolean: ["--quiet", "-q", "-h", "--help", "--allow-large"])
         } catch {
             return fail("\(error)\n\(usage)", code: 2)
         }
@@ -66,8 +79,10 @@ enum GenerateCommand {
             request.guidance = try options.number("--guidance", in: 0...limits.maxGuidance)
             request.count = try options.integer("-n", in: 1...limits.maxImages) ?? 1
             request.maxSequenceLength = try options.integer("--max-sequence-length", in: 1...limits.maxSequenceLength)
+            if !options.flags.contains("--allow-large") { try checkDefaultLimits(request) }
             let output = options.string("-o") ?? options.string("--output") ?? "out.png"
             let format = try imageFormat(of: output)
+            try checkOutput(output, count: request.count)
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let quiet = options.flags.contains("--quiet") || options.flags.contains("-q")
             let files = try pipelineFiles(options)
@@ -77,6 +92,8 @@ enum GenerateCommand {
             let loadStart = Date()
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
                                                  quantization: options.weights())
+            // diffusers documents schnell's call with guidance_scale=0.0: no guidance, as leaving it out.
+            if !pipeline.hasGuidance, request.guidance == 0 { request.guidance = nil }
             try pipeline.validate(request)
             let loadSeconds = Date().timeIntervalSince(loadStart)
             let result = try pipeline.generate(request) { update in
@@ -115,11 +132,51 @@ enum GenerateCommand {
         } catch let error as PipelineError {
             if case .cancelled = error { return fail("\(error)", code: 1) }
             return fail("\(error)", code: 2)
-        } catch let error where error is WeightsError || error is TokenizerError {
+        } catch let error where error is WeightsError || error is TokenizerError || error is OutputError {
             return fail("\(error)", code: 2)
         } catch {
             return fail("\(error)", code: 1)
         }
+    }
+
+    /// The server's default bounds on size, steps and count; the error names the flag and how to lift it.
+    static func checkDefaultLimits(_ request: GenerationRequest) throws {
+        let lift = "--allow-large lifts this limit"
+        if ![request.width, request.height].allSatisfy((cli.minSide...cli.maxSide).contains) {
+            throw PipelineError.invalidRequest(parameter: "--size", reason: "\(request.width)x\(request.height) has a side outside \(cli.minSide)...\(cli.maxSide); \(lift) (to \(pipeline.minSide)...\(pipeline.maxSide))")
+        }
+        if let steps = request.steps, steps > cli.maxSteps {
+            throw PipelineError.invalidRequest(parameter: "--steps", reason: "\(steps) is more than \(cli.maxSteps); \(lift) (to \(pipeline.maxSteps))")
+        }
+        if request.count > cli.maxImages {
+            throw PipelineError.invalidRequest(parameter: "-n", reason: "\(request.count) is more than \(cli.maxImages); \(lift) (to \(pipeline.maxImages))")
+        }
+    }
+
+    /// Checks, before anything loads, that the images can be written: no output path is a folder,
+    /// and the folder they go to exists and takes a new file (a probe file is made and removed).
+    static func checkOutput(_ output: String, count: Int) throws {
+        for index in 0..<count {
+            let path = outputPath(output, index: index)
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+                throw OutputError(description: "-o \(output): \(path) is a folder; give a file name such as \((path as NSString).appendingPathComponent("out.png"))")
+            }
+        }
+        let parent = (output as NSString).deletingLastPathComponent
+        let folder = parent.isEmpty ? "." : parent
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
+            throw OutputError(description: "-o \(output): the folder \(folder) does not exist")
+        }
+        guard isFolder.boolValue else { throw OutputError(description: "-o \(output): \(folder) is not a folder") }
+        let probe = (folder as NSString).appendingPathComponent(".schnell-write-probe-\(getpid())")
+        let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else {
+            throw OutputError(description: "-o \(output): cannot write in \(folder): \(String(cString: strerror(errno)))")
+        }
+        close(descriptor)
+        unlink(probe)
     }
 
     static func pipelineFiles(_ options: CommandLineOptions) throws -> PipelineFiles {
@@ -197,17 +254,25 @@ enum GenerateCommand {
         return "\(stem)-\(index).\(ext)"
     }
 
-    /// Writes beside the target and renames, so a failure never leaves half a file.
+    /// Writes beside the target and renames over it, so a failure never leaves half a file; the
+    /// error gives the system's reason.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         let temporary = path + ".partial-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        func failure(_ step: String, _ code: Int32) -> WriteError {
+            WriteError(description: "could not write \(path) (\(step)): \(String(cString: strerror(code)))")
         }
-        do {
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
+        guard let file = fopen(temporary, "wb") else { throw failure("creating \(temporary)", errno) }
+        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        let writeError = errno
+        let closed = fclose(file) == 0
+        if written != bytes.count || !closed {
+            let error = failure("writing", written != bytes.count ? writeError : errno)
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = failure("renaming \(temporary) to it", errno)
+            unlink(temporary)
             throw error
         }
     }

@@ -49,6 +49,8 @@ enum ServeCommand {
             }
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let files = try GenerateCommand.pipelineFiles(options)
+            // A missing or unreadable part fails here, before the server says it is listening.
+            try files.checkReadable()
             let server = try ImageServer(options: serverOptions)
             try server.start()
             log("loading \(files.model ?? files.transformer ?? "")")

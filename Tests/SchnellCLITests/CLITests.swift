@@ -70,7 +70,8 @@ final class CLITests: XCTestCase {
     func testGenerateWritesPNGsWithParameters() throws {
         let folder = try temporaryFolder()
         let output = folder.appendingPathComponent("cat.png").path
-        let run = try schnell(["generate", "a cat", "--size", "48x32", "--seed", "5", "-n", "2", "-o", output, "--quiet"])
+        // 48x32 is below the default 64-pixel side: --allow-large lifts it.
+        let run = try schnell(["generate", "a cat", "--size", "48x32", "--seed", "5", "-n", "2", "-o", output, "--quiet", "--allow-large"])
         XCTAssertEqual(run.status, 0, run.errors)
         for (path, seed) in [(output, 5), (folder.appendingPathComponent("cat-1.png").path, 6)] {
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
@@ -133,7 +134,7 @@ final class CLITests: XCTestCase {
             try damaged.damage(file)
             let output = model.appendingPathComponent("never.png")
             let run = try schnell(damaged.command == "inspect" ? ["inspect", model.appendingPathComponent("transformer").path]
-                                      : ["generate", "x", "--model", model.path, "--size", "16x16", "--quiet", "-o", output.path])
+                                      : ["generate", "x", "--model", model.path, "--size", "64x64", "--quiet", "-o", output.path])
             XCTAssertEqual(run.status, 2, "\(damaged.file): \(run.errors)")
             XCTAssertTrue(run.errors.contains(file.path) && run.errors.contains(damaged.says), "\(damaged.file): \(run.errors)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: output.path))
@@ -155,7 +156,7 @@ final class CLITests: XCTestCase {
     func testGenerateWritesTimingsJSON() throws {
         let folder = try temporaryFolder()
         let timings = folder.appendingPathComponent("timings.json")
-        let run = try schnell(["generate", "a cat", "--size", "32x32", "--seed", "1", "--steps", "2", "--quiet",
+        let run = try schnell(["generate", "a cat", "--size", "64x64", "--seed", "1", "--steps", "2", "--quiet",
                                "-o", folder.appendingPathComponent("cat.png").path, "--timings-json", timings.path])
         XCTAssertEqual(run.status, 0, run.errors)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: timings)) as? [String: Any])
@@ -172,7 +173,7 @@ final class CLITests: XCTestCase {
     func testForcedCPUTierIsReportedAndABadOneRefused() throws {
         let folder = try temporaryFolder()
         let timings = folder.appendingPathComponent("timings.json")
-        let run = try schnell(["generate", "a cat", "--size", "32x32", "--seed", "1", "--steps", "1", "--quiet",
+        let run = try schnell(["generate", "a cat", "--size", "64x64", "--seed", "1", "--steps", "1", "--quiet",
                                "-o", folder.appendingPathComponent("cat.png").path, "--timings-json", timings.path],
                               environment: ["SCHNELL_CPU": "generic"])
         XCTAssertEqual(run.status, 0, run.errors)
@@ -181,7 +182,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(["generic", "avx2", "avx512", "avx512bf16"].contains(try XCTUnwrap(report["cpu tier supported"] as? String)))
         XCTAssertFalse(try XCTUnwrap(report["cpu model"] as? String).isEmpty)
 
-        let bad = try schnell(["generate", "a cat", "--size", "32x32", "-o", folder.appendingPathComponent("no.png").path],
+        let bad = try schnell(["generate", "a cat", "--size", "64x64", "-o", folder.appendingPathComponent("no.png").path],
                               environment: ["SCHNELL_CPU": "avx3"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.errors.contains("SCHNELL_CPU=avx3 is not a tier (use generic, avx2, avx512 or avx512bf16)"), bad.errors)
@@ -204,6 +205,100 @@ final class CLITests: XCTestCase {
         let bad = try schnell(["generate", "x", "--precision", "fp8"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.errors.contains("--precision must be f32 or bf16, not 'fp8'"), bad.errors)
+    }
+
+    /// diffusers documents FLUX.1-schnell's call with guidance_scale=0.0: --guidance 0 means no
+    /// guidance on a model without a guidance embedding; any other value is refused with the reason.
+    func testGuidanceZeroIsNoGuidanceOnSchnell() throws {
+        let folder = try temporaryFolder()
+        let zero = try schnell(["generate", "x", "--size", "64x64", "--steps", "1", "--guidance", "0", "--quiet",
+                                "-o", folder.appendingPathComponent("zero.png").path])
+        XCTAssertEqual(zero.status, 0, zero.errors)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("zero.png").path))
+        let other = try schnell(["generate", "x", "--size", "64x64", "--steps", "1", "--guidance", "3.5", "--quiet",
+                                 "-o", folder.appendingPathComponent("other.png").path])
+        XCTAssertEqual(other.status, 2)
+        XCTAssertTrue(other.errors.contains("guidance: tiny-flux-schnell has no guidance embedding (schnell-like); leave it out"), other.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("other.png").path))
+    }
+
+    /// Without --allow-large the server's default bounds hold (sides 64...2048, 50 steps, 10
+    /// images), and the message names the flag and the way out; with it, the pipeline's own.
+    func testGenerateHoldsTheServersLimitsUnlessAllowed() throws {
+        let folder = try temporaryFolder()
+        let output = folder.appendingPathComponent("big.png").path
+        let cases: [([String], String)] = [
+            (["--size", "4096x64"], "--size: 4096x64 has a side outside 64...2048; --allow-large lifts this limit (to 16...4096)"),
+            (["--size", "32x32"], "--size: 32x32 has a side outside 64...2048; --allow-large lifts this limit (to 16...4096)"),
+            (["--steps", "51"], "--steps: 51 is more than 50; --allow-large lifts this limit (to 1000)"),
+            (["-n", "11"], "-n: 11 is more than 10; --allow-large lifts this limit (to 64)"),
+        ]
+        for (arguments, message) in cases {
+            // A missing model shows the limit is checked before anything loads.
+            let run = try schnell(["generate", "x", "--model", "/nonexistent/model", "-o", output, "--quiet"] + arguments)
+            XCTAssertEqual(run.status, 2, "\(arguments): \(run.errors)")
+            XCTAssertTrue(run.errors.contains(message), "\(arguments): \(run.errors)")
+        }
+        let beyond = try schnell(["generate", "x", "--size", "8192x64", "--allow-large", "-o", output, "--quiet"])
+        XCTAssertEqual(beyond.status, 2)
+        XCTAssertTrue(beyond.errors.contains("width: 8192 is outside 16...4096"), beyond.errors)
+        let allowed = try schnell(["generate", "x", "--size", "32x32", "--steps", "1", "--allow-large", "-o", output, "--quiet"])
+        XCTAssertEqual(allowed.status, 0, allowed.errors)
+        XCTAssertEqual(try ImageDecoder.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: output)))).width, 32)
+    }
+
+    /// -o is checked before the model loads (here a missing one): its folder must exist and take
+    /// a file, and no output may be a folder; each refusal exits 2 naming -o and the reason.
+    func testGenerateChecksTheOutputBeforeLoading() throws {
+        let folder = try temporaryFolder()
+        let occupied = folder.appendingPathComponent("taken.png")
+        try FileManager.default.createDirectory(at: occupied, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("pair-1.png"), withIntermediateDirectories: false)
+        let cases: [([String], String)] = [
+            (["-o", "/nonexistent-folder/x.png"], "-o /nonexistent-folder/x.png: the folder /nonexistent-folder does not exist"),
+            (["-o", occupied.path], "-o \(occupied.path): \(occupied.path) is a folder; give a file name such as \(occupied.path)/out.png"),
+            (["-o", folder.appendingPathComponent("pair.png").path, "-n", "2"], "pair-1.png is a folder"),
+            (["-o", "/proc/x.png"], "-o /proc/x.png: cannot write in /proc: "),
+        ]
+        for (arguments, message) in cases {
+            let run = try schnell(["generate", "x", "--model", "/nonexistent/model", "--quiet"] + arguments)
+            XCTAssertEqual(run.status, 2, "\(arguments): \(run.errors)")
+            XCTAssertTrue(run.errors.contains(message), "\(arguments): \(run.errors)")
+            XCTAssertFalse(run.errors.contains("/nonexistent/model"), "checked before the model: \(run.errors)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(), ["pair-1.png", "taken.png"],
+                       "the probe file is removed")
+    }
+
+    /// A file that cannot be written at the end (here --timings-json into a missing folder) is
+    /// reported with the path and the system's reason, not Foundation's error dump.
+    func testWriteFailureAtTheEndIsReadable() throws {
+        let folder = try temporaryFolder()
+        let run = try schnell(["generate", "x", "--size", "64x64", "--steps", "1", "--quiet", "-o", folder.appendingPathComponent("a.png").path,
+                               "--timings-json", "/nonexistent-folder/timings.json"])
+        XCTAssertEqual(run.status, 1)
+        XCTAssertTrue(run.errors.contains("could not write /nonexistent-folder/timings.json (creating /nonexistent-folder/timings.json.partial-"),
+                      run.errors)
+        XCTAssertTrue(run.errors.hasSuffix("No such file or directory\n"), run.errors)
+        XCTAssertFalse(run.errors.contains("NSCocoaErrorDomain"), run.errors)
+    }
+
+    /// serve checks the model's files before it starts listening: a missing folder, and a weights
+    /// file that cannot be opened (a dangling link), each exit 2 naming the path.
+    func testServeRefusesAMissingModelBeforeListening() throws {
+        let model = try temporaryFolder().appendingPathComponent("model")
+        try FileManager.default.copyItem(at: Self.repository.appendingPathComponent("Weights/tiny-flux-schnell"), to: model)
+        let weights = model.appendingPathComponent("vae/diffusion_pytorch_model.safetensors")
+        try FileManager.default.removeItem(at: weights)
+        try FileManager.default.createSymbolicLink(atPath: weights.path, withDestinationPath: "/nonexistent/vae.safetensors")
+        let cases = [("/nonexistent/model", "/nonexistent/model (--model) does not exist"),
+                     (model.path, "\(weights.path): cannot open: No such file or directory")]
+        for (path, message) in cases {
+            let run = try schnell(["serve", "--port", "0", "--model", path])
+            XCTAssertEqual(run.status, 2, run.errors)
+            XCTAssertTrue(run.errors.contains(message), run.errors)
+            XCTAssertFalse(run.errors.contains("listening"), run.errors)
+        }
     }
 
     // MARK: GGUF files and schnell quantize

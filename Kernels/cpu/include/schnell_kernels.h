@@ -291,6 +291,17 @@ void schnell_rgb8_from_planes(const float *x, uint8_t *rgb, size_t pixels);
 // Interleaved 8-bit RGB -> [3, pixels]: 2 * (v / 255) - 1, as VaeImageProcessor normalises.
 void schnell_planes_from_rgb8(const uint8_t *rgb, float *x, size_t pixels);
 
+// ---- previews (preview.c) ----
+// Packed latent tokens [(latent_height / 2) (latent_width / 2), 4 * channels] -> interleaved 8-bit
+// RGB [height, width, 3]: per latent pixel rgb = weight [3, channels] . latent + bias [3] in [-1, 1]
+// image units, turned into [0, 255] levels ((v * 0.5 + 0.5) * 255, clamped), then scaled to
+// width x height bilinearly (half-pixel centres, as PyTorch's interpolate with align_corners=False)
+// and rounded. Threaded over output rows. Returns 0, or -1 when scratch memory is short.
+int schnell_preview_rgb8(const float *packed, size_t channels, size_t latent_height, size_t latent_width,
+                         const float *weight, const float *bias, uint8_t *rgb, size_t width, size_t height);
+void schnell_preview_rgb8_reference(const float *packed, size_t channels, size_t latent_height, size_t latent_width,
+                                    const float *weight, const float *bias, uint8_t *rgb, size_t width, size_t height);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,7 @@ public final class FluxPipeline: Sendable {
     public let t5Tokenizer: T5Tokenizer
     public let scheduler: FlowMatchScheduler
     let ops: any Backend
+    private let previewMapCache = PreviewMapCache()
 
     /// Side of a packed latent cell in pixels: VAE downsampling (8 for FLUX) times the 2x2 packing.
     public var sizeMultiple: Int { vae.config.downsamplingFactor * 2 }
@@ -96,8 +97,25 @@ public final class FluxPipeline: Sendable {
         try ImageToImage.validate(request, steps: request.steps ?? defaultSteps)
     }
 
+    /// The latent-to-RGB map of this model's previews, fitted to its VAE on first use (a VAE decode
+    /// of a 256x256 picture) and kept; `fitted` says whether this call fitted it.
+    public func previewMap() throws -> (map: LatentPreviewMap, fitted: Bool) {
+        try previewMapCache.get { try LatentPreviewMap.fit(vae: vae, backend: ops) }
+    }
+
+    /// After which of `steps` denoising steps (1-based counts of steps done) `previews` previews
+    /// are taken: round((i + 1) steps / (previews + 1)) for i in 0..<previews, each once, only
+    /// 1...steps - 1 (after the last step the image itself follows).
+    public static func previewSteps(previews: Int, steps: Int) -> [Int] {
+        let counts = (0..<max(0, previews)).map { (2 * ($0 + 1) * steps + previews + 1) / (2 * (previews + 1)) }
+        return Array(Set(counts.filter { $0 >= 1 && $0 < steps })).sorted()
+    }
+
     /// Generates `request.count` images; `progress` returning false cancels (throws `.cancelled`).
     /// With an init image (and mask) it edits as diffusers' img2img (inpaint) pipeline: see `ImageToImage`.
+    /// With `request.previews` > 0, `preview` gets each image's previews after the steps
+    /// `previewSteps` names (counted over the steps that run): the clean latents the model predicts
+    /// there (`FlowMatchSchedule.cleanEstimate`, before an inpainting blend) through `previewMap`.
     /// `observe` sees each image's packed latents [tokens, 4C] after the last step, as "latents".
     public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool = { _ in true },
                          preview: (PreviewImage) -> Void = { _ in }, observe: IntermediateObserver? = nil) throws -> GenerationResult {
@@ -123,9 +141,11 @@ public final class FluxPipeline: Sendable {
         }
 
         try report(.textEncoding, image: 0, step: 0)
+        let clipTokens = clipTokenizer.encodeCounting(request.prompt)
+        let t5Tokens = t5Tokenizer.encodeCounting(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength)
         let (text, pooled) = try timed("text encoders") {
-            let pooled = try clip.encode(ids: clipTokenizer.encode(request.prompt)).pooled
-            let text = try t5.encode(ids: t5Tokenizer.encode(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength))
+            let pooled = try clip.encode(ids: clipTokens.ids).pooled
+            let text = try t5.encode(ids: t5Tokens.ids)
             // T5 and the transformer need not be resident together (with Q8_0 files: 5.1 + 12.7 GB).
             t5.releaseResidentWeights()
             return (text, pooled)
@@ -136,6 +156,14 @@ public final class FluxPipeline: Sendable {
         let schedule = try scheduler.schedule(steps: steps, imageSequenceLength: gridHeight * gridWidth)
         let channels = vae.config.latentChannels
         let encoded = try edit.map { edit in try timed("vae encode") { try edit.encode(vae: vae) } }
+        let previewAfter = Self.previewSteps(previews: request.previews, steps: steps - firstStep)
+        var previewMap: LatentPreviewMap?
+        if !previewAfter.isEmpty {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let (map, fitted) = try self.previewMap()
+            if fitted { timings.append(("preview map fit", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            previewMap = map
+        }
 
         var images: [GeneratedImage] = []
         for index in 0..<request.count {
@@ -146,25 +174,40 @@ public final class FluxPipeline: Sendable {
             }
             let latents = start?.latents ?? ops.packLatents(ops.upload(generator.randn(count: channels * latentHeight * latentWidth),
                                                                        shape: [channels, latentHeight, latentWidth]))
+            let imageLabel = request.count > 1 ? "image \(index + 1) " : ""
             for step in firstStep..<steps {
                 let run = step - firstStep
                 try report(.denoising, image: index, step: run)
-                try timed(request.count > 1 ? "image \(index + 1) step \(run + 1)" : "step \(run + 1)") {
+                let previewIndex = previewAfter.firstIndex(of: run + 1)
+                let estimate = try timed("\(imageLabel)step \(run + 1)") {
                     let velocity = transformer(latents: latents, text: text, pooled: pooled,
                                                timestep: schedule.transformerTimestep(at: step),
                                                guidance: guidance, rotary: rotary)
                     try schedule.eulerStep(step, sample: latents, velocity: velocity, backend: ops)
+                    let estimate = try previewIndex.map { _ in
+                        try schedule.cleanEstimate(afterStep: step, sample: latents, velocity: velocity, backend: ops)
+                    }
                     if let edit, let start { edit.blend(latents, after: step, schedule: schedule, start: start, backend: ops) }
+                    return estimate
+                }
+                if let previewIndex, let estimate, let previewMap {
+                    let rgb = try timed("\(imageLabel)preview \(previewIndex + 1)") {
+                        try previewMap.rgb8(packed: ops.download(estimate), latentHeight: latentHeight, latentWidth: latentWidth,
+                                            width: request.width, height: request.height)
+                    }
+                    preview(PreviewImage(image: index, index: previewIndex, step: run + 1, width: request.width,
+                                         height: request.height, rgb: rgb))
                 }
             }
             observe?("latents", latents)
             try report(.decoding, image: index, step: steps - firstStep)
-            let rgb = try timed(request.count > 1 ? "image \(index + 1) vae decode" : "vae decode") {
+            let rgb = try timed("\(imageLabel)vae decode") {
                 let unpacked = ops.unpackLatents(latents, height: latentHeight, width: latentWidth)
                 return ops.downloadRGB8(try vae.decode(vae.unscaledLatents(unpacked)))
             }
             images.append(GeneratedImage(width: request.width, height: request.height, rgb: rgb, seed: seed))
         }
-        return GenerationResult(images: images, steps: steps, guidance: guidance, timings: timings)
+        return GenerationResult(images: images, steps: steps, guidance: guidance, timings: timings,
+                                textTokens: TextTokenCounts(clip: clipTokens.count, t5: t5Tokens.count))
     }
 }

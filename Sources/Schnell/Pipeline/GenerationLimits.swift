@@ -23,7 +23,7 @@ public struct GenerationLimits: Sendable, Equatable {
         self.maxGuidance = maxGuidance
     }
 
-    /// Previews per image a request may ask for (`GenerationRequest.previews`).
+    /// Previews per image (`GenerationRequest.previews`), from 0; the same for every front end.
     public static let maxPreviews = 3
 
     /// What `FluxPipeline` accepts. 512 T5 tokens is what FLUX.1 was trained with; the rest bound
@@ -39,8 +39,9 @@ public struct GenerationLimits: Sendable, Equatable {
                          maxGuidance: min(maxGuidance, other.maxGuidance))
     }
 
-    /// Checks the request's sizes, steps, guidance, count and sequence length against these limits;
-    /// the error names the parameter (`width`, `height`, `steps`, `guidance`, `n`, `max_sequence_length`).
+    /// Checks the request's sizes, steps, guidance, count, sequence length and previews against these limits;
+    /// the error names the parameter (`width`, `height`, `steps`, `guidance`, `n`, `max_sequence_length`,
+    /// `previews`).
     public func check(_ request: GenerationRequest, sizeMultiple: Int) throws {
         for (name, side) in [("width", request.width), ("height", request.height)] {
             guard side >= minSide, side <= maxSide else {
@@ -61,6 +62,9 @@ public struct GenerationLimits: Sendable, Equatable {
         }
         if let length = request.maxSequenceLength, length < 1 || length > maxSequenceLength {
             throw PipelineError.invalidRequest(parameter: "max_sequence_length", reason: "\(length) is outside 1...\(maxSequenceLength)")
+        }
+        guard (0...Self.maxPreviews).contains(request.previews) else {
+            throw PipelineError.invalidRequest(parameter: "previews", reason: "\(request.previews) is outside 0...\(Self.maxPreviews)")
         }
     }
 }

@@ -116,7 +116,8 @@ public struct GenerationResult: Sendable {
     public let images: [GeneratedImage]
     public let steps: Int
     public let guidance: Float?
-    /// (stage, seconds) in the order the stages ran: "text encoders", "step 1", ..., "vae decode".
+    /// (stage, seconds) in the order the stages ran: "text encoders", "step 1", ..., "vae decode";
+    /// with previews also "preview 1", ... after their steps, and "preview map fit" the first time.
     public let timings: [(stage: String, seconds: Double)]
     public let textTokens: TextTokenCounts
 

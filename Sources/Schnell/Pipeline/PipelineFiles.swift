@@ -36,6 +36,58 @@ public struct PipelineFiles: Sendable {
         return folder
     }
 
+    /// Checks, reading no weights, that every part `FluxPipeline.load` would open is there and
+    /// readable: each component's file, or its folder and the files in it, and the tokenizer
+    /// folders. A front end calls it before it announces anything; the error names the path.
+    public func checkReadable() throws {
+        if let model {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: model, isDirectory: &isFolder) else {
+                throw PipelineError.missingComponent("\(model) (--model) does not exist")
+            }
+            guard isFolder.boolValue else {
+                throw PipelineError.missingComponent("\(model) (--model) is a file, not a diffusers pipeline folder")
+            }
+        }
+        let components = [(transformer, "transformer", "--transformer"), (vae, "vae", "--vae"),
+                          (clip, "text_encoder", "--clip"), (t5, "text_encoder_2", "--t5")]
+        for (explicit, subfolder, flag) in components {
+            let component = try path(explicit, subfolder: subfolder, flag: flag)
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: component, isDirectory: &isFolder) else {
+                throw PipelineError.missingComponent("\(component) (\(flag)) does not exist")
+            }
+            let files = try isFolder.boolValue
+                ? Self.folderEntries(component).map { (component as NSString).appendingPathComponent($0) }
+                : [component]
+            for file in files { try Self.checkOpens(file) }
+        }
+        for folder in ["tokenizer", "tokenizer_2"] {
+            guard let found = configFile(folder) else {
+                throw PipelineError.missingComponent("tokenizer/ and tokenizer_2/ folders (pass --tokenizers DIR with single files)")
+            }
+            for entry in try Self.folderEntries(found) { try Self.checkOpens((found as NSString).appendingPathComponent(entry)) }
+        }
+    }
+
+    private static func folderEntries(_ folder: String) throws -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        } catch {
+            throw WeightsError.cannotOpen(file: folder, reason: "the folder cannot be listed")
+        }
+    }
+
+    /// Opens and closes `path` for reading (a dangling link fails; folders inside a component
+    /// folder are left alone).
+    private static func checkOpens(_ path: String) throws {
+        var status = stat()
+        if stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR { return }
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+        close(descriptor)
+    }
+
     /// A file inside the config folder (else the model folder), if it exists.
     func configFile(_ relative: String) -> String? {
         for base in [configFolder, model].compactMap({ $0 }) {

@@ -198,4 +198,21 @@ public struct FlowMatchSchedule: Sendable, Equatable {
         }
         backend.eulerStep(sample, velocity: velocity, delta: sigmas[step + 1] - sigmas[step])
     }
+
+    /// The clean latents the model predicts after step `step` has moved `sample` to
+    /// `sigmas[step + 1]` with `velocity` -> new tensor. Flow matching mixes
+    /// x_sigma = (1 - sigma) x0 + sigma noise and the model predicts v = noise - x0, so
+    /// x0 = x_sigma - sigma v, at the sigma the sample now has: `sample - sigmas[step + 1] * velocity`.
+    /// After the last step (sigma 0) it is the sample itself.
+    public func cleanEstimate(afterStep step: Int, sample: Tensor, velocity: Tensor, backend: any Backend) throws -> Tensor {
+        guard (0..<steps).contains(step) else {
+            throw SchedulerError(description: "step \(step) is outside 0..<\(steps)")
+        }
+        guard sample.count == velocity.count else {
+            throw SchedulerError(description: "clean estimate: sample has \(sample.count) values but velocity has \(velocity.count)")
+        }
+        let estimate = backend.copy(sample)
+        backend.eulerStep(estimate, velocity: velocity, delta: -sigmas[step + 1])
+        return estimate
+    }
 }

@@ -86,6 +86,11 @@ public struct CLIPTokenizer: Sendable {
 
     /// Token ids for `text`, exactly `maxLength` long: BOS, tokens, EOS, pad.
     public func encode(_ text: String, maxLength: Int = 77) -> [Int32] {
+        encodeCounting(text, maxLength: maxLength).ids
+    }
+
+    /// `encode`'s ids and how many of them are not padding (BOS and EOS counted, at most `maxLength`).
+    public func encodeCounting(_ text: String, maxLength: Int = 77) -> (ids: [Int32], count: Int) {
         var body: [Int32] = []
         // The special tokens are marked "normalized" in CLIP's files: they match the normalized text.
         for segment in specialTokens.split(Self.normalize(text)) {

@@ -48,14 +48,16 @@ struct SpecialTokenSplitter: Sendable {
 }
 
 /// Truncates the body so that the special tokens around it still fit, then pads to `length`:
-/// transformers' `truncation=True, padding="max_length"` for one sequence.
-func fitToLength(prefix: [Int32], body: [Int32], suffix: [Int32], padID: Int32, length: Int) -> [Int32] {
-    guard length > 0 else { return [] }
+/// transformers' `truncation=True, padding="max_length"` for one sequence. `count` is how many of
+/// the ids are not padding.
+func fitToLength(prefix: [Int32], body: [Int32], suffix: [Int32], padID: Int32, length: Int) -> (ids: [Int32], count: Int) {
+    guard length > 0 else { return ([], 0) }
     let bodyRoom = max(0, length - prefix.count - suffix.count)
     var ids = prefix + body.prefix(bodyRoom) + suffix
     if ids.count > length {
         ids = Array(ids.prefix(length))
     }
+    let count = ids.count
     ids.append(contentsOf: repeatElement(padID, count: length - ids.count))
-    return ids
+    return (ids, count)
 }

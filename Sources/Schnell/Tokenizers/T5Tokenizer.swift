@@ -105,6 +105,11 @@ public struct T5Tokenizer: Sendable {
 
     /// Token ids for `text`, exactly `maxLength` long: tokens, EOS, pad.
     public func encode(_ text: String, maxLength: Int) -> [Int32] {
+        encodeCounting(text, maxLength: maxLength).ids
+    }
+
+    /// `encode`'s ids and how many of them are not padding (EOS counted, at most `maxLength`).
+    public func encodeCounting(_ text: String, maxLength: Int) -> (ids: [Int32], count: Int) {
         var body: [Int32] = []
         // T5's special tokens are not "normalized": they are matched in the raw text.
         for segment in specialTokens.split(Array(text.unicodeScalars)) {
