@@ -14,12 +14,18 @@ enum ServeCommand {
                              [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
                              [--max-body-memory BYTES] [--shutdown-timeout SECONDS]
+                             [--fetch-images-from HOST]... [--fetch-max-bytes BYTES] [--fetch-timeout SECONDS]
           --max-side, --max-steps, --max-images
                              narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
                              the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
           --public-url       base of image URLs (default: the bound address; never the request's Host header)
-          --cors-origin      a browser origin (https://app.example.com) allowed to call the API; requests
-                             with any other Origin header are refused 403
+          --image-ttl        seconds image URLs and task records live (default \(defaults.imageTTLSeconds)); image URLs need no key
+          --cors-origin      a browser origin (https://app.example.com) allowed to call the API besides the server's
+                             own (the playground at /); requests with any other Origin header are refused 403
+          --fetch-images-from
+                             a host whose http(s) image URLs image_url / image_urls may name (default: none, only
+                             data URLs and base64); each fetch at most --fetch-max-bytes (default \(defaults.fetchMaxBytes))
+                             within --fetch-timeout seconds (default \(defaults.fetchTimeoutSeconds)); redirects only to allowed hosts
           --max-connections  open connections in all (default \(defaults.maxConnections)); --max-connections-per-ip
                              from one client address (default \(defaults.maxConnectionsPerIP); behind a proxy, raise it)
           --idle-timeout     seconds without a byte before a connection is closed (default \(defaults.connectionTimeoutSeconds))
