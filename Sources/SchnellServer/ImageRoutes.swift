@@ -171,19 +171,22 @@ extension ImageServer {
         } catch {
             log("error: the pending record of task \(id) could not be written (it is kept in memory while it runs): \(error)")
         }
+        let ticket: GenerationTicket
         do {
-            try lock.withLock {
+            ticket = try lock.withLock {
                 let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator, onFinish: { [weak self] result in
                     self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                                      baseURL: baseURL, submitted: submitted)
                 })
                 liveTasks[id] = LiveTask(ticket: ticket, created: created)
+                return ticket
             }
         } catch {
             store.removeTask(id: id)
             throw error
         }
-        pending["poll_url"] = .string("/v1/tasks/\(id)")
+        // Still `pending` here even if the worker took it at once; the poll says `running`.
+        if let position = queue.snapshot(ticket).position { pending["queue_position"] = .integer(Int64(position)) }
         return .json(.object(pending), status: 202)
     }
 
@@ -191,7 +194,7 @@ extension ImageServer {
     /// stages, `queue` (waiting for the device), `generation` (inside the model), `encode`
     /// (image files) and `total` (from submission to the response body).
     func responseBody(_ output: GenerationOutput, request: ImageRequest, modelID: String, baseURL: String,
-                              submitted: Date) throws -> [String: JSONValue] {
+                      submitted: Date) throws -> [String: JSONValue] {
         let encodeStart = Date()
         var data: [JSONValue] = []
         for generated in output.result.images {

@@ -56,6 +56,9 @@ final class TaskControlTests: XCTestCase {
         let running = try createTask(test.client, prompt: "running", steps: 4)
         let second = try createTask(test.client, prompt: "second", steps: 2)
         let third = try createTask(test.client, prompt: "third", steps: 3)
+        let fourth = try test.client.postJSON("/v1/images/generations", ["prompt": "fourth", "async": true, "steps": 1])
+        XCTAssertEqual(fourth.json["status"] as? String, "pending")
+        XCTAssertEqual(fourth.json["queue_position"] as? Int, 3, "the 202 answer says where it waits")
 
         let waiting = try test.client.get("/v1/tasks/\(third)").json
         XCTAssertEqual(waiting["status"] as? String, "pending")
