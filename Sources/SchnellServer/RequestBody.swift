@@ -141,7 +141,7 @@ enum ImageSource {
             guard let comma = payload.firstIndex(of: ",") else {
                 throw APIError.invalid("'\(param)' is a data URL without a comma before its data", param: param)
             }
-            let header = payload[payload.index(payload.startIndex, offsetBy: 5)..<comma].lowercased()
+            let header = payload[..<comma].dropFirst("data:".count).lowercased()
             guard header.hasSuffix(";base64") else {
                 throw APIError.invalid("'\(param)' must be a base64 data URL (data:image/png;base64,...)", param: param)
             }
