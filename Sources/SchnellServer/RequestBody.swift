@@ -167,14 +167,10 @@ enum ImageSource {
 
 /// Fetches a reference image from an allowed host, within a size and a time limit. Redirects
 /// are followed only to allowed hosts.
-final class ImageFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    private let hosts: Set<String>
-    private let maxBytes: Int
-    private let timeoutSeconds: Int
-    private let done = DispatchSemaphore(value: 0)
-    // Written by the session's delegate queue before `done` is signalled, read after.
-    private var received: [UInt8] = []
-    private var failure: String?
+struct ImageFetcher: Sendable {
+    let hosts: Set<String>
+    let maxBytes: Int
+    let timeoutSeconds: Int
 
     init(options: ServerOptions) {
         hosts = Set(options.fetchHosts)
@@ -199,52 +195,92 @@ final class ImageFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendable 
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = Double(timeoutSeconds)
         configuration.timeoutIntervalForResource = Double(timeoutSeconds)
-        let session = URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
+        let download = Download(fetcher: self)
+        let session = URLSession(configuration: configuration, delegate: download, delegateQueue: nil)
         defer { session.invalidateAndCancel() }
         session.dataTask(with: url).resume()
-        if done.wait(timeout: .now() + .seconds(timeoutSeconds + 1)) == .timedOut {
-            failure = "it took longer than \(timeoutSeconds) s (--fetch-timeout)"
-        }
+        let (bytes, failure) = download.result(within: Double(timeoutSeconds + 1))
         if let failure {
             throw APIError.invalid("Fetching '\(param)' from \(url.host ?? "") failed: \(failure)", param: param)
         }
-        return received
+        return bytes
     }
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
-        // A refused redirect arrives here as the 3xx itself, with its reason already set.
-        if failure == nil, let http = response as? HTTPURLResponse, http.statusCode != 200 {
-            failure = "the server answered HTTP \(http.statusCode)"
-        }
-        if failure == nil, response.expectedContentLength > Int64(maxBytes) {
-            failure = "the image is \(response.expectedContentLength) bytes; at most \(maxBytes) are fetched (--fetch-max-bytes)"
-        }
-        completionHandler(failure == nil ? .allow : .cancel)
-    }
+    /// One fetch's bytes, or why it failed, filled in by the session's delegate queue.
+    private final class Download: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+        let fetcher: ImageFetcher
+        private let condition = NSCondition()
+        // Guarded by `condition`.
+        private var received: [UInt8] = []
+        private var failure: String?
+        private var finished = false
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        guard failure == nil else { return }
-        received.append(contentsOf: data)
-        if received.count > maxBytes {
-            failure = "the image is more than \(maxBytes) bytes (--fetch-max-bytes)"
-            received = []
-            dataTask.cancel()
+        init(fetcher: ImageFetcher) {
+            self.fetcher = fetcher
         }
-    }
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
-        guard let target = request.url, allows(target) else {
-            failure = "it redirects to \(request.url?.host ?? "an unknown host"), which is not allowed"
-            completionHandler(nil)
-            return
+        /// The bytes or the failure, once the transfer ended or `seconds` passed.
+        func result(within seconds: Double) -> (bytes: [UInt8], failure: String?) {
+            condition.withLock {
+                let deadline = Date(timeIntervalSinceNow: seconds)
+                while !finished && condition.wait(until: deadline) {}
+                if !finished && failure == nil { failure = "it took longer than \(fetcher.timeoutSeconds) s (--fetch-timeout)" }
+                return (received, failure)
+            }
         }
-        completionHandler(request)
-    }
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        if failure == nil, let error { failure = error.localizedDescription }
-        done.signal()
+        /// Records the first failure; false when one was already recorded.
+        @discardableResult
+        private func fail(_ reason: String) -> Bool {
+            condition.withLock {
+                guard failure == nil else { return false }
+                failure = reason
+                received = []
+                return true
+            }
+        }
+
+        private var hasFailed: Bool { condition.withLock { failure != nil } }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+            // A refused redirect arrives here as the 3xx itself, with its reason already recorded.
+            if let http = response as? HTTPURLResponse, http.statusCode != 200 {
+                fail("the server answered HTTP \(http.statusCode)")
+            } else if response.expectedContentLength > Int64(fetcher.maxBytes) {
+                fail("the image is \(response.expectedContentLength) bytes; at most \(fetcher.maxBytes) are fetched (--fetch-max-bytes)")
+            }
+            completionHandler(hasFailed ? .cancel : .allow)
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+            let tooLarge = condition.withLock {
+                guard failure == nil else { return false }
+                received.append(contentsOf: data)
+                return received.count > fetcher.maxBytes
+            }
+            if tooLarge {
+                fail("the image is more than \(fetcher.maxBytes) bytes (--fetch-max-bytes)")
+                dataTask.cancel()
+            }
+        }
+
+        func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+            guard let target = request.url, fetcher.allows(target) else {
+                fail("it redirects to \(request.url?.host ?? "an unknown host"), which is not allowed")
+                completionHandler(nil)
+                return
+            }
+            completionHandler(request)
+        }
+
+        func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
+            if let error { fail(error.localizedDescription) }
+            condition.withLock {
+                finished = true
+                condition.broadcast()
+            }
+        }
     }
 }

@@ -115,6 +115,13 @@ final class ReferenceImageTests: XCTestCase {
         let fetched = try fetching.client.postJSON("/v1/images/generations", ["prompt": "x", "image_url": link])
         XCTAssertEqual(fetched.status, 200, String(decoding: fetched.body, as: UTF8.self))
         XCTAssertEqual(generator.requests.last?.initImage?.pixels.first, 77)
+        // Image and mask fetched in one request: each gets its own bytes.
+        let maskName = try origin.server.store.storeImage(try png(width: 64, height: 64, channels: 4, value: 5), fileExtension: "png")
+        let both = try fetching.client.postJSON("/v1/images/edits", ["prompt": "x", "image": link,
+                                                                     "mask": "http://127.0.0.1:\(origin.server.boundPort)/v1/images/files/\(maskName)"])
+        XCTAssertEqual(both.status, 200, String(decoding: both.body, as: UTF8.self))
+        XCTAssertEqual(generator.requests.last?.initImage?.pixels.first, 77)
+        XCTAssertEqual(generator.requests.last?.mask?.pixels.first, 5)
 
         let missing = try fetching.client.postJSON("/v1/images/generations",
                                                    ["prompt": "x", "image_url": "http://127.0.0.1:\(origin.server.boundPort)/v1/images/files/00000000000000000000000000000000.png"])
