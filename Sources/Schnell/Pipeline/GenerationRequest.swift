@@ -25,6 +25,8 @@ public struct GenerationRequest: Sendable, Equatable {
     /// Previews per image (0...`GenerationLimits.maxPreviews`), handed to `generate`'s `preview`
     /// at evenly spaced steps before the last; fewer when there are fewer steps.
     public var previews: Int = 0
+    /// LoRAs to apply, each with its scale (`FluxPipeline.loadLoRA`); the base weights stay as loaded.
+    public var loras: [AppliedLoRA] = []
 
     public init(prompt: String, width: Int = 1024, height: Int = 1024, steps: Int? = nil, guidance: Float? = nil,
                 seed: UInt64? = nil, count: Int = 1, maxSequenceLength: Int? = nil,

@@ -1,0 +1,142 @@
+import Foundation
+
+/// The key conventions LoRA files come in, told apart by their keys (`LoRAFileReader`).
+public enum LoRAFormat: String, Sendable {
+    /// diffusers / PEFT: `transformer.transformer_blocks.N.attn.to_q.lora_A.weight` / `lora_B`.
+    case diffusers
+    /// kohya: `lora_unet_double_blocks_N_img_attn_qkv.lora_down.weight`, `.lora_up`, `.alpha`.
+    case kohya
+    /// XLabs: `double_blocks.N.processor.qkv_lora1.down.weight`, `.up`.
+    case xlabs
+    /// BFL's own names with `.lora_A` / `.lora_B`: `double_blocks.N.img_attn.qkv.lora_A.weight`.
+    case bfl
+}
+
+/// Which model a LoRA pair updates.
+public enum LoRAComponent: String, Sendable {
+    case transformer
+    /// CLIP-L, the first text encoder (kohya's `lora_te1_`, diffusers' `text_encoder.`).
+    case clip
+}
+
+/// One down/up pair as a file stores it, named by the base tensor it updates.
+/// `target` is the base weight's name without `.weight`, in `layout`'s naming for the transformer
+/// (`transformer_blocks.0.attn.to_q` or `double_blocks.0.img_attn.qkv`) and in transformers'
+/// naming for CLIP (`text_model.encoder.layers.0.self_attn.q_proj`). The update is
+/// ΔW = (alpha / rank) · up · down, `alpha` nil meaning alpha = rank (scale 1).
+struct LoRAPair {
+    let component: LoRAComponent
+    let layout: CheckpointLayout
+    let target: String
+    /// The file's own key of the down matrix, for error messages.
+    let key: String
+    let down: WeightTensor  // [rank, inFeatures]
+    let up: WeightTensor    // [outFeatures, rank]
+    let alpha: Float?
+}
+
+/// One low-rank update of an engine linear layer: output rows `rows` gain scale · up · down,
+/// ΔW[rows] = scale · up [rows.count, rank] · down [rank, inFeatures]. The file's alpha / rank is
+/// folded into `scale`; a request's LoRA scale multiplies it.
+public struct LowRankDelta: Sendable {
+    public let down: [Float]
+    public let up: [Float]
+    public let rank: Int
+    public let inFeatures: Int
+    public let rows: Range<Int>
+    public let scale: Float
+
+    public init(down: [Float], up: [Float], rank: Int, inFeatures: Int, rows: Range<Int>, scale: Float) {
+        precondition(down.count == rank * inFeatures && up.count == rows.count * rank, "low-rank delta: inconsistent sizes")
+        self.down = down
+        self.up = up
+        self.rank = rank
+        self.inFeatures = inFeatures
+        self.rows = rows
+        self.scale = scale
+    }
+
+    /// The same update with its scale multiplied by `factor`.
+    public func scaled(by factor: Float) -> LowRankDelta {
+        LowRankDelta(down: down, up: up, rank: rank, inFeatures: inFeatures, rows: rows, scale: scale * factor)
+    }
+
+    /// The part of the update on output rows `range` of the layer, renumbered from the range's
+    /// start; nil when it has no row there.
+    public func restricted(to range: Range<Int>) -> LowRankDelta? {
+        let kept = rows.clamped(to: range)
+        guard !kept.isEmpty else { return nil }
+        let first = kept.lowerBound - rows.lowerBound
+        let upRows = Array(up[(first * rank)..<((first + kept.count) * rank)])
+        return LowRankDelta(down: down, up: upRows, rank: rank, inFeatures: inFeatures,
+                            rows: (kept.lowerBound - range.lowerBound)..<(kept.upperBound - range.lowerBound), scale: scale)
+    }
+}
+
+/// How a LoRA reaches a layer: merged into a copy of its weight (float layers; exact to the
+/// stored precision, no cost per step) or added as its own low-rank product at run time
+/// (any layer, the only way for quantized ones).
+public enum LoRAMode: String, Sendable, CaseIterable {
+    /// Merge into float layers, run time for quantized ones.
+    case auto
+    case merge
+    case runtime
+}
+
+/// A LoRA file read and checked against one model: its updates by engine layer name
+/// (`double.3.img_qkv`, `single.0.linear1`, CLIP's `layers.0.q`, ...), at scale 1.
+public final class LoRAAdapter: Sendable, CustomStringConvertible {
+    /// The file name without its extension: what requests and the models list call it.
+    public let name: String
+    public let path: String
+    public let format: LoRAFormat
+    public let transformerDeltas: [String: [LowRankDelta]]
+    public let clipDeltas: [String: [LowRankDelta]]
+    /// Keys of the file that were not used (only with `skipUnknown`).
+    public let skippedKeys: [String]
+
+    init(name: String, path: String, format: LoRAFormat, transformerDeltas: [String: [LowRankDelta]],
+         clipDeltas: [String: [LowRankDelta]], skippedKeys: [String]) {
+        self.name = name
+        self.path = path
+        self.format = format
+        self.transformerDeltas = transformerDeltas
+        self.clipDeltas = clipDeltas
+        self.skippedKeys = skippedKeys
+    }
+
+    public var description: String { "\(name) (\(format.rawValue), \(transformerDeltas.count + clipDeltas.count) layers)" }
+}
+
+/// A LoRA as one request applies it.
+public struct AppliedLoRA: Sendable, Equatable {
+    public let adapter: LoRAAdapter
+    public let scale: Float
+
+    public init(_ adapter: LoRAAdapter, scale: Float = 1) {
+        self.adapter = adapter
+        self.scale = scale
+    }
+
+    public static func == (lhs: AppliedLoRA, rhs: AppliedLoRA) -> Bool {
+        lhs.adapter === rhs.adapter && lhs.scale == rhs.scale
+    }
+}
+
+extension LoRAAdapter {
+    /// Reads the LoRA file at `path` and checks it against a model with these configurations:
+    /// every key must be understood (or, with `skipUnknown`, listed in `skippedKeys`), and every
+    /// pair must fit the layer it names; errors name the file and the key.
+    public static func load(path: String, transformer: TransformerConfig, clip: CLIPTextConfig,
+                            skipUnknown: Bool) throws -> LoRAAdapter {
+        throw WeightsError.invalidConfig(file: path, reason: "LoRA files cannot be read yet")
+    }
+}
+
+extension FluxPipeline {
+    /// A LoRA file for this pipeline's transformer and CLIP (see `LoRAAdapter.load`); apply it
+    /// with `GenerationRequest.loras`.
+    public func loadLoRA(path: String, skipUnknown: Bool = false) throws -> LoRAAdapter {
+        try LoRAAdapter.load(path: path, transformer: transformer.config, clip: clip.config, skipUnknown: skipUnknown)
+    }
+}
