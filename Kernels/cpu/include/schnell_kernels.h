@@ -113,6 +113,19 @@ void schnell_convert_to_f32_reference(const void *source, int dtype, float *dest
 // BF16 (as schnell_f32_to_bf16), F8_E4M3 and F8_E5M2 (round to nearest even as torch's casts:
 // e4m3fn saturates to +-448, infinities included; e5m2 overflows to infinity; NaN stays NaN).
 void schnell_quantize_reference(const float *source, int dtype, void *destination, size_t count);
+// ---- LoRA (lowrank.c) ----
+// out[r, c] += scale * sum_k (x[r] . down[k]) up[c, k] for r < rows, c < n: the product a LoRA adds
+// to a linear layer's output columns. x [rows, in] packed, down [rank, in], up [n, rank], out rows
+// `out_stride` apart. Returns 0, or -1 when its rows x rank scratch cannot be allocated.
+int schnell_lowrank_add(const float *x, size_t rows, size_t in, const float *down, size_t rank, const float *up, size_t n,
+                        float scale, float *out, size_t out_stride);
+void schnell_lowrank_add_reference(const float *x, size_t rows, size_t in, const float *down, size_t rank, const float *up,
+                                   size_t n, float scale, float *out, size_t out_stride);
+// weight [n, in] += scale * up [n, rank] down [rank, in]: a LoRA merged into a float32 weight.
+void schnell_lowrank_merge(float *weight, size_t n, size_t in, const float *down, size_t rank, const float *up, float scale);
+void schnell_lowrank_merge_reference(float *weight, size_t n, size_t in, const float *down, size_t rank, const float *up,
+                                     float scale);
+
 // Round-to-nearest-even float32 -> bfloat16, as torch's .to(torch.bfloat16).
 void schnell_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
 

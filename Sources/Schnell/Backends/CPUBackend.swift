@@ -160,6 +160,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 }
                 column += rows
             }
+            for delta in layer.lowRank {
+                let status = delta.down.withUnsafeBufferPointer { down in
+                    delta.up.withUnsafeBufferPointer { up in
+                        schnell_lowrank_add(input, x.rows, layer.inFeatures, down.baseAddress, delta.rank, up.baseAddress,
+                                            delta.rows.count, delta.scale, target + delta.rows.lowerBound, result.rowStride)
+                    }
+                }
+                precondition(status == 0, "linear: no memory for a LoRA's \(x.rows) x \(delta.rank) product")
+            }
         }
         return result
     }

@@ -21,13 +21,23 @@ public final class CLIPTextModel: @unchecked Sendable {
     let layers: [Layer]
     let finalNormWeight: Tensor, finalNormBias: Tensor
 
+    /// The layers by engine name, for copies with LoRA updates (`adapted`).
+    let built: BuiltLayers
+
     /// Builds the model from a store holding exactly the tensors `CLIPWeightNames.table(config)`
     /// lists, with or without the `text_model.` prefix.
-    public init(weights store: WeightStore, config: CLIPTextConfig, backend: any Backend) throws {
+    public convenience init(weights store: WeightStore, config: CLIPTextConfig, backend: any Backend) throws {
         try config.validate(file: store.path)
         let (layout, prefix) = try ModelFamily.clip.requireLayout(of: store)
         let weights = LayerWeights(mapped: try CLIPWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix),
                                    backend: backend)
+        try self.init(config: config, backend: backend, activation: try config.activation(file: store.path),
+                      tokenEmbedding: try weights.tensor("token_embedding"), positionEmbedding: try weights.tensor("position_embedding"),
+                      layers: BuiltLayers(recording: weights))
+    }
+
+    private init(config: CLIPTextConfig, backend: any Backend, activation: Activation, tokenEmbedding: WeightTensor,
+                 positionEmbedding: WeightTensor, layers weights: BuiltLayers) throws {
         layers = try (0..<config.layerCount).map { index in
             let layer = "layers.\(index)"
             return Layer(norm1Weight: try weights.vector(layer + ".norm1.weight"),
@@ -38,13 +48,22 @@ public final class CLIPTextModel: @unchecked Sendable {
                          norm2Bias: try weights.vector(layer + ".norm2.bias"),
                          fc1: try weights.linear(layer + ".fc1"), fc2: try weights.linear(layer + ".fc2"))
         }
-        tokenEmbedding = try weights.tensor("token_embedding")
-        positionEmbedding = try weights.tensor("position_embedding")
         finalNormWeight = try weights.vector("final_norm.weight")
         finalNormBias = try weights.vector("final_norm.bias")
-        activation = try config.activation(file: store.path)
+        self.tokenEmbedding = tokenEmbedding
+        self.positionEmbedding = positionEmbedding
+        self.activation = activation
         self.config = config
         self.backend = backend
+        built = weights
+    }
+
+    /// This model with LoRA updates by engine layer name (`LoRAAdapter.clipDeltas`), as
+    /// `FluxTransformer.adapted` does it.
+    public func adapted(_ deltas: [String: [LowRankDelta]], mode: LoRAMode) throws -> CLIPTextModel {
+        let source = AdaptedLayers(base: built, deltas: deltas, mode: mode, backend: backend)
+        return try CLIPTextModel(config: config, backend: backend, activation: activation, tokenEmbedding: tokenEmbedding,
+                                 positionEmbedding: positionEmbedding, layers: BuiltLayers(recording: source))
     }
 
     /// A `text_encoder/` folder with config.json (or a pipeline folder holding one), or a single

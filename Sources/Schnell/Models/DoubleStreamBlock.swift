@@ -11,7 +11,7 @@ struct DoubleStreamBlock: Sendable {
     let imgProj, txtProj: Linear
     let imgMLPIn, imgMLPOut, txtMLPIn, txtMLPOut: Linear
 
-    init(_ weights: LayerWeights, index: Int) throws {
+    init(_ weights: some LayerSource, index: Int) throws {
         let e = "double.\(index)"
         imgModulation = try weights.linear("\(e).img_mod")
         txtModulation = try weights.linear("\(e).txt_mod")

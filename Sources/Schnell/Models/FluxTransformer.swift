@@ -16,18 +16,25 @@ public final class FluxTransformer: Sendable {
     let doubleBlocks: [DoubleStreamBlock]
     let singleBlocks: [SingleStreamBlock]
     let finalModulation, finalLinear: Linear
+    /// The layers by engine name, for copies with LoRA updates (`adapted`).
+    let layers: BuiltLayers
 
     /// Builds the model from resolved checkpoint tensors; see `load(path:)` for files. Every layer
     /// is prepared by `backend` here, once.
-    init(config: TransformerConfig, store: WeightStore, layout: CheckpointLayout, prefix: String,
-         backend: any Backend, quantization: WeightQuantization? = nil) throws {
+    convenience init(config: TransformerConfig, store: WeightStore, layout: CheckpointLayout, prefix: String,
+                     backend: any Backend, quantization: WeightQuantization? = nil) throws {
         guard config.axesDimsRope != nil else {
             throw WeightsError.invalidConfig(file: store.path, reason: "cannot infer the rotary axes for head width \(config.headDim); put a diffusers config.json beside the file or pass the axes explicitly")
         }
         let mapped = try FluxWeightNames.table(config).resolve(from: store, layout: layout, prefix: prefix)
-        let weights = LayerWeights(mapped: mapped, backend: backend, quantization: quantization)
+        try self.init(config: config, layout: layout, backend: backend,
+                      layers: BuiltLayers(recording: LayerWeights(mapped: mapped, backend: backend, quantization: quantization)))
+    }
+
+    private init(config: TransformerConfig, layout: CheckpointLayout, backend: any Backend, layers weights: BuiltLayers) throws {
         self.config = config
         self.layout = layout
+        layers = weights
         ops = backend
         imageIn = try weights.linear("img_in")
         textIn = try weights.linear("txt_in")
@@ -41,6 +48,14 @@ public final class FluxTransformer: Sendable {
         singleBlocks = try (0..<config.numSingleLayers).map { try SingleStreamBlock(weights, index: $0) }
         finalModulation = try weights.linear("final.modulation")
         finalLinear = try weights.linear("final.linear")
+    }
+
+    /// This model with LoRA updates (engine layer name -> deltas, `LoRAAdapter.transformerDeltas`):
+    /// only the updated layers change, merged into copies or added at run time per `mode`; the
+    /// memory map and this model are left as they are.
+    public func adapted(_ deltas: [String: [LowRankDelta]], mode: LoRAMode) throws -> FluxTransformer {
+        let source = AdaptedLayers(base: layers, deltas: deltas, mode: mode, backend: ops)
+        return try FluxTransformer(config: config, layout: layout, backend: ops, layers: BuiltLayers(recording: source))
     }
 
     /// One denoiser call.

@@ -11,7 +11,7 @@ struct SingleStreamBlock: Sendable {
     let linear2: Linear
     let qNorm, kNorm: Tensor
 
-    init(_ weights: LayerWeights, index: Int) throws {
+    init(_ weights: some LayerSource, index: Int) throws {
         let e = "single.\(index)"
         modulation = try weights.linear("\(e).mod")
         let linear1 = try weights.linear("\(e).linear1")

@@ -16,6 +16,7 @@ public final class FluxPipeline: Sendable {
     public let scheduler: FlowMatchScheduler
     let ops: any Backend
     private let previewMapCache = PreviewMapCache()
+    private let adaptedModels = AdaptedModelCache()
 
     /// Side of a packed latent cell in pixels: VAE downsampling (8 for FLUX) times the 2x2 packing.
     public var sizeMultiple: Int { vae.config.downsamplingFactor * 2 }
@@ -141,6 +142,16 @@ public final class FluxPipeline: Sendable {
         }
 
         try report(.textEncoding, image: 0, step: 0)
+        var transformer = self.transformer, clip = self.clip
+        if !request.loras.isEmpty {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let adapted = try adaptedModels.get(AdaptedModelCache.Key(loras: request.loras, mode: request.loraMode)) {
+                (try self.transformer.adapted(request.loras.deltas(\.transformerDeltas), mode: request.loraMode),
+                 try self.clip.adapted(request.loras.deltas(\.clipDeltas), mode: request.loraMode))
+            }
+            if adapted.built { timings.append(("lora", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            (transformer, clip) = (adapted.transformer, adapted.clip)
+        }
         let clipTokens = clipTokenizer.encodeCounting(request.prompt)
         let t5Tokens = t5Tokenizer.encodeCounting(request.prompt, maxLength: request.maxSequenceLength ?? defaultMaxSequenceLength)
         let (text, pooled) = try timed("text encoders") {

@@ -11,8 +11,10 @@ public struct Linear: Sendable {
     public let blocks: [Block]
     public let inFeatures: Int
     public let outFeatures: Int
+    /// LoRA updates the backend adds to the output at run time, each on its output rows.
+    public let lowRank: [LowRankDelta]
 
-    public init(blocks: [Block]) throws {
+    public init(blocks: [Block], lowRank: [LowRankDelta] = []) throws {
         guard let first = blocks.first else {
             throw WeightsError.invalidConfig(file: "", reason: "a linear layer needs at least one weight")
         }
@@ -31,6 +33,13 @@ public struct Linear: Sendable {
         self.blocks = blocks
         self.inFeatures = inFeatures
         outFeatures = blocks.reduce(0) { $0 + $1.weight.shape[0] }
+        for delta in lowRank {
+            guard delta.inFeatures == inFeatures, delta.rows.upperBound <= outFeatures else {
+                throw WeightsError.wrongShape(name: first.weight.name + " (LoRA)", file: first.weight.file,
+                                              expected: [outFeatures, inFeatures], actual: [delta.rows.upperBound, delta.inFeatures])
+            }
+        }
+        self.lowRank = lowRank
     }
 
     public init(weight: WeightTensor, bias: WeightTensor?) throws {
@@ -52,7 +61,7 @@ public struct Linear: Sendable {
             }
             first += rows
         }
-        return try Linear(blocks: pieces)
+        return try Linear(blocks: pieces, lowRank: lowRank.compactMap { $0.restricted(to: range) })
     }
 
     /// Parameters in the weights and biases.
