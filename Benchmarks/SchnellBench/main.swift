@@ -4,7 +4,7 @@ import SchnellKernels
 import Schnell
 
 /// `swift run -c release SchnellBench [--threads N] [--repeats R] [--vae PATH [--vae-size N] [--bf16]]
-///  [--quantized-only] [--preview MODEL [--preview-size N]]`
+///  [--quantized-only] [--preview MODEL [--preview-size N]] [--lora MODEL [--lora-size N] [--lora-rank R]]`
 ///
 /// GEMM rates for the FLUX transformer's real linear shapes (M = 4,608 image tokens at
 /// 1024x1024) through the engine's linear op, beside a direct OpenBLAS sgemm on the same
@@ -14,10 +14,12 @@ import Schnell
 /// linear on GGUF quantized blocks on the same shapes (`--quantized-only` skips the rest).
 /// With `--vae PATH` it times only a VAE decode of random latents instead (`--bf16`: also with
 /// bf16 activations, which apply to bf16 weights). With `--preview MODEL` (a pipeline folder) it
-/// times only one preview against one denoising step at `--preview-size` (default 1024).
+/// times only one preview against one denoising step at `--preview-size` (default 1024). With
+/// `--lora MODEL` it times only a rank-`--lora-rank` (16) LoRA on every block linear: merging it
+/// and one step at `--lora-size` (512) without it, merged and at run time.
 /// Prints numbers only; nothing here asserts a time.
-var threads = 0, repeatCount = 3, vaeSize = 512, convSize = 128, previewSize = 1024
-var vaePath: String?, previewModel: String?
+var threads = 0, repeatCount = 3, vaeSize = 512, convSize = 128, previewSize = 1024, loraSize = 512, loraRank = 16
+var vaePath: String?, previewModel: String?, loraModel: String?
 var vaeBF16 = false, convOnly = false, quantizedOnly = false
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = iterator.next() {
@@ -25,8 +27,12 @@ while let flag = iterator.next() {
         if flag == "--bf16" { vaeBF16 = true } else if flag == "--conv-only" { convOnly = true } else { quantizedOnly = true }
         continue
     }
-    if flag == "--vae" || flag == "--preview", let path = iterator.next() {
-        if flag == "--vae" { vaePath = path } else { previewModel = path }
+    if flag == "--vae" || flag == "--preview" || flag == "--lora", let path = iterator.next() {
+        switch flag {
+        case "--vae": vaePath = path
+        case "--preview": previewModel = path
+        default: loraModel = path
+        }
         continue
     }
     guard let value = iterator.next().flatMap(Int.init), value > 0 else {
@@ -39,8 +45,10 @@ while let flag = iterator.next() {
     case "--vae-size": vaeSize = value
     case "--conv-size": convSize = value
     case "--preview-size": previewSize = value
+    case "--lora-size": loraSize = value
+    case "--lora-rank": loraRank = value
     default:
-        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N, --bf16, --conv-size N, --conv-only, --quantized-only, --preview MODEL, --preview-size N)\n".utf8))
+        FileHandle.standardError.write(Data("SchnellBench: unknown flag \(flag) (use --threads N, --repeats R, --vae PATH, --vae-size N, --bf16, --conv-size N, --conv-only, --quantized-only, --preview MODEL, --preview-size N, --lora MODEL, --lora-size N, --lora-rank R)\n".utf8))
         exit(2)
     }
 }
@@ -92,6 +100,10 @@ func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor 
 let ops = CPUBackend(threads: threads), bf16Ops = CPUBackend(threads: threads, precision: .bf16)
 if let previewModel {
     try benchmarkPreview(path: previewModel, size: previewSize, repeats: repeats, threads: threads)
+    exit(0)
+}
+if let loraModel {
+    try benchmarkLoRA(path: loraModel, size: loraSize, rank: loraRank, repeats: repeats, threads: threads)
     exit(0)
 }
 if let vaePath {
