@@ -13,16 +13,22 @@ refuses stops the script):
 - peft-small.safetensors: a second PEFT LoRA (rank 2, alpha = rank, f32) on to_q, to_v,
   proj_out, for the two-at-once case.
 - kohya.safetensors: kohya's `lora_unet_<BFL name with _>.lora_down/lora_up.weight` + `.alpha`
-  (alpha != rank) in f16, written here from random tensors: double block qkv/proj/mlp/mod of
+  (alpha != rank, alpha / rank a power of two: diffusers folds it into the f16 tensors in f16,
+  exactly only then) in f16, written here from random tensors: double block qkv/proj/mlp/mod of
   both streams, single blocks' linear2 and modulation_lin. Two kinds of keys are left out
   because diffusers 0.42 cannot take them: single_blocks_N_linear1 (its converter hard-codes
   FLUX.1's row split 3072, 3072, 3072, 12288) and final_layer_* (its converter names them
   without the `transformer.` prefix, so load_lora_weights drops them without a word).
 - kohya-te.safetensors: a kohya CLIP LoRA (`lora_te1_text_model_encoder_layers_N_...`: q/k/v/
-  out_proj, mlp_fc1/fc2; with alpha), f32.
+  out_proj, mlp_fc1/fc2; alphas 1 to 4 at rank 2, 1.5 among the scales), f32.
 - xlabs.safetensors: XLabs' `double_blocks.N.processor.{qkv,proj}_lora{1,2}.{down,up}.weight`
   and `single_blocks.N.processor.{qkv,proj}_lora.{down,up}.weight` (diffusers maps proj_lora to
   single_transformer_blocks.N.proj_out, i.e. linear2); XLabs files carry no alpha (scale 1); f16.
+- layer-deltas.safetensors: per LoRA file and per layer diffusers put it on, that layer's LoRA
+  term at adapter scale 1 for a fixed probe input `probe_<in features>`:
+  `<file>:<transformer|text_encoder>.<module>` = layer(x) - base_layer(x), i.e.
+  (alpha / rank) B (A x) as diffusers converted the file. It checks the reader's engine
+  deltas (names, rows, scale) against diffusers' own reading, layer by layer.
 - references.safetensors: fixed transformer inputs (`hidden_states` [12, 64] for a 3x4 grid,
   `encoder_hidden_states` [5, 32], `pooled_projections` [16], `timestep` 0.75, `img_ids`,
   `txt_ids`), the plain transformer `output_base` and per LoRA `output_<name>` at scale 0.8
@@ -35,7 +41,7 @@ Scale semantics of the references: `pipe.set_adapters([names], [weights])`, so a
 W x + sum_i weight_i * (alpha_i / rank_i) * B_i (A_i x); for kohya files diffusers folds
 alpha / rank into A and B when it converts them. All runs are float32 on CPU.
 
-Run with the pinned requirements (requirements.txt beside this file) plus peft:
+Run with the pinned requirements (requirements.txt beside this file; peft for this script):
     python Tests/Fixtures/generate_lora.py
 """
 import json
@@ -80,8 +86,10 @@ def write_peft(name, rank, alpha, targets, seed, dtype):
             if "lora_" in module_name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
     state = {k: v.to(dtype).contiguous() for k, v in get_peft_model_state_dict(pipe.transformer).items()}
+    # target_modules is a set: sorted, so the file does not change with Python's hash seed.
+    metadata = dict(config.to_dict(), target_modules=sorted(config.target_modules))
     FluxPipeline.save_lora_weights(OUT, transformer_lora_layers=state, weight_name=name + ".safetensors",
-                                   transformer_lora_adapter_metadata=config.to_dict())
+                                   transformer_lora_adapter_metadata=metadata)
 
 
 def random_pair(generator, rank, in_features, out_features):
@@ -101,10 +109,10 @@ def write_kohya(config):
                         (f"double_blocks_{i}_{stream}_attn_proj", inner, inner, 8.0),
                         (f"double_blocks_{i}_{stream}_mlp_0", inner, mlp, 4.0),
                         (f"double_blocks_{i}_{stream}_mlp_2", mlp, inner, 1.0),
-                        (f"double_blocks_{i}_{stream}_mod_lin", inner, 6 * inner, 3.0)]
+                        (f"double_blocks_{i}_{stream}_mod_lin", inner, 6 * inner, 2.0)]
     for i in range(config.num_single_layers):
         modules += [(f"single_blocks_{i}_linear2", inner + mlp, inner, 2.0),
-                    (f"single_blocks_{i}_modulation_lin", inner, 3 * inner, 6.0)]
+                    (f"single_blocks_{i}_modulation_lin", inner, 3 * inner, 8.0)]
     state = {}
     for name, in_features, out_features, alpha in modules:
         down, up = random_pair(generator, rank, in_features, out_features)
@@ -208,6 +216,23 @@ def references(runs):
     save_file(tensors, os.path.join(OUT, "references.safetensors"))
 
 
+def layer_deltas(files, probes):
+    """Per LoRA and per diffusers layer it reaches, the layer's LoRA term at adapter scale 1 on a
+    fixed probe input: layer(x) - base_layer(x) = (alpha / rank) * B (A x), as diffusers converted
+    the file. Keys `<file>:<component>.<diffusers or transformers module>`."""
+    tensors = {f"probe_{n}": probe for n, probe in probes.items()}
+    for file in files:
+        pipe = load_pipe()
+        pipe.load_lora_weights(OUT, weight_name=file + ".safetensors", adapter_name="probe")
+        for component in ["transformer", "text_encoder"]:
+            for name, module in getattr(pipe, component).named_modules():
+                if hasattr(module, "lora_A") and "probe" in module.lora_A:
+                    x = probes[module.in_features]
+                    with torch.no_grad():
+                        tensors[f"{file}:{component}.{name}"] = (module(x) - module.base_layer(x)).contiguous()
+    save_file(tensors, os.path.join(OUT, "layer-deltas.safetensors"))
+
+
 def check_loaded(file, component_counts):
     """diffusers must convert every pair of `file` (it refuses or warns about unknown keys)."""
     pipe = load_pipe()
@@ -235,6 +260,11 @@ if __name__ == "__main__":
     check_loaded("kohya", {"transformer": 14 * layers + 2 * singles})
     check_loaded("kohya-te", {"text_encoder": 6 * clip_config.num_hidden_layers})
     check_loaded("xlabs", {"transformer": 8 * layers + 4 * singles})
+    generator = torch.Generator().manual_seed(51)
+    widths = sorted({m.in_features for c in [base.transformer, base.text_encoder] for m in c.modules()
+                     if isinstance(m, torch.nn.Linear)})
+    layer_deltas(["peft", "peft-small", "kohya", "kohya-te", "xlabs"],
+                 {n: torch.randn(n, generator=generator) for n in widths})
     with open(os.path.join(OUT, "peft.safetensors"), "rb") as f:
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     print("peft metadata:", header.get("__metadata__", {}).get("lora_adapter_metadata", "")[:300])

@@ -93,7 +93,7 @@ public enum LoRAMode: String, Sendable, CaseIterable {
 /// A LoRA file read and checked against one model: its updates by engine layer name
 /// (`double.3.img_qkv`, `single.0.linear1`, CLIP's `layers.0.qkv`, ...), at scale 1. A layer's
 /// list holds one delta per stored tensor that feeds it (diffusers' to_q, to_k, to_v each give
-/// one row block of `double.N.img_qkv`), in the file's key order.
+/// one row block of `double.N.img_qkv`), in row order.
 public final class LoRAAdapter: Sendable, CustomStringConvertible {
     /// The file name without its extension: what requests and the models list call it.
     public let name: String
@@ -150,6 +150,8 @@ extension LoRAAdapter {
                 }
             }
         }
+        for (layer, deltas) in transformerDeltas { transformerDeltas[layer] = deltas.sorted { $0.rows.lowerBound < $1.rows.lowerBound } }
+        for (layer, deltas) in clipDeltas { clipDeltas[layer] = deltas.sorted { $0.rows.lowerBound < $1.rows.lowerBound } }
         let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         return LoRAAdapter(name: name, path: path, format: contents.format, transformerDeltas: transformerDeltas,
                            clipDeltas: clipDeltas, skippedKeys: contents.skipped)
