@@ -290,6 +290,11 @@ final class LoRAFileTests: XCTestCase {
     func testRankShapeAndAlphaProblems() throws {
         let rank = try write("rank", ["transformer.proj_out.lora_A.weight": [4, 128], "transformer.proj_out.lora_B.weight": [64, 3]])
         assertRefused(rank, mentioning: ["'transformer.proj_out.lora_B.weight'", "rank 3", "rank 4", "[64, 3]", "[4, 128]"])
+        let rankZero = try write("rank0", ["transformer.proj_out.lora_A.weight": [0, 128], "transformer.proj_out.lora_B.weight": [64, 0]])
+        assertRefused(rankZero, mentioning: ["'transformer.proj_out.lora_A.weight'", "rank 0"])
+        let twoDowns = try write("two-downs", ["transformer.proj_out.lora_A.weight": [4, 128], "transformer.proj_out.lora.down.weight": [4, 128],
+                                               "transformer.proj_out.lora_B.weight": [64, 4]])
+        assertRefused(twoDowns, mentioning: ["'transformer.proj_out.lora_A.weight'", "second down", "'transformer.proj_out.lora.down.weight'"])
         let threeD = try write("3d", ["transformer.proj_out.lora_A.weight": [4, 128, 1], "transformer.proj_out.lora_B.weight": [64, 4]])
         assertRefused(threeD, mentioning: ["'transformer.proj_out.lora_A.weight'", "[4, 128, 1]", "2-D"])
         let pair = ["lora_unet_final_layer_linear.lora_down.weight": [4, 128], "lora_unet_final_layer_linear.lora_up.weight": [64, 4]]

@@ -64,6 +64,10 @@ enum LoRAFileReader {
                 }
                 throw WeightsError.invalidLoRA(file: path, key: key, reason: unknownReason(key))
             }
+            if let earlier = modules[module]?.tensors[role] {
+                // `x.lora_A.weight` beside `x.lora.down.weight`: two downs for one layer.
+                throw WeightsError.invalidLoRA(file: path, key: key, reason: "is a second \(role) of '\(module)' besides '\(earlier.name)'")
+            }
             modules[module, default: (resolved, [:])].tensors[role] = file.tensors[key]
         }
         let peftAlphas = try metadataAlphas(file)
@@ -127,13 +131,16 @@ enum LoRAFileReader {
         let parts = module.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 4, parts[2] == "processor", let index = Int(parts[1]), index >= 0, String(index) == parts[1],
               let tensor = xlabsTargets[parts[0] + "." + parts[3]] else { return nil }
-        var resolved = Resolved(format: .xlabs, component: .transformer, layout: .original, target: "\(parts[0]).\(index).\(tensor)")
+        var resolved = Resolved(format: .xlabs, component: .transformer, layout: .original,
+                                target: "\(parts[0]).\(index).\(tensor)")
         if tensor == "linear1" { resolved.rows = 0..<targets.singleAttentionRows }
         return targets.target(.transformer, .original, resolved.target) == nil ? nil : resolved
     }
 
     private static func unknownReason(_ key: String) -> String {
-        if key.hasPrefix("lora_te2_") { return "is a T5 text encoder LoRA, which Schnell does not apply (skip unknown keys to ignore it)" }
+        if key.hasPrefix("lora_te2_") {
+            return "is a T5 text encoder LoRA, which Schnell does not apply (skip unknown keys to ignore it)"
+        }
         if !suffixes.contains(where: { key.hasSuffix($0.0) }) {
             return "is not a LoRA down, up or alpha tensor of any known format (skip unknown keys to ignore it)"
         }
@@ -152,21 +159,24 @@ enum LoRAFileReader {
         for half in [down, up] where half.shape.count != 2 {
             throw WeightsError.invalidLoRA(file: file, key: half.name, reason: "has shape \(half.shape), expected a 2-D matrix")
         }
-        guard down.shape[0] == up.shape[1], down.shape[0] > 0 else {
-            throw WeightsError.invalidLoRA(file: file, key: up.name,
-                                           reason: "has shape \(up.shape) (rank \(up.shape[1])), but its down '\(down.name)' has shape \(down.shape) (rank \(down.shape[0]))")
+        guard down.shape[0] > 0 else {
+            throw WeightsError.invalidLoRA(file: file, key: down.name, reason: "has shape \(down.shape): rank 0")
+        }
+        guard down.shape[0] == up.shape[1] else {
+            let reason = "has shape \(up.shape) (rank \(up.shape[1])), but its down '\(down.name)' has shape \(down.shape) (rank \(down.shape[0]))"
+            throw WeightsError.invalidLoRA(file: file, key: up.name, reason: reason)
         }
         var alpha = resolved.format == .diffusers ? peftAlphas[resolved.component] : nil
         if let alphaTensor = tensors[.alpha] {
             let values = alphaTensor.floats()
             guard alphaTensor.shape.count <= 1, values.count == 1, values[0].isFinite else {
-                throw WeightsError.invalidLoRA(file: file, key: alphaTensor.name,
-                                               reason: "has shape \(alphaTensor.shape) and values \(values.prefix(4)), expected one finite number")
+                let reason = "has shape \(alphaTensor.shape) and values \(values.prefix(4)), expected one finite number"
+                throw WeightsError.invalidLoRA(file: file, key: alphaTensor.name, reason: reason)
             }
             alpha = values[0]
         }
-        var pair = LoRAPair(format: resolved.format, component: resolved.component, layout: resolved.layout, target: resolved.target,
-                            key: down.name, upKey: up.name, down: down, up: up, alpha: alpha)
+        var pair = LoRAPair(format: resolved.format, component: resolved.component, layout: resolved.layout,
+                            target: resolved.target, key: down.name, upKey: up.name, down: down, up: up, alpha: alpha)
         pair.rows = resolved.rows
         return pair
     }
@@ -175,20 +185,23 @@ enum LoRAFileReader {
     /// in other ways (rsLoRA, DoRA, per-module patterns) are refused rather than ignored.
     private static func metadataAlphas(_ file: SafeTensorsFile) throws -> [LoRAComponent: Float] {
         guard let text = file.metadata[adapterMetadataKey] else { return [:] }
+        func refused(_ reason: String) -> WeightsError {
+            .invalidLoRA(file: file.path, key: nil, reason: "its \(adapterMetadataKey) metadata \(reason)")
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-            throw WeightsError.invalidLoRA(file: file.path, key: nil, reason: "its \(adapterMetadataKey) metadata is not a JSON object")
+            throw refused("is not a JSON object")
         }
         var alphas: [LoRAComponent: Float] = [:]
         for (component, prefix) in [(LoRAComponent.transformer, "transformer."), (.clip, "text_encoder.")] {
             for option in ["use_rslora", "use_dora"] where (object[prefix + option] as? NSNumber)?.boolValue == true {
-                throw WeightsError.invalidLoRA(file: file.path, key: nil, reason: "its \(adapterMetadataKey) sets \(prefix + option), which Schnell does not support")
+                throw refused("sets \(prefix + option), which Schnell does not support")
             }
             for option in ["alpha_pattern", "rank_pattern"] where !((object[prefix + option] as? [String: Any])?.isEmpty ?? true) {
-                throw WeightsError.invalidLoRA(file: file.path, key: nil, reason: "its \(adapterMetadataKey) sets \(prefix + option), which Schnell does not support")
+                throw refused("sets \(prefix + option), which Schnell does not support")
             }
             if let value = object[prefix + "lora_alpha"] {
                 guard let number = value as? NSNumber, number.floatValue.isFinite else {
-                    throw WeightsError.invalidLoRA(file: file.path, key: nil, reason: "its \(adapterMetadataKey) has \(prefix)lora_alpha \(value), not a number")
+                    throw refused("has \(prefix)lora_alpha \(value), not a number")
                 }
                 alphas[component] = number.floatValue
             }
@@ -205,8 +218,8 @@ enum LoRAFileReader {
         }
         let format = first.format
         if let other = transformerPairs.first(where: { $0.format != format }) {
-            throw WeightsError.invalidLoRA(file: file, key: other.key,
-                                           reason: "is \(other.format.rawValue) while '\(first.key)' is \(format.rawValue): one file must use one format")
+            let reason = "is \(other.format.rawValue) while '\(first.key)' is \(format.rawValue): one file must use one format"
+            throw WeightsError.invalidLoRA(file: file, key: other.key, reason: reason)
         }
         return format
     }

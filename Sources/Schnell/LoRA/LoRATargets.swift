@@ -90,6 +90,7 @@ struct LoRATargets {
     }
 
     private func misfit(_ file: String, _ key: String, _ actual: [Int], _ expected: [Int], _ target: String) -> WeightsError {
-        .invalidLoRA(file: file, key: key, reason: "has shape \(actual), expected \(expected) to fit '\(target)' of this model (a LoRA for another model or width?)")
+        .invalidLoRA(file: file, key: key,
+                     reason: "has shape \(actual), expected \(expected) to fit '\(target)' of this model (a LoRA for another model or width?)")
     }
 }
