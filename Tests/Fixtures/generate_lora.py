@@ -30,7 +30,8 @@ refuses stops the script):
   (alpha / rank) B (A x) as diffusers converted the file. It checks the reader's engine
   deltas (names, rows, scale) against diffusers' own reading, layer by layer.
 - references.safetensors: fixed transformer inputs (`hidden_states` [12, 64] for a 3x4 grid,
-  `encoder_hidden_states` [5, 32], `pooled_projections` [16], `timestep` 0.75, `img_ids`,
+  `encoder_hidden_states` [5, 32], `pooled_projections` [1, 16], `timestep` [0.75] (diffusers'
+  convention: FluxTransformer2DModel scales it by 1000 itself), `img_ids`,
   `txt_ids`), the plain transformer `output_base` and per LoRA `output_<name>` at scale 0.8
   (`output_peft+peft-small` at 0.8 and 0.5; kohya-te changes no transformer output and has
   none); `image_<name>` (8-bit values stored as f16, [48, 64, 3]) for the pipeline case
