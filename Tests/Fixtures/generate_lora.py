@@ -87,7 +87,8 @@ def write_peft(name, rank, alpha, targets, seed, dtype):
             if "lora_" in module_name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
     state = {k: v.to(dtype).contiguous() for k, v in get_peft_model_state_dict(pipe.transformer).items()}
-    # target_modules is a set: sorted, so the file does not change with Python's hash seed.
+    # target_modules is a set: sorted, so the values do not change with Python's hash seed (the
+    # order of the two metadata entries in the header still may: safetensors keeps them in a map).
     metadata = dict(config.to_dict(), target_modules=sorted(config.target_modules))
     FluxPipeline.save_lora_weights(OUT, transformer_lora_layers=state, weight_name=name + ".safetensors",
                                    transformer_lora_adapter_metadata=metadata)
