@@ -25,14 +25,21 @@ public enum LoRAComponent: String, Sendable {
 /// naming for CLIP (`text_model.encoder.layers.0.self_attn.q_proj`). The update is
 /// ΔW = (alpha / rank) · up · down, `alpha` nil meaning alpha = rank (scale 1).
 struct LoRAPair {
+    /// The key convention the pair was read in.
+    let format: LoRAFormat
     let component: LoRAComponent
     let layout: CheckpointLayout
     let target: String
     /// The file's own key of the down matrix, for error messages.
     let key: String
+    /// The file's own key of the up matrix, for error messages.
+    let upKey: String
     let down: WeightTensor  // [rank, inFeatures]
     let up: WeightTensor    // [outFeatures, rank]
     let alpha: Float?
+    /// The target's rows `up` covers, when not all of them: XLabs' single-block qkv LoRA
+    /// updates rows 0..<3 · inner of `single_blocks.N.linear1` (q | k | v, not the MLP input).
+    var rows: Range<Int>? = nil
 }
 
 /// One low-rank update of an engine linear layer: output rows `rows` gain scale · up · down,
@@ -84,7 +91,9 @@ public enum LoRAMode: String, Sendable, CaseIterable {
 }
 
 /// A LoRA file read and checked against one model: its updates by engine layer name
-/// (`double.3.img_qkv`, `single.0.linear1`, CLIP's `layers.0.q`, ...), at scale 1.
+/// (`double.3.img_qkv`, `single.0.linear1`, CLIP's `layers.0.qkv`, ...), at scale 1. A layer's
+/// list holds one delta per stored tensor that feeds it (diffusers' to_q, to_k, to_v each give
+/// one row block of `double.N.img_qkv`), in row order.
 public final class LoRAAdapter: Sendable, CustomStringConvertible {
     /// The file name without its extension: what requests and the models list call it.
     public let name: String
@@ -129,7 +138,23 @@ extension LoRAAdapter {
     /// pair must fit the layer it names; errors name the file and the key.
     public static func load(path: String, transformer: TransformerConfig, clip: CLIPTextConfig,
                             skipUnknown: Bool) throws -> LoRAAdapter {
-        throw WeightsError.invalidConfig(file: path, reason: "LoRA files cannot be read yet")
+        let targets = LoRATargets(transformer: transformer, clip: clip)
+        let contents = try LoRAFileReader.read(path: path, targets: targets, skipUnknown: skipUnknown)
+        var transformerDeltas: [String: [LowRankDelta]] = [:], clipDeltas: [String: [LowRankDelta]] = [:]
+        for pair in contents.pairs {
+            for (layer, delta) in try targets.deltas(for: pair, file: path) {
+                if pair.component == .clip {
+                    clipDeltas[layer, default: []].append(delta)
+                } else {
+                    transformerDeltas[layer, default: []].append(delta)
+                }
+            }
+        }
+        for (layer, deltas) in transformerDeltas { transformerDeltas[layer] = deltas.sorted { $0.rows.lowerBound < $1.rows.lowerBound } }
+        for (layer, deltas) in clipDeltas { clipDeltas[layer] = deltas.sorted { $0.rows.lowerBound < $1.rows.lowerBound } }
+        let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        return LoRAAdapter(name: name, path: path, format: contents.format, transformerDeltas: transformerDeltas,
+                           clipDeltas: clipDeltas, skippedKeys: contents.skipped)
     }
 }
 

@@ -17,6 +17,9 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case wrongShape(name: String, file: String, expected: [Int], actual: [Int])
     case unrecognisedModel(path: String, reason: String)
     case invalidConfig(file: String, reason: String)
+    /// A LoRA file that cannot be applied to this model; `key` is the file's tensor at fault,
+    /// nil for a problem of the whole file.
+    case invalidLoRA(file: String, key: String?, reason: String)
 
     public var description: String {
         switch self {
@@ -53,6 +56,10 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
             return "\(path): not a recognised model: \(reason)"
         case let .invalidConfig(file, reason):
             return "\(file): invalid configuration: \(reason)"
+        case let .invalidLoRA(file, key?, reason):
+            return "\(file): LoRA tensor '\(key)' \(reason)"
+        case let .invalidLoRA(file, nil, reason):
+            return "\(file): not a usable LoRA file: \(reason)"
         }
     }
 }
