@@ -80,12 +80,16 @@ public struct LowRankDelta: Sendable {
     }
 }
 
-/// How a LoRA reaches a layer: merged into a copy of its weight (float layers; exact to the
-/// stored precision, no cost per step) or added as its own low-rank product at run time
-/// (any layer, the only way for quantized ones).
+/// How a LoRA reaches a layer: merged into a copy of its weight (no cost per step) or added as
+/// its own low-rank product at run time (any layer; the only way for quantized ones).
 public enum LoRAMode: String, Sendable, CaseIterable {
-    /// Merge into float layers, run time for quantized ones.
+    /// Merge into float32 layers (exact, the copy no larger than the layer); add at run time to
+    /// every other layer: a LoRA's updates are often below bf16's resolution of the weights they
+    /// change, so merging into a bf16 or f16 copy would round much of them away, and a float32
+    /// copy would double those layers' memory.
     case auto
+    /// Merge into every float layer in its stored dtype (bf16 and f16 rounded once, after the
+    /// sum); quantized layers are refused.
     case merge
     case runtime
 }

@@ -107,7 +107,8 @@ struct AdaptedLayers: LayerSource {
         case .merge:
             return try backend.prepare(layer.merging(updates))
         case .auto:
-            return layer.isMergeable ? try backend.prepare(layer.merging(updates)) : try layer.addingLowRank(updates)
+            let float32 = layer.blocks.allSatisfy { $0.weight.dtype == .f32 && $0.weight.scale == nil }
+            return float32 ? try backend.prepare(layer.merging(updates)) : try layer.addingLowRank(updates)
         }
     }
 

@@ -27,7 +27,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var previews: Int = 0
     /// LoRAs to apply, each with its scale (`FluxPipeline.loadLoRA`); the base weights stay as loaded.
     public var loras: [AppliedLoRA] = []
-    /// How the LoRAs reach the layers (`LoRAMode`): merged into float layers by default.
+    /// How the LoRAs reach the layers (`LoRAMode`): merged into float32 layers, added at run
+    /// time to the others, by default.
     public var loraMode: LoRAMode = .auto
 
     public init(prompt: String, width: Int = 1024, height: Int = 1024, steps: Int? = nil, guidance: Float? = nil,
