@@ -166,6 +166,9 @@ extension ImageServer {
         // the live entry is added under `lock`, which `finishTask` needs to remove it.
         var pending = taskRecord(id: id, created: created, status: "pending", step: 0,
                                  totalSteps: (imageRequest.generation.steps ?? 0) * imageRequest.generation.count)
+        // JSONValue takes a nil literal as JSON null: `.none` keeps the key out.
+        let loras: JSONValue? = imageRequest.loras.isEmpty ? .none : imageRequest.lorasJSON
+        pending["loras"] = loras
         do {
             try store.saveTask(id: id, record: .object(pending))
         } catch {
@@ -178,7 +181,7 @@ extension ImageServer {
                     self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                                      baseURL: baseURL, submitted: submitted)
                 })
-                liveTasks[id] = LiveTask(ticket: ticket, created: created)
+                liveTasks[id] = LiveTask(ticket: ticket, created: created, loras: loras)
                 return ticket
             }
         } catch {

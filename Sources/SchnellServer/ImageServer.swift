@@ -31,6 +31,8 @@ public final class ImageServer: @unchecked Sendable {
     struct LiveTask {
         var ticket: GenerationTicket
         var created: Int
+        /// The request's `loras` as records echo them; nil without any.
+        var loras: JSONValue?
     }
 
     public init(options: ServerOptions, generator: (any ImageGenerating)? = nil) throws {

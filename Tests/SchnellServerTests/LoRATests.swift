@@ -147,6 +147,7 @@ final class LoRATests: XCTestCase {
 
         let created = try generate(test, ["loras": loras, "async": true])
         XCTAssertEqual(created.status, 202)
+        XCTAssertEqual((created.json["loras"] as? [[String: Any]])?.first?["name"] as? String, "style")
         let pollURL = try XCTUnwrap(created.json["poll_url"] as? String)
         var task: [String: Any] = [:]
         for _ in 0..<250 where task["status"] as? String != "completed" {
@@ -154,6 +155,25 @@ final class LoRATests: XCTestCase {
             task = try test.client.get(pollURL).json
         }
         XCTAssertEqual(task["status"] as? String, "completed")
+        XCTAssertEqual((task["loras"] as? [[String: Any]])?.first?["name"] as? String, "style")
+        XCTAssertNil(try generate(test, ["async": true]).json["loras"], "none asked, none echoed")
+    }
+
+    /// A task's record carries its adapters while it runs and after it is cancelled.
+    func testLiveAndCancelledTasksKeepTheirLoRAs() throws {
+        let test = try TestServer(generator: FakeGenerator(loras: [style], stepSeconds: 0.2))
+        let created = try generate(test, ["loras": [["name": "style", "scale": 2]], "async": true, "steps": 8])
+        let pollURL = try XCTUnwrap(created.json["poll_url"] as? String)
+        let live = try test.client.get(pollURL).json
+        XCTAssertTrue(["pending", "running"].contains(live["status"] as? String), "\(live)")
+        XCTAssertEqual((live["loras"] as? [[String: Any]])?.first?["scale"] as? Double, 2)
+        XCTAssertEqual(try test.client.request("DELETE", pollURL).status, 200)
+        var task: [String: Any] = [:]
+        for _ in 0..<250 where task["status"] as? String != "cancelled" {
+            Thread.sleep(forTimeInterval: 0.02)
+            task = try test.client.get(pollURL).json
+        }
+        XCTAssertEqual(task["status"] as? String, "cancelled")
         XCTAssertEqual((task["loras"] as? [[String: Any]])?.first?["name"] as? String, "style")
     }
 
