@@ -46,10 +46,16 @@ public struct ModelDescription: Sendable, Equatable {
 /// request is queued, so what the model refuses is a 400 naming the parameter
 /// (`PipelineError.invalidRequest`) rather than a failed task. The server never calls `generate`
 /// twice at once; `progress` returning false asks it to stop and throw `PipelineError.cancelled`;
-/// `preview` receives the `request.previews` previews per image as they are made.
+/// `preview` receives the `request.previews` previews per image as they are made. `loras` are the
+/// adapters requests may name (`"loras"`), by name, read for this model (none by default).
 public protocol ImageGenerating: Sendable {
     var model: ModelDescription { get }
+    var loras: [String: LoRAAdapter] { get }
     func validate(_ request: GenerationRequest) throws
     func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
                   preview: (PreviewImage) -> Void) throws -> GenerationResult
+}
+
+extension ImageGenerating {
+    public var loras: [String: LoRAAdapter] { [:] }
 }

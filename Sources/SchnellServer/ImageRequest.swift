@@ -68,6 +68,7 @@ struct RequestFields {
 /// `b64_json`; the two do not mix. `compression` is the alias of `output_compression`;
 /// `moderation` (`auto` or `low`) is checked and echoed, never acted on: the engine filters nothing.
 /// `guidance_scale: 0` on a model without guidance means none (diffusers' schnell call).
+/// `loras` picks the server's LoRA adapters with their scales (`ImageRequest.loras(_:available:)`).
 struct ImageRequest {
     static let maxPromptCharacters = 32_000
     static let qualities = ["auto", "low", "medium", "high", "standard", "hd"]
@@ -85,6 +86,8 @@ struct ImageRequest {
     /// Previews per image when streaming (`generation.previews` carries the same count).
     var partialImages: Int { generation.previews }
     var moderation: String
+    /// The adapters applied, as the request named them (`generation.loras` holds the same).
+    var loras: [RequestedLoRA] = []
     /// Tokens of the input image (edits), counted in `usage`.
     var inputImageTokens = 0
     /// The request field each of the pipeline's parameter names came from, for error messages.
@@ -94,9 +97,10 @@ struct ImageRequest {
 
     var sizeText: String { "\(generation.width)x\(generation.height)" }
 
-    /// `model` is the model as served: its limits are the server's. `defaultSize` replaces the
-    /// model's default size (edits default to the upload's size).
-    init(_ fields: RequestFields, model: ModelDescription, defaultSize: (Int, Int)? = nil) throws {
+    /// `model` is the model as served: its limits are the server's; `loras` the adapters it
+    /// offers. `defaultSize` replaces the model's default size (edits default to the upload's size).
+    init(_ fields: RequestFields, model: ModelDescription, loras available: [String: LoRAAdapter] = [:],
+         defaultSize: (Int, Int)? = nil) throws {
         guard let prompt = try fields.string("prompt") else { throw APIError.invalid("'prompt' is required", param: "prompt") }
         // Scalars, not graphemes: one grapheme can hold millions of combining marks. The byte count
         // (at most 4 per scalar) refuses a long prompt without walking it.
@@ -207,6 +211,8 @@ struct ImageRequest {
             }
             generation.strength = strength
         }
+        loras = try ImageRequest.loras(fields, available: available)
+        generation.loras = loras.map { AppliedLoRA($0.adapter, scale: Float($0.scale)) }
         // Accepted for compatibility and ignored; only their type is checked.
         _ = try fields.string("user")
         _ = try fields.string("style")

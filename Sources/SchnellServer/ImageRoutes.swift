@@ -23,7 +23,7 @@ extension ImageServer {
         }
         guard let image = body.image else {
             if body.mask != nil { throw APIError.invalid("A 'mask' needs an image to apply to", param: "mask") }
-            let imageRequest = try ImageRequest(body.fields, model: served(generator.model))
+            let imageRequest = try ImageRequest(body.fields, model: served(generator.model), loras: generator.loras)
             return try submit(imageRequest, kind: .generation, generator: generator, request: request)
         }
         return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .generation, generator: generator, request: request)
@@ -69,7 +69,7 @@ extension ImageServer {
         let smallest = (model.limits.minSide + multiple - 1) / multiple * multiple
         let largest = model.limits.maxSide / multiple * multiple
         let fitted = { (side: Int) in min(max((side + multiple / 2) / multiple * multiple, smallest), largest) }
-        var imageRequest = try ImageRequest(fields, model: model, defaultSize: (fitted(image.width), fitted(image.height)))
+        var imageRequest = try ImageRequest(fields, model: model, loras: generator.loras, defaultSize: (fitted(image.width), fitted(image.height)))
         // The picture is resized to the output and encoded once: as many tokens as one output image.
         imageRequest.inputImageTokens = imageRequest.generation.width / 16 * (imageRequest.generation.height / 16)
         // 1x1 stand-ins hold the uploads' places until the worker decodes them, so the model checks
@@ -166,6 +166,9 @@ extension ImageServer {
         // the live entry is added under `lock`, which `finishTask` needs to remove it.
         var pending = taskRecord(id: id, created: created, status: "pending", step: 0,
                                  totalSteps: (imageRequest.generation.steps ?? 0) * imageRequest.generation.count)
+        // JSONValue takes a nil literal as JSON null: `.none` keeps the key out.
+        let loras: JSONValue? = imageRequest.loras.isEmpty ? .none : imageRequest.lorasJSON
+        pending["loras"] = loras
         do {
             try store.saveTask(id: id, record: .object(pending))
         } catch {
@@ -178,7 +181,7 @@ extension ImageServer {
                     self?.finishTask(id: id, created: created, result: result, request: imageRequest, modelID: modelID,
                                      baseURL: baseURL, submitted: submitted)
                 })
-                liveTasks[id] = LiveTask(ticket: ticket, created: created)
+                liveTasks[id] = LiveTask(ticket: ticket, created: created, loras: loras)
                 return ticket
             }
         } catch {
@@ -215,23 +218,32 @@ extension ImageServer {
             }
             data.append(.object(item))
         }
-        return [
+        var body: [String: JSONValue] = [
             "created": .integer(Int64(Date().timeIntervalSince1970)), "data": .array(data), "model": .string(modelID),
             "output_format": .string(request.outputFormat.rawValue), "size": .string(request.sizeText),
             "quality": .string(request.quality), "background": "opaque", "moderation": .string(request.moderation),
             "usage": ImageServer.usage(output.result, request: request, images: 0..<output.result.images.count),
             "timings": ImageServer.timings(output, encodeStart: encodeStart, submitted: submitted),
         ]
+        if !request.loras.isEmpty { body["loras"] = request.lorasJSON }
+        return body
     }
 
-    /// One image file with the prompt and settings in its text chunks (PNG) or metadata.
+    /// One image file with the prompt and settings in its text chunks (PNG) or metadata; applied
+    /// LoRAs go in `parameters` and in a `loras` chunk (`name:scale, name:scale`).
     static func encode(_ generated: GeneratedImage, request: ImageRequest, modelID: String, steps: Int, guidance: Float?) throws -> [UInt8] {
         var parameters = "model: \(modelID), seed: \(generated.seed), steps: \(steps), size: \(request.sizeText)"
         if let guidance { parameters += ", guidance: \(guidance)" }
+        var lorasText: [(key: String, value: String)] = []
+        if !request.loras.isEmpty {
+            let summary = LoRACatalog.summary(request.loras.map { ($0.name, $0.scale) })
+            parameters += ", loras: \(summary)"
+            lorasText.append((key: "loras", value: summary))
+        }
         do {
             let image = try Image8(width: generated.width, height: generated.height, channels: 3, pixels: generated.rgb)
             return try ImageEncoder.encode(image, as: request.outputFormat, quality: request.compression,
-                                           text: [(key: "prompt", value: request.generation.prompt), (key: "parameters", value: parameters)])
+                                           text: [(key: "prompt", value: request.generation.prompt), (key: "parameters", value: parameters)] + lorasText)
         } catch {
             throw APIError.server("Encoding the image failed: \(error)")
         }
@@ -314,7 +326,7 @@ extension ImageServer {
                         "moderation": .string(imageRequest.moderation),
                         "usage": ImageServer.usage(output.result, request: imageRequest, images: index..<index + 1),
                         "timings": timings,
-                    ]))
+                    ].merging(imageRequest.loras.isEmpty ? [:] : ["loras": imageRequest.lorasJSON]) { $1 }))
                 }
             } catch {
                 let failure = (error as? APIError) ?? .server("\(error)")

@@ -31,6 +31,8 @@ public final class ImageServer: @unchecked Sendable {
     struct LiveTask {
         var ticket: GenerationTicket
         var created: Int
+        /// The request's `loras` as records echo them; nil without any.
+        var loras: JSONValue?
     }
 
     public init(options: ServerOptions, generator: (any ImageGenerating)? = nil) throws {
@@ -235,8 +237,8 @@ public final class ImageServer: @unchecked Sendable {
         case .models:
             return try models(query: request.query)
         case .model(let name):
-            guard let model = generator?.model, model.answers(to: name) else { throw APIError.modelNotFound(name) }
-            return .json(modelObject(served(model)))
+            guard let generator, generator.model.answers(to: name) else { throw APIError.modelNotFound(name) }
+            return .json(modelObject(served(generator.model), loras: generator.loras))
         case .generations:
             return try generate(request)
         case .edits:
@@ -264,7 +266,7 @@ public final class ImageServer: @unchecked Sendable {
     /// the models of that modality: `image` lists the model, any other value an empty list; an
     /// empty value is a 400.
     private func models(query: String?) throws -> HTTPResponse {
-        var models = generator.map { [served($0.model)] } ?? []
+        var models = generator.map { [(model: served($0.model), loras: $0.loras)] } ?? []
         if let modality = try QueryParameters(query).values["modality"] {
             guard !modality.isEmpty else {
                 throw APIError.invalid("'modality' must name a modality, e.g. image or text", param: "modality")
@@ -272,7 +274,7 @@ public final class ImageServer: @unchecked Sendable {
             // Every model served here makes images.
             if modality.lowercased() != "image" { models = [] }
         }
-        return .json(["object": "list", "data": .array(models.map(modelObject))])
+        return .json(["object": "list", "data": .array(models.map { modelObject($0.model, loras: $0.loras) })])
     }
 
     private func health() -> HTTPResponse {
@@ -302,8 +304,9 @@ public final class ImageServer: @unchecked Sendable {
         return matched
     }
 
-    /// `model` as served (see `served(_:)`).
-    private func modelObject(_ model: ModelDescription) -> JSONValue {
+    /// `model` as served (see `served(_:)`), with the LoRA adapters requests may name
+    /// (`loras`: name, format, layers updated; `allowedParams.max_loras` is 0 without any).
+    private func modelObject(_ model: ModelDescription, loras: [String: LoRAAdapter]) -> JSONValue {
         let limits = model.limits
         let sizes: [JSONValue] = ["256x256", "512x512", "768x768", "1024x1024", "1024x768", "768x1024", "1536x1024",
                                   "1024x1536", "1792x1024", "1024x1792", "2048x2048"]
@@ -315,6 +318,10 @@ public final class ImageServer: @unchecked Sendable {
         return [
             "id": .string(model.id), "object": "model", "created": .integer(Int64(model.created)), "owned_by": "schnell",
             "modality": "image", "aliases": .array(model.aliases.map { .string($0) }),
+            "loras": .array(loras.keys.sorted().compactMap { loras[$0] }.map { adapter in
+                ["name": .string(adapter.name), "format": .string(adapter.format.rawValue),
+                 "layers": .integer(Int64(adapter.transformerDeltas.count + adapter.clipDeltas.count))]
+            }),
             "allowedParams": [
                 "supported_sizes": .array(sizes),
                 "size_multiple": .integer(Int64(model.sizeMultiple)),
@@ -328,6 +335,9 @@ public final class ImageServer: @unchecked Sendable {
                 "max_images": .integer(Int64(limits.maxImages)),
                 "output_formats": ["png", "jpeg", "webp"],
                 "response_formats": ["b64_json", "url"],
+                "max_loras": .integer(Int64(loras.isEmpty ? 0 : LoRACatalog.maxPerRequest)),
+                "lora_scale": ["min": .number(LoRACatalog.scaleRange.lowerBound), "max": .number(LoRACatalog.scaleRange.upperBound),
+                               "default": 1],
             ],
         ]
     }

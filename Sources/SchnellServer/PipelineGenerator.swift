@@ -2,15 +2,18 @@ import Foundation
 import Schnell
 
 /// The server's model interface over a loaded FLUX pipeline: the description the server lists and
-/// validates against, and requests passed to the pipeline as they are.
+/// validates against, the LoRA adapters read for it, and requests passed to the pipeline as they are.
 public struct PipelineGenerator: ImageGenerating {
     public let pipeline: FluxPipeline
     /// Unix time the model is listed with (`serve` passes the transformer file's modification time).
     public let created: Int
+    /// `--lora-dir`'s adapters by name (`LoRACatalog.load`), each read with `pipeline.loadLoRA`.
+    public let loras: [String: LoRAAdapter]
 
-    public init(pipeline: FluxPipeline, created: Int = 0) {
+    public init(pipeline: FluxPipeline, created: Int = 0, loras: [String: LoRAAdapter] = [:]) {
         self.pipeline = pipeline
         self.created = created
+        self.loras = loras
     }
 
     /// The modification time (Unix seconds) of the transformer's weights: `--transformer`'s file,

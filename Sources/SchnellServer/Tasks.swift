@@ -6,8 +6,9 @@ import Foundation
 /// A task object: `id` and `task_id`, `object` (`image.generation.task`), `status`, `created`,
 /// `poll_url`, `data` (`[]` until completed), `progress` (`step`, `total_steps`, `percent`; 100
 /// once completed), `queue_position` while pending (1: runs next), `completed_at` once finished,
-/// and `error` when failed. Statuses: pending, running, cancelling (a cancel was asked; the model
-/// stops at its next step), and the final completed, failed and cancelled.
+/// `error` when failed, and `loras` in every state when the request applied any. Statuses:
+/// pending, running, cancelling (a cancel was asked; the model stops at its next step), and the
+/// final completed, failed and cancelled.
 ///
 /// A live task is read from its queue ticket; a finished one from its record on disk, which is
 /// written before the live entry goes, so every read sees one or the other.
@@ -45,6 +46,7 @@ extension ImageServer {
             status = status == "cancelled" ? "cancelling" : "running"
         }
         var record = taskRecord(id: id, created: live.created, status: status, step: snapshot.step, totalSteps: snapshot.total)
+        record["loras"] = live.loras
         if let position = snapshot.position { record["queue_position"] = .integer(Int64(position)) }
         return .object(record)
     }
@@ -135,6 +137,7 @@ extension ImageServer {
             record = taskRecord(id: id, created: created, status: apiError == .cancelled ? "cancelled" : "failed",
                                 step: snapshot?.step ?? 0, totalSteps: total)
             if apiError != .cancelled { record["error"] = apiError.json["error"] }
+            if !request.loras.isEmpty { record["loras"] = request.lorasJSON }
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
         do {

@@ -2,11 +2,13 @@ import Foundation
 import Schnell
 
 /// A small flag reader: `--name value`, `--name=value`, boolean flags, and positionals.
-/// Unknown flags and missing or malformed values are usage errors naming the flag.
+/// Unknown flags and missing or malformed values are usage errors naming the flag. A valued flag
+/// given twice keeps its last value in `values`; `all(_:)` has every one, for repeatable flags.
 struct CommandLineOptions {
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
     private(set) var values: [String: String] = [:]
+    private var repeated: [String: [String]] = [:]
     private(set) var flags: Set<String> = []
     private(set) var positionals: [String] = []
 
@@ -30,6 +32,7 @@ struct CommandLineOptions {
                 }
                 if inline == nil { index += 1 }
                 values[name] = value
+                repeated[name, default: []].append(value)
             } else {
                 throw UsageError(description: "unknown option \(name)")
             }
@@ -37,6 +40,9 @@ struct CommandLineOptions {
     }
 
     func string(_ name: String) -> String? { values[name] }
+
+    /// Every value of a repeatable flag, in the order given.
+    func all(_ name: String) -> [String] { repeated[name] ?? [] }
 
     func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = values[name] else { return nil }

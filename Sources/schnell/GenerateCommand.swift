@@ -10,7 +10,7 @@ enum GenerateCommand {
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
                                 [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--weights TYPE]
-                                [--timings-json FILE] [--allow-large] [--quiet]
+                                [--lora FILE[:SCALE]]... [--lora-skip-unknown] [--timings-json FILE] [--allow-large] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
@@ -31,8 +31,16 @@ enum GenerateCommand {
                              \(CPUTier.current), \(CPUTier.current.bf16Meaning)
                              (SCHNELL_CPU=generic|avx2|avx512|avx512bf16 forces a lower tier)
         \(CommandLineOptions.weightsHelp)
+          --lora FILE[:SCALE]
+                             apply a LoRA adapter (diffusers/PEFT, kohya, XLabs or BFL keys) at SCALE (a finite
+                             number, default 1); repeatable. The scale is read only from a final ':NUMBER', so
+                             paths may hold colons. The files are checked before the model loads and read after
+                             it; one that does not fit the model is refused naming the file and key (exit 2)
+          --lora-skip-unknown
+                             skip keys a LoRA file has that the engine does not know, listing them on stderr
+                             (default: such a file is refused)
           --seed S           image i uses S + i (default: random, printed)
-          -o FILE            .png (with the generation parameters in text chunks), .jpg or .webp;
+          -o FILE            .png (with the generation parameters and LoRAs in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...; its folder must exist and be writable
                              (checked before the model loads)
           --timings-json FILE
@@ -53,8 +61,8 @@ enum GenerateCommand {
             options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
                                                                  "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision", "--weights",
-                                                                 "--timings-json"],
-                                             boolean: ["--quiet", "-q", "-h", "--help", "--allow-large"])
+                                                                 "--timings-json", "--lora"],
+                                             boolean: ["--quiet", "-q", "-h", "--help", "--allow-large", "--lora-skip-unknown"])
         } catch {
             return fail("\(error)\n\(usage)", code: 2)
         }
@@ -83,6 +91,9 @@ enum GenerateCommand {
             let output = options.string("-o") ?? options.string("--output") ?? "out.png"
             let format = try imageFormat(of: output)
             try checkOutput(output, count: request.count)
+            let loraOptions = try options.all("--lora").map(LoRAOption.init)
+            try loraOptions.forEach { try $0.checkReadable() }
+            let skipUnknown = options.flags.contains("--lora-skip-unknown")
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let quiet = options.flags.contains("--quiet") || options.flags.contains("-q")
             let files = try pipelineFiles(options)
@@ -92,6 +103,12 @@ enum GenerateCommand {
             let loadStart = Date()
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
                                                  quantization: options.weights())
+            for option in loraOptions {
+                progress.show("loading LoRA \(option.path)")
+                let applied = try option.load(for: pipeline, skipUnknown: skipUnknown)
+                if let warning = LoRACatalog.skippedKeysWarning(applied.adapter) { progress.note("schnell generate: \(warning)") }
+                request.loras.append(applied)
+            }
             // diffusers documents schnell's call with guidance_scale=0.0: no guidance, as leaving it out.
             if !pipeline.hasGuidance, request.guidance == 0 { request.guidance = nil }
             try pipeline.validate(request)
@@ -110,6 +127,7 @@ enum GenerateCommand {
                                 ("size", "\(image.width)x\(image.height)"),
                                 ("guidance", result.guidance.map { "\($0)" } ?? "none"),
                                 ("model", pipeline.modelID), ("software", "Schnell")]
+                    + (request.loras.isEmpty ? [] : [("loras", LoRACatalog.summary(request.loras.map { ($0.adapter.name, Double($0.scale)) }))])
                 let bytes = try ImageEncoder.encode(Image8(width: image.width, height: image.height, channels: 3, pixels: image.rgb),
                                                     as: format, quality: 95, text: metadata.map { (key: $0.0, value: $0.1) })
                 try writeAtomically(bytes, to: path)
@@ -132,7 +150,7 @@ enum GenerateCommand {
         } catch let error as PipelineError {
             if case .cancelled = error { return fail("\(error)", code: 1) }
             return fail("\(error)", code: 2)
-        } catch let error where error is WeightsError || error is TokenizerError || error is OutputError {
+        } catch let error where error is WeightsError || error is TokenizerError || error is OutputError || error is LoRAOption.FileError {
             return fail("\(error)", code: 2)
         } catch {
             return fail("\(error)", code: 1)
@@ -295,6 +313,11 @@ final class ProgressLine {
         guard enabled else { return }
         let line = String(format: "[%6.1fs] %@", Date().timeIntervalSince(start), text as NSString)
         FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
+    }
+
+    /// A line that stays (a warning), shown even when the progress line is off.
+    func note(_ text: String) {
+        FileHandle.standardError.write(Data(((interactive && enabled ? "\r\u{1B}[K" : "") + text + "\n").utf8))
     }
 
     func finish() {

@@ -9,12 +9,19 @@ enum ServeCommand {
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
                              [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
-                             [--weights TYPE]
+                             [--weights TYPE] [--lora-dir DIR [--lora-skip-unknown]]
                              [--max-side PIXELS] [--max-steps N] [--max-images N] [--cors-origin ORIGIN]...
                              [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
                              [--max-body-memory BYTES] [--shutdown-timeout SECONDS]
                              [--fetch-images-from HOST]... [--fetch-max-bytes BYTES] [--fetch-timeout SECONDS]
+          --lora-dir DIR     LoRA adapters requests may apply ("loras": [{"name": "style", "scale": 0.8}]): every
+                             *.safetensors file directly in DIR, read at start for the loaded model and named by
+                             its file name without the extension; a file that cannot be read stops the start-up
+                             (exit 2, naming it). At most \(LoRACatalog.maxPerRequest) a request, scales in \(LoRACatalog.formatScale(LoRACatalog.scaleRange.lowerBound))...\(LoRACatalog.formatScale(LoRACatalog.scaleRange.upperBound))
+          --lora-skip-unknown
+                             skip keys an adapter file has that the engine does not know, listing them on stderr
+                             (default: such a file is refused)
           --max-side, --max-steps, --max-images
                              narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
                              the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
@@ -49,20 +56,36 @@ enum ServeCommand {
             }
             let (serverOptions, remaining) = try ServerOptions.parse(arguments)
             let options = try CommandLineOptions(remaining, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
-                                                                     "--tokenizers", "--threads", "--precision", "--weights"], boolean: [])
+                                                                     "--tokenizers", "--threads", "--precision", "--weights", "--lora-dir"],
+                                             boolean: ["--lora-skip-unknown"])
             guard options.positionals.isEmpty else {
                 throw CommandLineOptions.UsageError(description: "unexpected argument '\(options.positionals[0])'")
             }
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let files = try GenerateCommand.pipelineFiles(options)
+            let loraFolder = options.string("--lora-dir"), skipUnknown = options.flags.contains("--lora-skip-unknown")
+            if skipUnknown, loraFolder == nil {
+                throw CommandLineOptions.UsageError(description: "--lora-skip-unknown applies to --lora-dir's files; give --lora-dir DIR")
+            }
             // A missing or unreadable part fails here, before the server says it is listening.
             try files.checkReadable()
+            let loraFiles = try loraFolder.map { try LoRACatalog.files(in: $0) }
             let server = try ImageServer(options: serverOptions)
             try server.start()
             log("loading \(files.model ?? files.transformer ?? "")")
             let pipeline = try FluxPipeline.load(files, backend: CPUBackend(threads: threads, precision: options.precision()),
                                                  quantization: options.weights())
-            server.setGenerator(PipelineGenerator(pipeline: pipeline, created: PipelineGenerator.created(from: files)))
+            var loras: [String: LoRAAdapter] = [:]
+            if let loraFolder, let loraFiles {
+                if loraFiles.isEmpty { log("warning: --lora-dir \(loraFolder) has no .safetensors files; requests can name no LoRA") }
+                loras = try LoRACatalog.load(folder: loraFolder) { path in
+                    let adapter = try pipeline.loadLoRA(path: path, skipUnknown: skipUnknown)
+                    log("LoRA \(adapter) from \(path)")
+                    if let warning = LoRACatalog.skippedKeysWarning(adapter) { log(warning) }
+                    return adapter
+                }
+            }
+            server.setGenerator(PipelineGenerator(pipeline: pipeline, created: PipelineGenerator.created(from: files), loras: loras))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             guard try server.run() else {
                 // The generation thread may still be inside the model: exit handlers would free
@@ -74,6 +97,8 @@ enum ServeCommand {
             return fail("\(error)\n\(usage)", code: 2)
         } catch let error as ServerOptions.ParseError {
             return fail("\(error)\n\(usage)", code: 2)
+        } catch let error as LoRACatalog.LoadError {
+            return fail("\(error)", code: 2)
         } catch let error as PipelineError {
             return fail("\(error)", code: 2)
         } catch let error where error is WeightsError || error is TokenizerError {

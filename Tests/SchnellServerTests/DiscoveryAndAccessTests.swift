@@ -21,9 +21,9 @@ final class DiscoveryAndAccessTests: XCTestCase {
         let model = try XCTUnwrap(data(try test.client.get("/v1/models")).first)
         XCTAssertNil(model["allowed_params"])
         let allowed = try XCTUnwrap(model["allowedParams"] as? [String: Any])
-        XCTAssertEqual(allowed.keys.sorted(), ["default_guidance", "default_size", "edits", "guidance", "max_guidance", "max_images",
-                                               "max_side", "min_side", "output_formats", "response_formats", "size_multiple",
-                                               "steps", "supported_sizes"])
+        XCTAssertEqual(allowed.keys.sorted(), ["default_guidance", "default_size", "edits", "guidance", "lora_scale", "max_guidance",
+                                               "max_images", "max_loras", "max_side", "min_side", "output_formats", "response_formats",
+                                               "size_multiple", "steps", "supported_sizes"])
         XCTAssertEqual(allowed["supported_sizes"] as? [String], ["256x256", "512x512", "768x768", "1024x1024", "1024x768", "768x1024",
                                                                  "1536x1024", "1024x1536", "1792x1024", "1024x1792", "2048x2048"])
         XCTAssertEqual(allowed["steps"] as? [String: Int], ["default": 4, "min": 1, "max": 8])

@@ -9,9 +9,10 @@ import Glibc
 
 /// A generator that draws a deterministic gradient per seed, sleeping `stepSeconds` per step,
 /// makes flat grey previews and counts one token per prompt word, and records every request and
-/// the largest number of generations it ever ran at once.
+/// the largest number of generations it ever ran at once. It offers `loras` and ignores them.
 final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     let model: ModelDescription
+    let loras: [String: LoRAAdapter]
     let stepSeconds: Double
     private let lock = NSLock()
     // Guarded by `lock`.
@@ -19,8 +20,9 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     private var active = 0
     private var peakActive = 0
 
-    init(model: ModelDescription = FakeGenerator.schnell, stepSeconds: Double = 0) {
+    init(model: ModelDescription = FakeGenerator.schnell, loras: [LoRAAdapter] = [], stepSeconds: Double = 0) {
         self.model = model
+        self.loras = Dictionary(loras.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.stepSeconds = stepSeconds
     }
 
