@@ -9,11 +9,14 @@ public struct PipelineGenerator: ImageGenerating {
     public let created: Int
     /// `--lora-dir`'s adapters by name (`LoRACatalog.load`), each read with `pipeline.loadLoRA`.
     public let loras: [String: LoRAAdapter]
+    /// How requests' LoRAs reach the layers (`--lora-mode`).
+    public let loraMode: LoRAMode
 
-    public init(pipeline: FluxPipeline, created: Int = 0, loras: [String: LoRAAdapter] = [:]) {
+    public init(pipeline: FluxPipeline, created: Int = 0, loras: [String: LoRAAdapter] = [:], loraMode: LoRAMode = .auto) {
         self.pipeline = pipeline
         self.created = created
         self.loras = loras
+        self.loraMode = loraMode
     }
 
     /// The modification time (Unix seconds) of the transformer's weights: `--transformer`'s file,
@@ -52,6 +55,8 @@ public struct PipelineGenerator: ImageGenerating {
 
     public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Bool,
                          preview: (PreviewImage) -> Void) throws -> GenerationResult {
-        try pipeline.generate(request, progress: progress, preview: preview)
+        var request = request
+        request.loraMode = loraMode
+        return try pipeline.generate(request, progress: progress, preview: preview)
     }
 }

@@ -69,6 +69,23 @@ struct CommandLineOptions {
         return quantization
     }
 
+    /// `--lora-mode auto|merge|runtime` (default auto).
+    func loraMode() throws -> LoRAMode {
+        let text = values["--lora-mode"] ?? LoRAMode.auto.rawValue
+        guard let mode = LoRAMode(rawValue: text) else {
+            throw UsageError(description: "--lora-mode must be auto, merge or runtime, not '\(text)'")
+        }
+        return mode
+    }
+
+    /// Help text for `--lora-mode`, shared by generate and serve.
+    static let loraModeHelp = """
+          --lora-mode M      how LoRAs reach the layers: auto (default) merges them into copies of float32 layers
+                             and adds them at run time to the others (bf16, f16, fp8, GGUF: merging into bf16 would
+                             round small updates away); merge merges into every float layer in its stored dtype
+                             (no cost per step; quantized layers refused); runtime adds (x A^T) B^T to every layer
+        """
+
     /// Help text for `--weights`, shared by generate and serve.
     static let weightsHelp = """
           --weights TYPE     quantize the transformer's and T5's linear layers as they load, in memory (no file

@@ -10,7 +10,7 @@ enum GenerateCommand {
         usage: schnell generate PROMPT [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                                 [--seed S] [--size WxH] [--steps N] [--guidance G] [-n N] [-o out.png]
                                 [--max-sequence-length L] [--threads N] [--precision f32|bf16] [--weights TYPE]
-                                [--lora FILE[:SCALE]]... [--lora-skip-unknown] [--timings-json FILE] [--allow-large] [--quiet]
+                                [--lora FILE[:SCALE]]... [--lora-skip-unknown] [--lora-mode M] [--timings-json FILE] [--allow-large] [--quiet]
           --model DIR        a diffusers FLUX pipeline folder (default: the bundled tiny model,
                              Weights/tiny-flux-schnell, a smoke test whose pictures are noise)
           --transformer F, --vae F, --clip F, --t5 F
@@ -39,6 +39,7 @@ enum GenerateCommand {
           --lora-skip-unknown
                              skip keys a LoRA file has that the engine does not know, listing them on stderr
                              (default: such a file is refused)
+        \(CommandLineOptions.loraModeHelp)
           --seed S           image i uses S + i (default: random, printed)
           -o FILE            .png (with the generation parameters and LoRAs in text chunks), .jpg or .webp;
                              n > 1 writes FILE, FILE-1, FILE-2, ...; its folder must exist and be writable
@@ -61,7 +62,7 @@ enum GenerateCommand {
             options = try CommandLineOptions(arguments, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
                                                                  "--tokenizers", "--seed", "--size", "--steps", "--guidance",
                                                                  "-n", "-o", "--output", "--max-sequence-length", "--threads", "--precision", "--weights",
-                                                                 "--timings-json", "--lora"],
+                                                                 "--timings-json", "--lora", "--lora-mode"],
                                              boolean: ["--quiet", "-q", "-h", "--help", "--allow-large", "--lora-skip-unknown"])
         } catch {
             return fail("\(error)\n\(usage)", code: 2)
@@ -94,6 +95,7 @@ enum GenerateCommand {
             let loraOptions = try options.all("--lora").map(LoRAOption.init)
             try loraOptions.forEach { try $0.checkReadable() }
             let skipUnknown = options.flags.contains("--lora-skip-unknown")
+            request.loraMode = try options.loraMode()
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let quiet = options.flags.contains("--quiet") || options.flags.contains("-q")
             let files = try pipelineFiles(options)

@@ -9,7 +9,7 @@ enum ServeCommand {
         usage: schnell serve [--model DIR | --transformer F --vae F --clip F --t5 F --tokenizers DIR]
                              [--host 127.0.0.1] [--port 8080] [--api-key K]... [--max-queue N]
                              [--output-dir DIR] [--public-url URL] [--image-ttl SECONDS] [--threads N] [--precision f32|bf16]
-                             [--weights TYPE] [--lora-dir DIR [--lora-skip-unknown]]
+                             [--weights TYPE] [--lora-dir DIR [--lora-skip-unknown] [--lora-mode M]]
                              [--max-side PIXELS] [--max-steps N] [--max-images N] [--cors-origin ORIGIN]...
                              [--max-connections N] [--max-connections-per-ip N] [--idle-timeout SECONDS]
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
@@ -22,6 +22,7 @@ enum ServeCommand {
           --lora-skip-unknown
                              skip keys an adapter file has that the engine does not know, listing them on stderr
                              (default: such a file is refused)
+        \(CommandLineOptions.loraModeHelp)
           --max-side, --max-steps, --max-images
                              narrow what one request may ask for (defaults \(server.maxSide), \(server.maxSteps) and \(server.maxImages));
                              the pipeline's own limits (\(pipeline.maxSide), \(pipeline.maxSteps) and \(pipeline.maxImages)) cannot be widened
@@ -56,7 +57,8 @@ enum ServeCommand {
             }
             let (serverOptions, remaining) = try ServerOptions.parse(arguments)
             let options = try CommandLineOptions(remaining, valued: ["--model", "--transformer", "--vae", "--clip", "--t5",
-                                                                     "--tokenizers", "--threads", "--precision", "--weights", "--lora-dir"],
+                                                                     "--tokenizers", "--threads", "--precision", "--weights", "--lora-dir",
+                                                                     "--lora-mode"],
                                              boolean: ["--lora-skip-unknown"])
             guard options.positionals.isEmpty else {
                 throw CommandLineOptions.UsageError(description: "unexpected argument '\(options.positionals[0])'")
@@ -64,6 +66,7 @@ enum ServeCommand {
             let threads = try options.integer("--threads", in: 1...1024) ?? 0
             let files = try GenerateCommand.pipelineFiles(options)
             let loraFolder = options.string("--lora-dir"), skipUnknown = options.flags.contains("--lora-skip-unknown")
+            let loraMode = try options.loraMode()
             if skipUnknown, loraFolder == nil {
                 throw CommandLineOptions.UsageError(description: "--lora-skip-unknown applies to --lora-dir's files; give --lora-dir DIR")
             }
@@ -85,7 +88,8 @@ enum ServeCommand {
                     return adapter
                 }
             }
-            server.setGenerator(PipelineGenerator(pipeline: pipeline, created: PipelineGenerator.created(from: files), loras: loras))
+            server.setGenerator(PipelineGenerator(pipeline: pipeline, created: PipelineGenerator.created(from: files), loras: loras,
+                                                  loraMode: loraMode))
             log("model \(pipeline.modelID) ready on port \(server.boundPort)")
             guard try server.run() else {
                 // The generation thread may still be inside the model: exit handlers would free

@@ -153,4 +153,26 @@ extension CLITests {
         XCTAssertEqual(text["seed"], "1")
         XCTAssertNil(text["loras"], "no LoRA, no loras chunk")
     }
+
+    /// Real adapters (Tests/Fixtures/lora): they change the image, their names and scales go into
+    /// the PNG, every mode gives an image, and a bad mode is a usage error.
+    func testFixtureLoRAsChangeTheImageAndAreRecorded() throws {
+        let folder = try temporaryFolder()
+        let peft = CLITests.fixtures.appendingPathComponent("lora/peft.safetensors").path
+        let kohya = CLITests.fixtures.appendingPathComponent("lora/kohya.safetensors").path
+        let plain = try XCTUnwrap(generateWithLoRAs([], extra: ["--quiet"], in: folder).png)
+        let (run, png) = try generateWithLoRAs(["\(peft):0.8", kohya], extra: ["--quiet"], in: folder)
+        XCTAssertEqual(run.status, 0, run.errors)
+        let adapted = try XCTUnwrap(png)
+        XCTAssertEqual(pngText(adapted)["loras"], "peft:0.8, kohya:1")
+        XCTAssertNotEqual(adapted, plain)
+        for mode in ["runtime", "merge"] {
+            let (modeRun, modePNG) = try generateWithLoRAs(["\(peft):0.8"], extra: ["--quiet", "--lora-mode", mode], in: folder)
+            XCTAssertEqual(modeRun.status, 0, "\(mode): \(modeRun.errors)")
+            XCTAssertNotNil(modePNG)
+        }
+        let bad = try generateWithLoRAs([peft], extra: ["--lora-mode", "fused"], in: folder).run
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.errors.contains("--lora-mode must be auto, merge or runtime, not 'fused'"), bad.errors)
+    }
 }
