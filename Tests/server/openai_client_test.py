@@ -2,9 +2,10 @@
 """Checks a running `schnell serve` with the official `openai` Python client, and with raw HTTP
 where the client has no call for it (tasks, JSON edits, CORS).
 
-Usage: openai_client_test.py BASE_URL [--api-key KEY] [--model ID] [--size WxH] [--cors-origin ORIGIN]
+Usage: openai_client_test.py BASE_URL [--api-key KEY] [--model ID] [--size WxH] [--cors-origin ORIGIN] [--lora NAME]
 
-ORIGIN is one the server allows (`--cors-origin`); without it the CORS check is skipped.
+ORIGIN is one the server allows (`--cors-origin`); without it the CORS check is skipped. NAME is
+a LoRA the server serves (`--lora-dir`); without it the LoRA check is skipped.
 
 BASE_URL is the server's root or its /v1 (e.g. http://127.0.0.1:8080). The script installs
 `openai` into a virtual environment ($SCHNELL_OPENAI_VENV, default ~/.cache/schnell/openai-venv)
@@ -80,6 +81,7 @@ def main():
     parser.add_argument("--model", default=None, help="model id; default: the first one listed")
     parser.add_argument("--size", default="256x256")
     parser.add_argument("--cors-origin", default=None)
+    parser.add_argument("--lora", default=None)
     args = parser.parse_args()
     ensure_openai()
     import openai
@@ -287,6 +289,26 @@ def main():
             return
         raise AssertionError("variations were accepted")
 
+    def lora():
+        listed = {entry["name"] for entry in (client.models.retrieve(model).model_extra or {}).get("loras", [])}
+        assert args.lora in listed, listed
+        def image(extra):
+            response = client.images.generate(model=model, prompt="a harbour at night", size=args.size,
+                                              response_format="b64_json", extra_body={"seed": 5, **extra})
+            return response.data[0].b64_json, (response.model_extra or {}).get("loras")
+        plain, _ = image({})
+        adapted, echoed = image({"loras": [{"name": args.lora, "scale": 0.8}]})
+        assert adapted != plain, "the LoRA left the image unchanged"
+        assert echoed == [{"name": args.lora, "scale": 0.8}], echoed
+        assert image({})[0] == plain, "the plain image after a LoRA request differs"
+        assert image({"loras": [{"name": args.lora, "scale": 0.8}]})[0] == adapted, "the LoRA image is not reproducible"
+        try:
+            client.images.generate(model=model, prompt="x", size=args.size, extra_body={"loras": [{"name": "no-such-lora"}]})
+        except openai.BadRequestError as error:
+            assert (error.body or {}).get("param") == "loras", error.body
+            return
+        raise AssertionError("an unknown LoRA was accepted")
+
     check("generate b64_json", b64_json)
     check("generate url", url)
     check("size 'big' is a 400 naming size", bad_size)
@@ -301,6 +323,8 @@ def main():
     check("variations are refused", variations)
     if args.cors_origin:
         check("CORS preflight", cors)
+    if args.lora:
+        check("LoRA: listed, applied, echoed; plain after it exact; unknown name a 400", lora)
     if failures:
         print(f"{len(failures)} check(s) failed")
         sys.exit(1)
