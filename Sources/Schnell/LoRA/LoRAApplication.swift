@@ -37,21 +37,38 @@ extension Linear {
         return try Linear(blocks: merged, lowRank: lowRank)
     }
 
-    /// `weight` [rows, in] plus each delta, in memory the engine owns, in the weight's dtype.
+    /// `weight` [rows, in] plus each delta, in memory the engine owns, in the weight's dtype. It
+    /// goes a block of rows at a time (about 1 MB of float32): converted, updated while in cache,
+    /// and stored, one pass over the memory.
     private static func merged(_ weight: WeightTensor, _ deltas: [LowRankDelta]) throws -> WeightTensor {
-        var values = weight.floats()
-        let inFeatures = weight.shape[1]
-        values.withUnsafeMutableBufferPointer { target in
-            for delta in deltas {
-                delta.down.withUnsafeBufferPointer { down in
-                    delta.up.withUnsafeBufferPointer { up in
-                        schnell_lowrank_merge(target.baseAddress! + delta.rows.lowerBound * inFeatures, delta.rows.count, inFeatures,
-                                              down.baseAddress, delta.rank, up.baseAddress, delta.scale)
+        let rows = weight.shape[0], inFeatures = weight.shape[1], dtype = weight.dtype
+        guard let rowBytes = dtype.byteCount(of: inFeatures), let sourceRowBytes = weight.dtype.byteCount(of: inFeatures) else {
+            throw WeightsError.wrongShape(name: weight.name, file: weight.file, expected: [rows, inFeatures], actual: weight.shape)
+        }
+        let chunkRows = max(1, (1 << 20) / (4 * max(inFeatures, 1)))
+        var scratch = dtype == .f32 ? [] : [Float](repeating: 0, count: chunkRows * inFeatures)
+        let memory = try MappedFile(anonymousBytes: rows * rowBytes, name: weight.file) { destination in
+            for first in stride(from: 0, to: rows, by: chunkRows) {
+                let chunk = first..<min(first + chunkRows, rows)
+                scratch.withUnsafeMutableBufferPointer { scratch in
+                    let values = dtype == .f32 ? (destination + first * rowBytes).assumingMemoryBound(to: Float.self) : scratch.baseAddress!
+                    schnell_convert_to_f32(weight.pointer + first * sourceRowBytes, weight.dtype.kernelCode, values, chunk.count * inFeatures)
+                    for delta in deltas {
+                        guard let part = delta.restricted(to: chunk) else { continue }
+                        part.down.withUnsafeBufferPointer { down in
+                            part.up.withUnsafeBufferPointer { up in
+                                schnell_lowrank_merge(values + part.rows.lowerBound * inFeatures, part.rows.count, inFeatures,
+                                                      down.baseAddress, part.rank, up.baseAddress, part.scale)
+                            }
+                        }
+                    }
+                    if dtype != .f32 {
+                        schnell_quantize_reference(values, dtype.kernelCode, destination + first * rowBytes, chunk.count * inFeatures)
                     }
                 }
             }
         }
-        return try WeightTensor(values: values, shape: weight.shape, dtype: weight.dtype, name: weight.name, file: weight.file)
+        return WeightTensor(name: weight.name, dtype: dtype, shape: weight.shape, file: weight.file, mapping: memory, byteOffset: 0)
     }
 }
 

@@ -32,6 +32,9 @@ final class MappedFile: @unchecked Sendable {
               mapped != MAP_FAILED else {
             throw WeightsError.cannotOpen(file: name, reason: "cannot allocate \(sizeBytes) bytes: \(String(cString: strerror(errno)))")
         }
+        // Transparent huge pages where the system offers them on request: a merged or quantized
+        // layer of hundreds of MB then costs hundreds of page faults, not hundreds of thousands.
+        if self.sizeBytes >= 2 << 20 { madvise(mapped, self.sizeBytes, MADV_HUGEPAGE) }
         do {
             try fill(mapped)
         } catch {
