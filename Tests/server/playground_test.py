@@ -257,11 +257,14 @@ def check_page(page, server_port):
     assert page.evaluate(stored) is None, "unticking 'remember' left the key stored"
     print("ok   the key is in localStorage only while 'remember' is ticked")
 
-    # Previews are counted as they replace each other, so a fast run cannot hide them.
+    # Previews are counted from the records of the image's state as it changes (each record keeps
+    # the value it replaced, so a run fast enough to batch the records cannot hide them): every
+    # preview is replaced by the next one or by the final image, once.
     page.evaluate("""window.previewsSeen = 0;
         new MutationObserver((changes) => { for (const change of changes)
-            if (change.target.dataset.state === 'preview' && change.attributeName === 'src') window.previewsSeen++; })
-          .observe(document.getElementById('results'), {subtree: true, attributes: true, attributeFilter: ['src']});""")
+            if (change.oldValue === 'preview') window.previewsSeen++; })
+          .observe(document.getElementById('results'),
+                   {subtree: true, attributes: true, attributeFilter: ['data-state'], attributeOldValue: true});""")
     set_field(page, "prompt", "a lighthouse at dusk")
     set_field(page, "size", "64x64")
     set_field(page, "steps", "4")
