@@ -47,14 +47,7 @@ func benchmarkLoRA(path: String, size: Int, rank: Int, repeats: Int, threads: In
     let deltas = adapter.transformerDeltas
     let fileMB = Double((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0) / 1e6
 
-    let latentSide = size / pipeline.vae.config.downsamplingFactor, gridSide = latentSide / 2, textTokens = 256
-    let latentChannels = pipeline.vae.config.latentChannels
-    var generator = TorchGenerator(seed: 0)
-    let latents = backend.upload(generator.randn(count: gridSide * gridSide * 4 * latentChannels),
-                                 shape: [gridSide * gridSide, 4 * latentChannels])
-    let text = backend.upload(generator.randn(count: textTokens * config.jointAttentionDim), shape: [textTokens, config.jointAttentionDim])
-    let pooled = backend.upload(generator.randn(count: config.pooledProjectionDim), shape: [1, config.pooledProjectionDim])
-    let rotary = pipeline.transformer.rotaryTable(textTokens: textTokens, gridHeight: gridSide, gridWidth: gridSide)
+    let (latents, text, pooled, rotary) = stepInputs(pipeline, backend: backend, size: size)
     func step(_ model: FluxTransformer) -> Double {
         timed { _ = model(latents: latents, text: text, pooled: pooled, timestep: 0.7, guidance: nil, rotary: rotary) }.1
     }

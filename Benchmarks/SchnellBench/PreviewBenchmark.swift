@@ -18,14 +18,8 @@ func benchmarkPreview(path: String, size: Int, repeats: Int, threads: Int) throw
     let (fit, fitSeconds) = try timed { try pipeline.previewMap() }
     precondition(fit.fitted, "a fresh pipeline fits its preview map")
 
-    let config = pipeline.transformer.config, latentChannels = pipeline.vae.config.latentChannels
-    let latentSide = size / pipeline.vae.config.downsamplingFactor, gridSide = latentSide / 2, textTokens = 256
-    var generator = TorchGenerator(seed: 0)
-    let latents = backend.upload(generator.randn(count: gridSide * gridSide * 4 * latentChannels),
-                                 shape: [gridSide * gridSide, 4 * latentChannels])
-    let text = backend.upload(generator.randn(count: textTokens * config.jointAttentionDim), shape: [textTokens, config.jointAttentionDim])
-    let pooled = backend.upload(generator.randn(count: config.pooledProjectionDim), shape: [1, config.pooledProjectionDim])
-    let rotary = pipeline.transformer.rotaryTable(textTokens: textTokens, gridHeight: gridSide, gridWidth: gridSide)
+    let (latents, text, pooled, rotary) = stepInputs(pipeline, backend: backend, size: size)
+    let latentSide = size / pipeline.vae.config.downsamplingFactor, gridSide = latentSide / 2
     let schedule = try pipeline.scheduler.schedule(steps: 4, imageSequenceLength: gridSide * gridSide)
 
     var stepSeconds: [Double] = [], previewSeconds: [Double] = [], encodeSeconds: [Double] = []
@@ -54,4 +48,18 @@ func benchmarkPreview(path: String, size: Int, repeats: Int, threads: Int) throw
     print(String(format: "\npreview at %dx%d (%@), medians of %d: step %.3f s, preview %.4f s (%.2f%% of a step), PNG encode %.4f s (%.2f%% with it); preview map fit %.2f s once",
                  size, size, path as NSString, stepSeconds.count, step, preview, 100 * preview / step, encode,
                  100 * (preview + encode) / step, fitSeconds))
+}
+
+/// Random inputs for one transformer call at `size` x `size` (seed 0): packed latents, 256 T5
+/// states, a pooled CLIP vector and the rotary table.
+func stepInputs(_ pipeline: FluxPipeline, backend: any Backend, size: Int)
+    -> (latents: Tensor, text: Tensor, pooled: Tensor, rotary: RotaryTable) {
+    let config = pipeline.transformer.config, latentChannels = pipeline.vae.config.latentChannels
+    let gridSide = size / pipeline.vae.config.downsamplingFactor / 2, textTokens = 256
+    var generator = TorchGenerator(seed: 0)
+    let latents = backend.upload(generator.randn(count: gridSide * gridSide * 4 * latentChannels),
+                                 shape: [gridSide * gridSide, 4 * latentChannels])
+    let text = backend.upload(generator.randn(count: textTokens * config.jointAttentionDim), shape: [textTokens, config.jointAttentionDim])
+    let pooled = backend.upload(generator.randn(count: config.pooledProjectionDim), shape: [1, config.pooledProjectionDim])
+    return (latents, text, pooled, pipeline.transformer.rotaryTable(textTokens: textTokens, gridHeight: gridSide, gridWidth: gridSide))
 }
