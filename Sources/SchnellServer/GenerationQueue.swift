@@ -169,6 +169,20 @@ final class GenerationQueue: @unchecked Sendable {
         }
     }
 
+    /// The ticket's result once it finishes, or nil after `seconds` without one.
+    func wait(for ticket: GenerationTicket, seconds: Double) -> Result<GenerationOutput, APIError>? {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while true {
+            if case .finished(let result) = ticket.state { return result }
+            guard condition.wait(until: deadline) else {
+                if case .finished(let result) = ticket.state { return result }
+                return nil
+            }
+        }
+    }
+
     /// Cancels a job for its client: a waiting one leaves the queue and finishes `.cancelled`
     /// here (its `onFinish` runs on this thread before the return); a running one is asked to
     /// stop at its next step and finishes `.cancelled` on the worker, even if the model
@@ -214,6 +228,13 @@ final class GenerationQueue: @unchecked Sendable {
             }
             return Snapshot(status: status, step: ticket.step, total: ticket.totalSteps, position: nil)
         }
+    }
+
+    /// Nothing waits and nothing runs.
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting.isEmpty && running == nil
     }
 
     var depth: Int {

@@ -4,7 +4,7 @@ import SchnellImageIO
 
 /// `/v1/images/generations` and `/v1/images/edits` (async tasks are read, listed and cancelled in `Tasks.swift`).
 extension ImageServer {
-    func generate(_ request: HTTPRequest) throws -> HTTPResponse {
+    func generate(_ request: HTTPRequest, claimed: ClaimContext? = nil) throws -> HTTPResponse {
         let body = try RequestBody(request, options: options)
         let generator = try resolveModel(body.fields)
         switch try body.fields.string("operation") {
@@ -24,24 +24,26 @@ extension ImageServer {
         guard let image = body.image else {
             if body.mask != nil { throw APIError.invalid("A 'mask' needs an image to apply to", param: "mask") }
             let imageRequest = try ImageRequest(body.fields, model: served(generator.model), loras: generator.loras)
-            return try submit(imageRequest, kind: .generation, generator: generator, request: request)
+            return try submit(imageRequest, kind: .generation, generator: generator, request: request, claimed: claimed)
         }
-        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .generation, generator: generator, request: request)
+        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .generation, generator: generator, request: request,
+                              claimed: claimed)
     }
 
-    func edit(_ request: HTTPRequest) throws -> HTTPResponse {
+    func edit(_ request: HTTPRequest, claimed: ClaimContext? = nil) throws -> HTTPResponse {
         let body = try RequestBody(request, options: options)
         let generator = try resolveModel(body.fields)
         guard generator.model.supportsEdits else {
             throw APIError.notImplemented("\(generator.model.id) does not support image edits")
         }
         guard let image = body.image else { throw APIError.invalid("'image' is required", param: "image") }
-        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .edit, generator: generator, request: request)
+        return try submitEdit(image: image, mask: body.mask, fields: body.fields, kind: .edit, generator: generator, request: request,
+                              claimed: claimed)
     }
 
     /// Image to image (and inpainting with a mask), from /edits or from /generations with a reference image.
     private func submitEdit(image upload: SuppliedImage, mask maskUpload: SuppliedImage?, fields: RequestFields, kind: RequestKind,
-                            generator: any ImageGenerating, request: HTTPRequest) throws -> HTTPResponse {
+                            generator: any ImageGenerating, request: HTTPRequest, claimed: ClaimContext?) throws -> HTTPResponse {
         guard generator.model.supportsEdits else {
             throw APIError.notImplemented("\(generator.model.id) does not start from an image")
         }
@@ -78,7 +80,7 @@ extension ImageServer {
         imageRequest.generation.mask = mask.map { _ in InputImage(width: 1, height: 1, channels: 4, pixels: [0, 0, 0, 0]) }
         let imageBytes = upload.bytes, imageParam = upload.param, maskBytes = maskUpload?.bytes
         let fieldNames = imageRequest.fieldNames
-        return try submit(imageRequest, kind: kind, generator: generator, request: request) { generation in
+        return try submit(imageRequest, kind: kind, generator: generator, request: request, claimed: claimed) { generation in
             var generation = generation
             generation.initImage = InputImage(try ImageServer.decodeUpload(imageBytes, param: imageParam, maxPixels: image.pixelCount))
             if let maskBytes, let mask {
@@ -141,8 +143,11 @@ extension ImageServer {
     /// queueing); `prepare`, if any, completes it on the worker once admitted. A synchronous
     /// request waits for its images, a streamed one gets events as they come, an async one a task.
     private func submit(_ imageRequest: ImageRequest, kind: RequestKind, generator: any ImageGenerating, request: HTTPRequest,
-                        prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
+                        claimed: ClaimContext?, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
         try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
+        if let claimed {
+            return try runClaimed(imageRequest, kind: kind, context: claimed, generator: generator, prepare: prepare)
+        }
         let baseURL = options.publicURL ?? boundURL
         let modelID = generator.model.id
         if imageRequest.stream {
@@ -159,6 +164,7 @@ extension ImageServer {
             return .json(.object(try responseBody(output, request: imageRequest, modelID: modelID, baseURL: baseURL,
                                                   submitted: submitted)))
         }
+        if let shared { return try insertShared(imageRequest, kind: kind, request: request, store: shared) }
         let id = newTaskID()
         let created = Int(Date().timeIntervalSince1970)
         let submitted = Date()
@@ -210,7 +216,7 @@ extension ImageServer {
             case .url:
                 let name: String
                 do {
-                    name = try store.storeImage(bytes, fileExtension: request.outputFormat.rawValue)
+                    name = try storeImage(bytes, fileExtension: request.outputFormat.rawValue)
                 } catch {
                     throw APIError.server("Storing the image failed: \(error)")
                 }

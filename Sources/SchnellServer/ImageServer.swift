@@ -13,6 +13,12 @@ import SchnellImageIO
 public final class ImageServer: @unchecked Sendable {
     let options: ServerOptions
     let store: OutputStore
+    /// Tasks and `url` images shared with other replicas (`--task-store`); nil: `store` holds them
+    /// and tasks run where they were created.
+    let shared: (any SharedTaskStore)?
+    /// This replica's name in the shared store's leases.
+    let replica: String
+    private var claimer: Thread?
     let metrics = Metrics()
     let queue: GenerationQueue
     // Guarded by `lock`: the generator, the task tables, the task id clock and the daemon/timer handles.
@@ -35,8 +41,14 @@ public final class ImageServer: @unchecked Sendable {
         var loras: JSONValue?
     }
 
-    public init(options: ServerOptions, generator: (any ImageGenerating)? = nil) throws {
+    public convenience init(options: ServerOptions, generator: (any ImageGenerating)? = nil) throws {
+        try self.init(options: options, generator: generator, shared: nil)
+    }
+
+    init(options: ServerOptions, generator: (any ImageGenerating)?, shared: (any SharedTaskStore)?) throws {
         self.options = options
+        self.shared = shared
+        replica = options.replicaName ?? "\(ProcessInfo.processInfo.hostName):\(getpid()):\(randomHex(bytes: 4))"
         store = try OutputStore(root: options.outputDirectory, ttlSeconds: options.imageTTLSeconds)
         queue = GenerationQueue(capacity: options.maxQueue, metrics: metrics)
         generatorStorage = generator
@@ -88,10 +100,17 @@ public final class ImageServer: @unchecked Sendable {
         timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler { [weak self] in self?.removeExpired() }
         timer.resume()
+        let claimer = shared.map { _ in
+            let thread = Thread { [weak self] in self?.claimTasks() }
+            thread.name = "schnell-claimer"
+            return thread
+        }
         lock.withLock {
             daemon = started
             cleanupTimer = timer
+            self.claimer = claimer
         }
+        claimer?.start()
         if options.apiKeys.isEmpty && !options.isLoopback {
             log("warning: listening on \(options.host) without an API key; anyone who can reach this address can generate images (use --api-key)")
         }
@@ -157,8 +176,15 @@ public final class ImageServer: @unchecked Sendable {
         FileHandle.standardError.write(Data("schnell serve: \(message)\n".utf8))
     }
 
+    var isStopping: Bool { lock.withLock { stopping } }
+
     private func removeExpired() {
         store.removeExpired()
+        do {
+            try shared?.removeExpired(now: Int(Date().timeIntervalSince1970), ttlSeconds: options.imageTTLSeconds)
+        } catch {
+            log("warning: expired tasks and images could not be removed from the task store: \(error)")
+        }
         let ttl = Double(options.imageTTLSeconds)
         lock.withLock { unsavedTasks = unsavedTasks.filter { Date().timeIntervalSince($0.value.finished) <= ttl } }
     }
@@ -232,8 +258,17 @@ public final class ImageServer: @unchecked Sendable {
         case .health:
             return health()
         case .metrics:
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
-                                body: Array(metrics.render(modelLoaded: generator != nil).utf8))
+            var text = metrics.render(modelLoaded: generator != nil)
+            if let shared {
+                let depth = shared.isReachable() ? try? shared.queueDepth() : nil
+                text += "# HELP schnell_task_store_up Whether the shared task store answers (1) or not (0).\n# TYPE schnell_task_store_up gauge\n"
+                text += "schnell_task_store_up \(depth == nil ? 0 : 1)\n"
+                if let depth {
+                    text += "# HELP schnell_task_store_pending Async tasks waiting in the shared store, for every replica.\n"
+                    text += "# TYPE schnell_task_store_pending gauge\nschnell_task_store_pending \(depth)\n"
+                }
+            }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8))
         case .models:
             return try models(query: request.query)
         case .model(let name):
@@ -255,7 +290,7 @@ public final class ImageServer: @unchecked Sendable {
         case .page(let path):
             return playgroundResponse(path: path) ?? .error(.notFound("No page at \(path)"))
         case .file(let name):
-            guard let file = store.image(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
+            guard let file = try imageFile(named: name) else { throw APIError.notFound("No image file '\(name)' (it may have expired)") }
             // For HEAD libmicrohttpd sends the headers alone, with this body's length.
             return HTTPResponse(status: 200, headers: [("Content-Type", file.contentType), ("Cache-Control", "private, max-age=3600")],
                                 body: file.bytes)
@@ -279,8 +314,16 @@ public final class ImageServer: @unchecked Sendable {
 
     private func health() -> HTTPResponse {
         guard let model = generator?.model else { return .json(["status": "loading"], status: 503) }
-        return .json(["status": "ok", "model": .string(model.id), "queue_depth": .integer(Int64(queue.depth)),
-                      "cpu_tier": .string(CPUTier.current.description)])
+        var answer: [String: JSONValue] = ["status": "ok", "model": .string(model.id), "queue_depth": .integer(Int64(queue.depth)),
+                                           "cpu_tier": .string(CPUTier.current.description)]
+        if let shared {
+            // Synchronous generation works without the store, so the replica stays healthy.
+            let reachable = shared.isReachable()
+            answer["task_store"] = reachable ? "reachable" : "unreachable"
+            answer["replica"] = .string(replica)
+            if reachable, let depth = try? shared.queueDepth() { answer["shared_queue_depth"] = .integer(Int64(depth)) }
+        }
+        return .json(.object(answer))
     }
 
     /// Keys are compared in constant time over the longer of the two lengths.

@@ -48,6 +48,16 @@ public struct ServerOptions: Sendable, Equatable {
     /// The largest image fetched from a URL, and the seconds a fetch may take in all.
     public var fetchMaxBytes = 16 * 1024 * 1024
     public var fetchTimeoutSeconds = 10
+    /// `postgres://…`: async tasks and `url` images go to this PostgreSQL database, shared by every
+    /// replica given the same one (`PostgresTaskStore`); nil: `outputDirectory`, this process only.
+    public var taskStoreURL: String?
+    /// This replica's name in task leases and records (default: host, process id and a random tag).
+    public var replicaName: String?
+    /// Seconds a replica holds a claimed task without renewing (it renews about three times per
+    /// period); a replica that dies loses its tasks after this.
+    public var taskLeaseSeconds = 30
+    /// Claims a task gets before it is failed as abandoned (each lost lease is one).
+    public var taskAttempts = 3
     /// Write one line per request to stderr.
     public var logRequests = true
     /// What one request may ask for: the pipeline's own limits (`GenerationLimits.pipeline`)
@@ -163,6 +173,22 @@ public struct ServerOptions: Sendable, Equatable {
                 options.fetchMaxBytes = try integer(value(for: flag, inline: inline), flag: flag, range: 1024...(1 << 30))
             case "--fetch-timeout":
                 options.fetchTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...300)
+            case "--task-store":
+                let url = try value(for: flag, inline: inline)
+                guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                    throw ParseError(description: "--task-store must be a PostgreSQL URL such as postgres://user:password@host:5432/schnell, got '\(url.prefix(40))'")
+                }
+                options.taskStoreURL = url
+            case "--replica":
+                let name = try value(for: flag, inline: inline)
+                guard !name.isEmpty, name.count <= 100, name.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                    throw ParseError(description: "--replica must be 1 to 100 ASCII characters without spaces, got '\(name.prefix(40))'")
+                }
+                options.replicaName = name
+            case "--task-lease":
+                options.taskLeaseSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 2...3_600)
+            case "--task-attempts":
+                options.taskAttempts = try integer(value(for: flag, inline: inline), flag: flag, range: 1...100)
             case "--shutdown-timeout":
                 options.shutdownTimeoutSeconds = try integer(value(for: flag, inline: inline), flag: flag, range: 1...3_600)
             default:

@@ -27,6 +27,7 @@ extension ImageServer {
     }
 
     func task(id: String) throws -> HTTPResponse {
+        if let shared { return try sharedTask(id: id, store: shared) }
         guard let task = taskObject(id: id) else { throw APIError.taskNotFound(id) }
         return .json(task)
     }
@@ -59,6 +60,7 @@ extension ImageServer {
     /// `cancelling` until the model reaches its next step, a cancelled one as it is. A completed
     /// or failed task is a 409 naming its state; an unknown id a 404.
     func cancelTask(id: String) throws -> HTTPResponse {
+        if let shared { return try sharedCancel(id: id, store: shared) }
         if let live = lock.withLock({ liveTasks[id] }) {
             // A removed job's final record is written before `cancel` returns.
             if queue.cancel(live.ticket) == .alreadyFinished {
@@ -96,6 +98,7 @@ extension ImageServer {
         if let after, !OutputStore.isTaskID(after) {
             throw APIError.invalid("'after' must be a task id (task_ and 32 hex digits), not '\(after)'", param: "after")
         }
+        if let shared { return try sharedList(limit: limit, status: status, after: after, store: shared) }
         let (live, unsaved) = lock.withLock { (Array(liveTasks.keys), Array(unsavedTasks.keys)) }
         let ids = Set(store.taskIDs() + live + unsaved).filter { id in after.map { id < $0 } ?? true }.sorted(by: >)
         var page: [JSONValue] = []
@@ -118,13 +121,10 @@ extension ImageServer {
                       "percent": .integer(Int64(totalSteps > 0 ? step * 100 / totalSteps : 0))]]
     }
 
-    /// Runs when an async task ends (on the generation thread, or on the thread that cancelled or
-    /// stopped it): the record goes to disk first, then the live entry goes. A record that cannot
-    /// be written is logged and replaced, in memory, by a failure that says so.
-    func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
-                    modelID: String, baseURL: String, submitted: Date) {
-        let snapshot = lock.withLock { liveTasks[id]?.ticket }.map { queue.snapshot($0) }
-        let total = snapshot?.total ?? 0
+    /// A finished task's record: `completed` with the response's fields (images stored for `url`),
+    /// or `failed` with the error, or `cancelled`; `completed_at` now.
+    func finalTaskRecord(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
+                         modelID: String, baseURL: String, submitted: Date, step: Int, total: Int) -> [String: JSONValue] {
         var record: [String: JSONValue]
         do {
             let output = try result.get()
@@ -135,11 +135,23 @@ extension ImageServer {
         } catch {
             let apiError = (error as? APIError) ?? .server("\(error)")
             record = taskRecord(id: id, created: created, status: apiError == .cancelled ? "cancelled" : "failed",
-                                step: snapshot?.step ?? 0, totalSteps: total)
+                                step: step, totalSteps: total)
             if apiError != .cancelled { record["error"] = apiError.json["error"] }
             if !request.loras.isEmpty { record["loras"] = request.lorasJSON }
         }
         record["completed_at"] = .integer(Int64(Date().timeIntervalSince1970))
+        return record
+    }
+
+    /// Runs when an async task ends (on the generation thread, or on the thread that cancelled or
+    /// stopped it): the record goes to disk first, then the live entry goes. A record that cannot
+    /// be written is logged and replaced, in memory, by a failure that says so.
+    func finishTask(id: String, created: Int, result: Result<GenerationOutput, APIError>, request: ImageRequest,
+                    modelID: String, baseURL: String, submitted: Date) {
+        let snapshot = lock.withLock { liveTasks[id]?.ticket }.map { queue.snapshot($0) }
+        let total = snapshot?.total ?? 0
+        let record = finalTaskRecord(id: id, created: created, result: result, request: request, modelID: modelID, baseURL: baseURL,
+                                     submitted: submitted, step: snapshot?.step ?? 0, total: total)
         do {
             try store.saveTask(id: id, record: .object(record))
             lock.withLock { liveTasks[id] = nil }

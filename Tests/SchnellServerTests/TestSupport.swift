@@ -1,7 +1,7 @@
 import Foundation
 import Schnell
 import SchnellImageIO
-import SchnellServer
+@testable import SchnellServer
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -174,7 +174,7 @@ final class TestServer {
     let client: RawClient
     let outputDirectory: String
 
-    init(generator: (any ImageGenerating)? = FakeGenerator(), outputDirectory: String? = nil,
+    init(generator: (any ImageGenerating)? = FakeGenerator(), outputDirectory: String? = nil, shared: (any SharedTaskStore)? = nil,
          configure: (inout ServerOptions) -> Void = { _ in }) throws {
         var options = ServerOptions()
         options.port = 0
@@ -183,7 +183,7 @@ final class TestServer {
             .appendingPathComponent("schnell-server-test-\(UUID().uuidString)").path
         configure(&options)
         self.outputDirectory = options.outputDirectory
-        server = try ImageServer(options: options, generator: generator)
+        server = try ImageServer(options: options, generator: generator, shared: shared)
         try server.start()
         client = RawClient(port: server.boundPort)
     }
