@@ -24,6 +24,8 @@ let package = Package(
                        providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD",
                        providers: [.apt(["libmicrohttpd-dev"])]),
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
         .target(name: "SchnellKernels", dependencies: ["CBLAS"], path: "Kernels/cpu",
                 cSettings: kernelFlags,
                 linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m"), .linkedLibrary("pthread")]),
@@ -33,7 +35,7 @@ let package = Package(
         .target(name: "SchnellImageIO", dependencies: ["CPNG", "CJPEG", "CWebP"]),
         // The playground page's files (Sources/SchnellServer/Playground/), compiled in with #embed.
         .target(name: "SchnellPlaygroundFiles"),
-        .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD", "SchnellPlaygroundFiles"],
+        .target(name: "SchnellServer", dependencies: ["Schnell", "SchnellImageIO", "CMicroHTTPD", "CLibPQ", "SchnellPlaygroundFiles"],
                 exclude: ["Playground"]),
         .executableTarget(name: "schnell", dependencies: ["Schnell", "SchnellImageIO", "SchnellServer"]),
         .executableTarget(name: "SchnellBench", dependencies: ["Schnell", "SchnellKernels", "SchnellImageIO", "CBLAS"],
