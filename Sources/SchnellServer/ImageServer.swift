@@ -42,7 +42,7 @@ public final class ImageServer: @unchecked Sendable {
     }
 
     public convenience init(options: ServerOptions, generator: (any ImageGenerating)? = nil) throws {
-        try self.init(options: options, generator: generator, shared: nil)
+        try self.init(options: options, generator: generator, shared: try options.taskStoreURL.map { try PostgresTaskStore(url: $0) })
     }
 
     init(options: ServerOptions, generator: (any ImageGenerating)?, shared: (any SharedTaskStore)?) throws {

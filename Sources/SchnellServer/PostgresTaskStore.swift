@@ -204,7 +204,7 @@ final class PostgresTaskStore: SharedTaskStore {
     func cancel(id: String) throws -> StoreCancelOutcome {
         try connection.transaction { session in
             let rows = try session.query("""
-                SELECT status, record, step, total_steps, cancel_requested, floor(extract(epoch FROM now()))::bigint
+                SELECT status, record, step, total_steps, cancel_requested, floor(extract(epoch FROM now()))::bigint, replica
                 FROM schnell_tasks WHERE id = $1 FOR UPDATE
                 """, [.text(id)]).rows
             guard let row = rows.first else { return .notFound }
@@ -223,7 +223,8 @@ final class PostgresTaskStore: SharedTaskStore {
             case "running":
                 try session.query("UPDATE schnell_tasks SET cancel_requested = true WHERE id = $1", [.text(id)])
                 return .cancelling(try Self.clientRecord(stored: stored, status: "running", step: try row.integer(2),
-                                                         totalSteps: try row.integer(3), cancelRequested: true))
+                                                         totalSteps: try row.integer(3), cancelRequested: true,
+                                                         replica: row.isNull(6) ? nil : try row.string(6)))
             case let status:
                 return .finished(status, try Self.clientRecord(stored: stored, status: status, step: 0, totalSteps: 0,
                                                                cancelRequested: false))
@@ -270,30 +271,33 @@ final class PostgresTaskStore: SharedTaskStore {
 
     static let finalStatuses = ["completed", "failed", "cancelled"]
 
-    /// What `clientRecord` reads: status, record, step, total_steps, cancel_requested, and the
-    /// queue position of a pending task (1: claimed next, in claim order).
+    /// What `clientRecord` reads: status, record, step, total_steps, cancel_requested, the
+    /// queue position of a pending task (1: claimed next, in claim order), and the replica.
     private static let recordColumns = """
         status, record, step, total_steps, cancel_requested,
         CASE WHEN status = 'pending' THEN
             (SELECT count(*) FROM schnell_tasks AS earlier
              WHERE earlier.status = 'pending' AND (earlier.created, earlier.id) <= (t.created, t.id))
-        END
+        END,
+        replica
         """
 
     private static func clientRecord(_ row: PostgresRow) throws -> JSONValue {
         try clientRecord(stored: try row.string(1), status: try row.string(0), step: try row.integer(2),
                          totalSteps: try row.integer(3), cancelRequested: try row.bool(4),
-                         queuePosition: row.isNull(5) ? nil : try row.integer(5))
+                         queuePosition: row.isNull(5) ? nil : try row.integer(5), replica: row.isNull(6) ? nil : try row.string(6))
     }
 
     /// The stored record as clients see it: `status` from the row (`cancelling` for a running
-    /// task asked to stop), `progress` from the row while running, `queue_position` while pending.
+    /// task asked to stop), `progress` and the `replica` running it from the row while running,
+    /// `queue_position` while pending.
     private static func clientRecord(stored: String, status: String, step: Int, totalSteps: Int, cancelRequested: Bool,
-                                     queuePosition: Int? = nil) throws -> JSONValue {
+                                     queuePosition: Int? = nil, replica: String? = nil) throws -> JSONValue {
         var record = try object(stored)
         record["status"] = .string(status == "running" && cancelRequested ? "cancelling" : status)
         if status == "running" {
             record["progress"] = progress(step: step, totalSteps: totalSteps)
+            record["replica"] = replica.map { .string($0) }
         }
         record["queue_position"] = status == "pending" ? queuePosition.map { .integer(Int64($0)) } : nil
         return .object(record)

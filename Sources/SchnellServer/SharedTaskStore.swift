@@ -33,7 +33,8 @@ protocol SharedTaskStore: AnyObject, Sendable {
     func finish(id: String, replica: String, record: JSONValue) throws -> Bool
 
     /// The task's record as clients see it: the stored record with `status` and, while running,
-    /// `progress` ({step, total_steps, percent}) from the store; nil when there is no such task.
+    /// `progress` ({step, total_steps, percent}) and the `replica` running it from the store; nil
+    /// when there is no such task.
     func record(id: String) throws -> JSONValue?
 
     /// Records newest first (ids sort by creation), optionally one status, ids below `after`.

@@ -28,7 +28,7 @@ extension ImageServer {
     }
 
     /// The claiming loop of a replica with a shared store: whenever the local queue is empty, claim
-    /// the oldest waiting task and run it; poll every half second when there is none; back off a
+    /// the oldest waiting task and run it; poll every quarter second when there is none; back off a
     /// second when the store cannot be reached (said once in the log until it answers again).
     func claimTasks() {
         guard let shared else { return }
@@ -43,7 +43,7 @@ extension ImageServer {
                 if unreachable { log("the task store answers again") }
                 unreachable = false
                 guard let claimed else {
-                    Thread.sleep(forTimeInterval: 0.5)
+                    Thread.sleep(forTimeInterval: 0.25)
                     continue
                 }
                 run(claimed, store: shared)

@@ -15,6 +15,7 @@ enum ServeCommand {
                              [--head-timeout SECONDS] [--min-body-rate BYTES_PER_SECOND] [--max-body-size BYTES]
                              [--max-body-memory BYTES] [--shutdown-timeout SECONDS]
                              [--fetch-images-from HOST]... [--fetch-max-bytes BYTES] [--fetch-timeout SECONDS]
+                             [--task-store postgres://… [--replica NAME] [--task-lease SECONDS] [--task-attempts N]]
           --lora-dir DIR     LoRA adapters requests may apply ("loras": [{"name": "style", "scale": 0.8}]): every
                              *.safetensors file directly in DIR, read at start for the loaded model and named by
                              its file name without the extension; a file that cannot be read stops the start-up
@@ -30,6 +31,13 @@ enum ServeCommand {
           --image-ttl        seconds image URLs and task records live (default \(defaults.imageTTLSeconds)); image URLs need no key
           --cors-origin      a browser origin (https://app.example.com) allowed to call the API besides the server's
                              own (the playground at /); requests with any other Origin header are refused 403
+          --task-store URL   share async tasks and url images with every replica given the same PostgreSQL database
+                             (postgres://user:password@host:5432/db; the schema is created and migrated here): any
+                             replica takes a task, the one with a free device runs it, all of them answer polls,
+                             cancels, lists and image links. --replica names this one (default host:pid:tag);
+                             a replica renews its lease on a running task every second, and one that dies loses it
+                             after --task-lease seconds (default \(defaults.taskLeaseSeconds)), when another claims it
+                             again, up to --task-attempts claims (default \(defaults.taskAttempts)), then it fails
           --fetch-images-from
                              a host whose http(s) image URLs image_url / image_urls may name (default: none, only
                              data URLs and base64); each fetch at most --fetch-max-bytes (default \(defaults.fetchMaxBytes))

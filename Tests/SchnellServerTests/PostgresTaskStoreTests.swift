@@ -79,7 +79,9 @@ final class PostgresTaskStoreTests: XCTestCase {
         expected["queue_position"] = nil
         expected["status"] = "running"
         expected["progress"] = ["step": 3, "total_steps": 4, "percent": 75]
+        expected["replica"] = "a"
         XCTAssertEqual(try store.record(id: id), .object(expected))
+        expected["replica"] = nil
         XCTAssertEqual(try store.renew(id: id, replica: "b", leaseSeconds: 30, step: 1, totalSteps: 4), .lost)
 
         var finished = Self.pendingRecord(id: id, created: 1_700_000_000)

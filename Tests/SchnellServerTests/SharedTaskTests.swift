@@ -104,6 +104,7 @@ final class MemoryTaskStore: SharedTaskStore, @unchecked Sendable {
         var record = row.record
         record["status"] = .string(row.status == "running" && row.cancelRequested ? "cancelling" : row.status)
         if row.status == "running" {
+            record["replica"] = row.replica.map { .string($0) }
             record["progress"] = ["step": .integer(Int64(row.step)), "total_steps": .integer(Int64(row.total)),
                                   "percent": .integer(Int64(row.total > 0 ? row.step * 100 / row.total : 0))]
         }
@@ -297,5 +298,30 @@ final class SharedTaskTests: XCTestCase {
         XCTAssertEqual(try poll(a.client, try XCTUnwrap(created.json["id"] as? String), until: ["completed", "failed"])["status"] as? String,
                        "completed")
         XCTAssertEqual(try a.client.get("/health").json["task_store"] as? String, "reachable")
+    }
+
+    func testTaskStoreFlags() throws {
+        let (options, rest) = try ServerOptions.parse(["--task-store", "postgres://u:p@db:5432/schnell", "--replica", "gpu-1",
+                                                       "--task-lease=10", "--task-attempts", "5", "--port", "0", "--other"])
+        XCTAssertEqual(options.taskStoreURL, "postgres://u:p@db:5432/schnell")
+        XCTAssertEqual(options.replicaName, "gpu-1")
+        XCTAssertEqual(options.taskLeaseSeconds, 10)
+        XCTAssertEqual(options.taskAttempts, 5)
+        XCTAssertEqual(rest, ["--other"])
+        for (bad, message) in [(["--task-store", "mysql://x"], "--task-store must be a PostgreSQL URL"),
+                               (["--replica", "a b"], "--replica must be"), (["--task-lease", "1"], "--task-lease must be"),
+                               (["--task-attempts", "0"], "--task-attempts must be")] {
+            XCTAssertThrowsError(try ServerOptions.parse(bad)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(bad): \(error)")
+            }
+        }
+        // A store that cannot be reached at start stops the start with the reason, bounded by the connect timeout.
+        var unreachable = ServerOptions()
+        unreachable.port = 0
+        unreachable.outputDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-\(UUID().uuidString)").path
+        unreachable.taskStoreURL = "postgres://postgres@127.0.0.1:1/schnell"
+        XCTAssertThrowsError(try ImageServer(options: unreachable)) { error in
+            XCTAssertTrue("\(error)".contains("unavailable"), "\(error)")
+        }
     }
 }
