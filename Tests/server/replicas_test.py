@@ -13,9 +13,9 @@ database there. Checks:
     both replicas ran some;
   - kill -9 of the replica running a task: after its lease (3 s) the other replica claims it
     again and completes it (attempt 2), nothing lost or duplicated;
-  - PostgreSQL stopped under load: async requests answer 503 task_store_unavailable, synchronous
-    ones still 200, /health says unreachable; started again: async requests work again, without
-    restarting the engines.
+  - PostgreSQL stopped with tasks in flight: async requests answer 503 task_store_unavailable,
+    synchronous ones still 200, /health says unreachable; started again: async requests work
+    again, without restarting the engines, and every task in flight completes.
 Then measures throughput (async tasks of 64x64, 1 step, created then polled to completion, per
 second) with one replica and with two on the store, and with one replica on its own output
 folder (no store), N tasks each (default 20), so the store's cost per task shows. Every replica
@@ -157,6 +157,9 @@ def killed_replica(binary, url, folder, a, b):
 
 
 def store_restart(a, postgres_dir, postgres_port):
+    # Work in flight when the database goes: tasks waiting and one running.
+    in_flight = [create(a.port, {"prompt": f"in flight {index}", "size": "256x256", "steps": 8}) for index in range(3)]
+    poll(a.port, in_flight[0], {"running", "completed"})
     subprocess.run(["bash", os.path.join(HERE, "postgres.sh"), "stop", postgres_dir], check=True, capture_output=True)
     try:
         status, answer = request(a.port, "POST", "/v1/images/generations",
@@ -173,8 +176,14 @@ def store_restart(a, postgres_dir, postgres_port):
         status, answer = request(a.port, "POST", "/v1/images/generations", {"prompt": "back", "size": "64x64", "async": True})
         return status == 202
     wait_for(recovered, 30, "async requests working again")
-    print("ok   PostgreSQL stopped: async 503 task_store_unavailable, sync 200, health unreachable; started again: "
-          "async works again without restarting the engines")
+    # A task that finished while the database was away could not be recorded: it runs again once
+    # its lease runs out. Every task in flight ends completed.
+    finals = [poll(a.port, task_id, {"completed", "failed"}, seconds=120) for task_id in in_flight]
+    assert [task["status"] for task in finals] == ["completed"] * 3, finals
+    attempts = [task.get("attempt") for task in finals]
+    print(f"ok   PostgreSQL stopped with 3 tasks in flight: async 503 task_store_unavailable, sync 200, health "
+          f"unreachable; started again: async works again without restarting the engines, and the tasks in flight "
+          f"all completed (attempts {attempts})")
 
 
 def throughput(replicas, count):
