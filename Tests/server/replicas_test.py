@@ -22,51 +22,24 @@ folder (no store), N tasks each (default 20), so the store's cost per task shows
 computes on one thread, so two of them on a two-core machine do not fight over the cores. Exit 0 pass, 1 fail, 77 no PostgreSQL given.
 """
 import argparse
-import http.client
-import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 
+from serverkit import free_port, wait_for
+from serverkit import request as raw_request
+
 KEY = "sk-replicas"
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def request(port, method, path, body=None, timeout=120):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        reply = connection.getresponse()
-        data = reply.read()
-        kind = reply.getheader("Content-Type", "")
-        return reply.status, (json.loads(data) if kind.startswith("application/json") else data)
-    finally:
-        connection.close()
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
+    return raw_request(port, method, path, body, key=KEY, timeout=timeout)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Replica:

@@ -22,32 +22,20 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+from serverkit import free_port, wait_for
+from serverkit import request as raw_request
+
 KEY = "sk-sigterm"
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def request(port, method, path, body=None, timeout=60):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        reply = connection.getresponse()
-        data = reply.read()
-        return reply.status, json.loads(data) if data else None
-    finally:
-        connection.close()
+    return raw_request(port, method, path, body, key=KEY, timeout=timeout)
 
 
 def generate_in_background(port, prompt, answers):
@@ -86,18 +74,6 @@ def stream_in_background(port, answers):
     thread = threading.Thread(target=run)
     thread.start()
     return thread
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 def one_round(binary, extra, delay):
