@@ -27,14 +27,16 @@ extension ImageServer {
         return .json(.object(pending), status: 202)
     }
 
-    /// The claiming loop of a replica with a shared store: whenever the local queue is empty, claim
-    /// the oldest waiting task and run it; poll every quarter second when there is none; back off a
-    /// second when the store cannot be reached (said once in the log until it answers again).
+    /// The claiming loop of a replica with a shared store: whenever its model is loaded and its
+    /// queue is empty, claim the oldest waiting task and run it; poll every quarter second when
+    /// there is none; back off a second when the store cannot be reached (said once in the log
+    /// until it answers again).
     func claimTasks() {
         guard let shared else { return }
         var unreachable = false
         while !isStopping {
-            guard queue.isIdle else {
+            // A replica still loading its model takes nothing: it would only fail the task.
+            guard generator != nil, queue.isIdle else {
                 Thread.sleep(forTimeInterval: 0.1)
                 continue
             }

@@ -324,4 +324,17 @@ final class SharedTaskTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("unavailable"), "\(error)")
         }
     }
+
+    func testAReplicaStillLoadingItsModelClaimsNothing() throws {
+        let store = MemoryTaskStore()
+        let loading = try TestServer(generator: nil, shared: store) { $0.replicaName = "loading" }
+        try store.insert(id: "task_00000000000000000000000000000001", created: 1,
+                         record: ["id": "task_00000000000000000000000000000001", "status": "pending", "data": []],
+                         body: Array(#"{"prompt": "x", "size": "64x64", "async": true}"#.utf8), contentType: "application/json")
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(store.row("task_00000000000000000000000000000001")?.status, "pending")
+        loading.server.setGenerator(FakeGenerator())
+        XCTAssertEqual(try poll(loading.client, "task_00000000000000000000000000000001", until: ["completed", "failed"])["status"] as? String,
+                       "completed")
+    }
 }
