@@ -292,12 +292,15 @@ final class SharedTaskTests: XCTestCase {
         assertError(try a.client.get("/v1/tasks/task_00000000000000000000000000000001"), status: 503, code: "task_store_unavailable")
         XCTAssertEqual(try a.client.postJSON("/v1/images/generations", ["prompt": "x", "size": "64x64"]).status, 200)
         XCTAssertEqual(try a.client.get("/health").json["task_store"] as? String, "unreachable")
+        XCTAssertTrue(String(decoding: try a.client.get("/metrics").body, as: UTF8.self).contains("\nschnell_task_store_up 0\n"))
         store.reachable = true
         let created = try a.client.postJSON("/v1/images/generations", ["prompt": "x", "size": "64x64", "async": true])
         XCTAssertEqual(created.status, 202)
         XCTAssertEqual(try poll(a.client, try XCTUnwrap(created.json["id"] as? String), until: ["completed", "failed"])["status"] as? String,
                        "completed")
         XCTAssertEqual(try a.client.get("/health").json["task_store"] as? String, "reachable")
+        let metrics = String(decoding: try a.client.get("/metrics").body, as: UTF8.self)
+        XCTAssertTrue(metrics.contains("\nschnell_task_store_up 1\n") && metrics.contains("\nschnell_task_store_pending 0\n"), metrics)
     }
 
     func testTaskStoreFlags() throws {
