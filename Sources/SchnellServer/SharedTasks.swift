@@ -66,6 +66,8 @@ extension ImageServer {
         do {
             _ = try endpoint == RequestKind.edit.path ? edit(request, claimed: context) : generate(request, claimed: context)
         } catch {
+            // Stopping: the lease runs out and another replica claims the task again.
+            if let failure = error as? APIError, failure == .shuttingDown { return }
             // The request no longer parses here (another model, or LoRAs this replica lacks).
             let failure = (error as? APIError) ?? .server("\(error)")
             var record = taskRecord(id: claimed.id, created: claimed.created, status: "failed", step: 0, totalSteps: 0)
