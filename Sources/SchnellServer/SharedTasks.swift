@@ -169,12 +169,13 @@ extension ImageServer {
         return try storeCall { try shared.image(name: name) }
     }
 
-    /// A store call whose failure to reach the store is the client's 503.
+    /// A store call whose failure is the client's 503. The reason (database host, port) stays in
+    /// the server's log, where the claiming loop reports it, not in answers to clients.
     func storeCall<T>(_ call: () throws -> T) throws -> T {
         do {
             return try call()
-        } catch let error as TaskStoreError {
-            throw APIError(status: 503, message: "The task store cannot be reached (\(error)); synchronous requests still work, async ones can be retried",
+        } catch is TaskStoreError {
+            throw APIError(status: 503, message: "The task store cannot be reached; synchronous requests still work, async ones can be retried",
                            type: "server_error", param: nil, code: "task_store_unavailable", headers: [("Retry-After", "5")])
         }
     }
