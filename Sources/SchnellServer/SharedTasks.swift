@@ -169,14 +169,17 @@ extension ImageServer {
         return try storeCall { try shared.image(name: name) }
     }
 
-    /// A store call whose failure is the client's 503. The reason (database host, port) stays in
-    /// the server's log, where the claiming loop reports it, not in answers to clients.
+    /// A store call whose failure to reach the store is the client's 503, and any other store
+    /// error a 500. The reason (database host, SQL) stays in the server's log, not in answers.
     func storeCall<T>(_ call: () throws -> T) throws -> T {
         do {
             return try call()
-        } catch is TaskStoreError {
+        } catch TaskStoreError.unavailable {
             throw APIError(status: 503, message: "The task store cannot be reached; synchronous requests still work, async ones can be retried",
                            type: "server_error", param: nil, code: "task_store_unavailable", headers: [("Retry-After", "5")])
+        } catch let error as TaskStoreError {
+            log("error: \(error)")
+            throw APIError.server("The task store failed (the server log says why)", code: "task_store_failed")
         }
     }
 }
