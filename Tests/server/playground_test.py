@@ -2,10 +2,12 @@
 """The playground page in a real browser: headless Chromium loads it from `schnell serve`, the
 test types into it and clicks Generate, then reads the rendered image back.
 
-Usage: playground_test.py SCHNELL_BINARY [--browser PATH] [-- extra serve flags]
+Usage: playground_test.py SCHNELL_BINARY [--browser PATH] [--no-lora] [-- extra serve flags]
 
 Starts `SCHNELL_BINARY serve` (the bundled model unless extra flags name another) with an API key
-on a free port and a fresh output folder, and Debian's `chromium` (or --browser, or
+on a free port and a fresh output folder, with `--lora-dir` holding copies of
+Tests/Fixtures/lora/{peft,kohya}.safetensors (made for the bundled model; --no-lora leaves them
+out, and their checks, for another model), and Debian's `chromium` (or --browser, or
 $SCHNELL_CHROMIUM) headless with a fresh profile, driven over the Chrome DevTools Protocol by a
 small WebSocket client (standard library only). Checks, in the page:
   - without a key the page says the server needs one; with the key typed in, it names the model;
@@ -13,10 +15,16 @@ small WebSocket client (standard library only). Checks, in the page:
   - a 64x64 generation: the button is disabled while it runs, then the final image is decoded
     at 64x64 with its seed (the one typed) and a timings table, and no error is shown; when the
     server streams, at least one preview was shown first;
+  - the "LoRA adapters" fieldset lists both adapters with their formats, each scale bounded by
+    `lora_scale` and disabled until its box is ticked (with the space bar); with peft ticked at
+    0.8 the request sends `loras: [{"name": "peft", "scale": 0.8}]`, the caption shows what the
+    server echoed (`LoRA peft × 0.8`) and the image's pixels differ from the plain one's (read
+    through a canvas); unticked, the next request sends no `loras`;
   - a refused request (size 65x65) shows the server's own 400 message;
   - the page reads the streaming contract whether or not this server streams yet: canned event
     streams (two previews then the final image; a preview then an error event), cut into
     chunks at awkward places (inside \r\n, inside UTF-8 characters), are fed to it through fetch;
+    an echoed adapter name with markup in it is shown as text;
   - no script error and no Content-Security-Policy violation was reported.
 Exit status: 0 passed, 1 a check failed, 77 skipped (no chromium installed).
 """
@@ -38,6 +46,8 @@ import urllib.request
 SKIP = 77
 KEY = "sk-playground"
 SEED = 1234
+LORA_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fixtures", "lora")
+LORA_FILES = ["peft.safetensors", "kohya.safetensors"]
 
 
 def free_port():
@@ -235,7 +245,88 @@ def set_field(page, element_id, value):
                   " field.dispatchEvent(new Event('change', {bubbles: true})); })()")
 
 
-def check_page(page, server_port):
+def press_space(page):
+    """A real key press on the focused element, as a keyboard user makes it."""
+    for kind in ["keyDown", "keyUp"]:
+        page.command("Input.dispatchKeyEvent", type=kind, key=" ", code="Space", windowsVirtualKeyCode=32,
+                     **({"text": " "} if kind == "keyDown" else {}))
+
+
+# The RGBA pixels of a decoded <img>, read through a canvas (blob: URLs are same-origin, so the
+# canvas stays readable).
+PIXELS = """window.pixelsOf = async (image) => {
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data);
+};"""
+
+
+def check_loras(page):
+    rows = page.evaluate("""(() => {
+        const fieldset = document.getElementById('loras');
+        return {hidden: fieldset.hidden, legend: fieldset.querySelector('legend').textContent,
+                rows: [...fieldset.querySelectorAll('.lora')].map((row) => {
+                    const box = row.querySelector('input[type=checkbox]'), scale = row.querySelector('input[type=number]');
+                    return {label: box.labels[0].textContent, scaleLabel: scale.labels[0].textContent, checked: box.checked,
+                            disabled: scale.disabled, min: scale.min, max: scale.max, step: scale.step, value: scale.value};
+                })};
+    })()""")
+    assert not rows["hidden"], "the LoRA fieldset is hidden though the server offers adapters"
+    labels = [row["label"] for row in rows["rows"]]
+    assert labels == ["kohya (kohya)", "peft (diffusers)"], f"the adapters listed: {labels}"
+    for row in rows["rows"]:
+        assert not row["checked"] and row["disabled"], f"an adapter starts ticked or its scale editable: {row}"
+        assert (row["min"], row["max"], row["step"], row["value"]) == ("-10", "10", "0.05", "1"), f"scale bounds: {row}"
+        assert row["scaleLabel"] == f"scale of {row['label'].split()[0]}", f"scale label: {row['scaleLabel']!r}"
+    print(f"ok   LoRA adapters listed: {labels}, scales -10..10 step 0.05 default 1, disabled until ticked")
+
+    peft = "document.querySelector('#lora-list .lora[data-name=\"peft\"]')"
+    page.evaluate(f"{peft}.querySelector('input[type=checkbox]').focus()")
+    press_space(page)
+    ticked = page.evaluate(f"[{peft}.querySelector('input[type=checkbox]').checked, {peft}.querySelector('input[type=number]').disabled]")
+    assert ticked == [True, False], f"the space bar on peft's box left (checked, scale disabled) = {ticked}"
+    page.evaluate(f"(() => {{ const scale = {peft}.querySelector('input[type=number]'); scale.value = '0.8';"
+                  " scale.dispatchEvent(new Event('input', {bubbles: true})); scale.dispatchEvent(new Event('change', {bubbles: true})); })()")
+
+    # Every generation request's body is kept, to see what the page sent.
+    page.evaluate("""window.sentBodies = [];
+        const sending = window.fetch;
+        window.fetch = (url, init) => {
+            if (String(url).includes('/v1/images/generations')) window.sentBodies.push(JSON.parse(init.body));
+            return sending(url, init);
+        };""")
+    page.evaluate("document.getElementById('generate').click()")
+    final = "document.querySelector('#results img[data-state=\"final\"]')"
+    page.wait(f"{final} !== null && {final}.complete && !document.getElementById('generate').disabled", 45,
+              "the image with the LoRA appearing")
+    shown = page.evaluate(f"""(async () => {{
+        const pixels = await window.pixelsOf({final});
+        const plain = window.plainPixels;
+        let differing = 0;
+        for (let i = 0; i < pixels.length; i++) if (pixels[i] !== plain[i]) differing++;
+        const line = {final}.closest('figure').querySelector('.applied-loras');
+        return {{sent: window.sentBodies.at(-1).loras, line: line && line.textContent, differing, length: pixels.length,
+                 caption: {final}.closest('figure').querySelector('figcaption').textContent,
+                 error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent}};
+    }})()""")
+    assert shown["error"] is None, f"the LoRA generation shows an error: {shown['error']}"
+    assert shown["sent"] == [{"name": "peft", "scale": 0.8}], f"the page sent loras {shown['sent']}"
+    assert shown["line"] == "LoRA peft × 0.8", f"the caption's LoRA line is {shown['line']!r} ({shown['caption']!r})"
+    assert f"Seed {SEED}" in shown["caption"], f"the LoRA image's seed is not {SEED}: {shown['caption']!r}"
+    assert shown["length"] == 64 * 64 * 4 and shown["differing"] > 0, \
+        f"the image with peft at 0.8 has the plain image's pixels ({shown['differing']} of {shown['length']} bytes differ)"
+    print(f"ok   peft at 0.8: sent, echoed in the caption as '{shown['line']}', "
+          f"{shown['differing']} of {shown['length']} pixel bytes differ from the plain image")
+
+    page.evaluate(f"{peft}.querySelector('input[type=checkbox]').click()")
+    assert page.evaluate(f"{peft}.querySelector('input[type=number]').disabled"), "unticking peft left its scale editable"
+
+
+def check_page(page, server_port, loras):
     base = f"http://127.0.0.1:{server_port}"
     page.command("Runtime.enable")
     page.command("Log.enable")
@@ -303,6 +394,14 @@ def check_page(page, server_port):
     print(f"ok   Generate: a decoded 64x64 image with seed {SEED} and {image['timingRows']} timing rows "
           f"in {seconds:.1f} s ({note})")
 
+    if loras:
+        page.evaluate(PIXELS)
+        page.evaluate(f"(async () => {{ window.plainPixels = await window.pixelsOf({final}); }})()")
+        check_loras(page)
+    else:
+        assert page.evaluate("document.getElementById('loras').hidden"), "the LoRA fieldset is shown without adapters"
+        print("ok   no adapters: the LoRA fieldset stays hidden")
+
     body = {"prompt": "refused", "size": "65x65", "steps": 4, "seed": SEED, "n": 1, "stream": True,
             "partial_images": 2, "response_format": "b64_json"}
     code, _, answer = post(server_port, body)
@@ -314,6 +413,9 @@ def check_page(page, server_port):
                       " && document.getElementById('error').innerText", 15, "the refusal appearing")
     assert expected in shown, f"the page shows {shown!r}, not the server's message {expected!r}"
     assert page.evaluate("document.querySelectorAll('#results figure').length") == 0, "a refused request left image frames"
+    if loras:
+        sent = page.evaluate("window.sentBodies.at(-1)")
+        assert "loras" not in sent, f"with no adapter ticked the page still sent loras: {sent['loras']}"
     print(f"ok   size 65x65: the page shows {shown!r}")
 
     check_canned_streams(page, server_port)
@@ -367,7 +469,8 @@ def check_canned_streams(page, server_port):
     completed = sse("image_generation.completed", {
         "type": "image_generation.completed", "b64_json": png, **common, "seed": 99,
         "usage": {"input_tokens": 0, "output_tokens": 16, "total_tokens": 16},
-        "timings": {"text encoders": 0.1, "step 1": 0.2, "step 2": 0.25, "vae decode": 0.05, "total": 0.7}})
+        "timings": {"text encoders": 0.1, "step 1": 0.2, "step 2": 0.25, "vae decode": 0.05, "total": 0.7},
+        "loras": [{"name": "<b>bold</b>", "scale": -0.5}]})
     stream = "".join([
         sse("image_generation.partial_image", {"type": "image_generation.partial_image", "b64_json": png,
                                                "partial_image_index": 0, **common}, "\r\n"),
@@ -384,13 +487,17 @@ def check_canned_streams(page, server_port):
         await {final}.decode();
         return {{width: {final}.naturalWidth, previews: window.previewsSeen,
                  caption: {final}.closest('figure').querySelector('figcaption').textContent,
+                 markup: {final}.closest('figure').querySelectorAll('figcaption b').length,
                  progress: document.getElementById('progress').textContent,
                  error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent}};
     }})()""")
     assert shown["error"] is None, f"the canned stream shows an error: {shown['error']}"
     assert shown["width"] == 64 and shown["previews"] == 2, f"canned stream: {shown}"
     assert "Seed 99" in shown["caption"] and "denoising, 2 steps" in shown["caption"], f"canned stream caption: {shown['caption']!r}"
-    print(f"ok   a canned event stream: 2 previews, then the image with seed 99 and its steps ('{shown['progress']}')")
+    assert "LoRA <b>bold</b> × -0.5" in shown["caption"] and shown["markup"] == 0, \
+        f"the echoed adapter name was not shown as text: {shown['caption']!r}, {shown['markup']} <b> elements"
+    print(f"ok   a canned event stream: 2 previews, then the image with seed 99, its steps and the echoed adapter as text "
+          f"('{shown['progress']}')")
 
     message = "Generation failed: größe — the worker stopped"
     page.evaluate("window.feedStream(" + json.dumps(
@@ -408,6 +515,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binary")
     parser.add_argument("--browser", help="the Chromium binary (default: chromium on PATH)")
+    parser.add_argument("--no-lora", action="store_true", help="serve no LoRA adapters and skip their checks")
     parser.add_argument("extra", nargs="*", help="more `schnell serve` flags (after --)")
     args = parser.parse_args()
     browser_path = find_browser(args.browser)
@@ -417,9 +525,16 @@ def main():
 
     work = tempfile.mkdtemp(prefix="schnell-playground-")
     port = free_port()
+    lora_flags = []
+    if not args.no_lora:
+        lora_dir = os.path.join(work, "loras")
+        os.makedirs(lora_dir)
+        for name in LORA_FILES:
+            shutil.copy(os.path.join(LORA_FIXTURES, name), lora_dir)
+        lora_flags = ["--lora-dir", lora_dir]
     server_log = open(os.path.join(work, "serve.log"), "w")
     server = subprocess.Popen([args.binary, "serve", "--port", str(port), "--output-dir", os.path.join(work, "output"),
-                               "--api-key", KEY] + args.extra,
+                               "--api-key", KEY] + lora_flags + args.extra,
                               stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
     browser = None
     page = None
@@ -431,7 +546,7 @@ def main():
         wait_for(healthy, 60, "the server becoming ready")
         browser, socket_url = start_browser(browser_path, os.path.join(work, "profile"))
         page = Page(socket_url)
-        check_page(page, port)
+        check_page(page, port, loras=not args.no_lora)
     except (AssertionError, OSError) as error:
         failed = True
         print(f"FAIL {error}")

@@ -19,6 +19,9 @@ const stepsInput = byId("steps");
 const seedInput = byId("seed");
 const countInput = byId("count");
 const previewsInput = byId("previews");
+const loraFieldset = byId("loras");
+const loraHint = byId("loras-hint");
+const loraList = byId("lora-list");
 const keyInput = byId("api-key");
 const rememberInput = byId("remember-key");
 const generateButton = byId("generate");
@@ -32,6 +35,7 @@ let modelId = null;
 let modelRetry = null;
 let running = null;        // the AbortController of the generation in flight
 let runningPrompt = "";    // the prompt it was sent with, for the images' text alternatives
+let maxLoRAs = 0;          // adapters one request may apply; 0 when the server offers none
 const liveURLs = new Set(); // blob: URLs shown on the page
 
 // MARK: - Small helpers
@@ -149,10 +153,106 @@ function applyModel(model) {
     if (steps.default) stepsInput.value = steps.default;
     if (params.default_size) sizeInput.value = params.default_size;
   }
+  const adapters = showLoRAs(Array.isArray(model.loras) ? model.loras : [], params);
   const limits = [];
   if (steps.max) limits.push(`up to ${steps.max} steps`);
   if (params.max_images) limits.push(`up to ${params.max_images} images a request`);
+  if (adapters) limits.push(`${adapters} LoRA adapter${adapters === 1 ? "" : "s"}`);
   modelStatus.textContent = `Model ${model.id}${limits.length ? ` · ${limits.join(" · ")}` : ""}`;
+}
+
+// MARK: - LoRA adapters
+
+// One row per adapter the server offers: a checkbox named after it and its scale, editable (and
+// sent) only while the box is ticked. A reload of the model list (a new key) keeps what was
+// ticked and typed, by adapter name. Returns how many adapters are shown.
+function showLoRAs(adapters, params) {
+  const kept = new Map(loraRows().map((row) => [row.name, { checked: row.checkbox.checked, scale: row.scale.value }]));
+  const named = adapters.filter((adapter) => adapter && typeof adapter.name === "string");
+  const range = params.lora_scale || {};
+  maxLoRAs = named.length ? Number(params.max_loras) || named.length : 0;
+  loraList.replaceChildren(...named.map((adapter, index) => loraRow(adapter, index, range, kept.get(adapter.name))));
+  loraFieldset.hidden = named.length === 0;
+  const bounds = Number.isFinite(range.min) && Number.isFinite(range.max) ? `, scale ${range.min} to ${range.max}` : "";
+  loraHint.textContent = `(at most ${maxLoRAs} at once${bounds})`;
+  limitLoRAs();
+  return named.length;
+}
+
+function loraRow(adapter, index, range, kept) {
+  const row = element("div", "lora");
+  row.dataset.name = adapter.name;
+  const id = `lora-${index}`;
+
+  const pick = element("div", "lora-pick");
+  const checkbox = element("input");
+  checkbox.type = "checkbox";
+  checkbox.id = id;
+  checkbox.checked = Boolean(kept && kept.checked);
+  const label = element("label", null, adapter.name);
+  label.htmlFor = id;
+  if (typeof adapter.format === "string") label.append(" ", element("span", "hint", `(${adapter.format})`));
+  pick.append(checkbox, label);
+
+  const scaleField = element("div", "lora-scale");
+  const scaleLabel = element("label", null, "scale");
+  scaleLabel.htmlFor = `${id}-scale`;
+  scaleLabel.append(element("span", "visually-hidden", ` of ${adapter.name}`));
+  const scale = element("input");
+  scale.type = "number";
+  scale.id = `${id}-scale`;
+  scale.inputMode = "decimal";
+  scale.step = "0.05";
+  if (Number.isFinite(range.min)) scale.min = String(range.min);
+  if (Number.isFinite(range.max)) scale.max = String(range.max);
+  scale.value = kept ? kept.scale : String(Number.isFinite(range.default) ? range.default : 1);
+  scale.disabled = !checkbox.checked;
+  scaleField.append(scaleLabel, scale);
+
+  checkbox.addEventListener("change", () => {
+    scale.disabled = !checkbox.checked;
+    limitLoRAs();
+  });
+  row.append(pick, scaleField);
+  return row;
+}
+
+function loraRows() {
+  return [...loraList.querySelectorAll(".lora")].map((row) => ({
+    name: row.dataset.name,
+    checkbox: row.querySelector("input[type=checkbox]"),
+    scale: row.querySelector("input[type=number]"),
+  }));
+}
+
+// Once max_loras are ticked the others cannot be, until one is unticked.
+function limitLoRAs() {
+  const rows = loraRows();
+  const full = rows.filter((row) => row.checkbox.checked).length >= maxLoRAs;
+  for (const row of rows) row.checkbox.disabled = full && !row.checkbox.checked;
+}
+
+// `[{name, scale}]` of the ticked adapters; an empty scale is left to the server's default.
+function chosenLoRAs() {
+  return loraRows().filter((row) => row.checkbox.checked).map((row) => {
+    const entry = { name: row.name };
+    if (row.scale.value !== "") entry.scale = Number(row.scale.value);
+    return entry;
+  });
+}
+
+// The adapters the server says it applied (its echo, not what the form asked for).
+function loraLine(echoed) {
+  const applied = Array.isArray(echoed) ? echoed.filter((entry) => entry && typeof entry.name === "string") : [];
+  if (!applied.length) return null;
+  const line = element("p", "applied-loras");
+  line.append(element("span", null, applied.length === 1 ? "LoRA " : "LoRAs "));
+  applied.forEach((entry, index) => {
+    if (index) line.append(", ");
+    line.append(element("strong", null, entry.name));
+    if (typeof entry.scale === "number") line.append(` × ${entry.scale}`);
+  });
+  return line;
 }
 
 // MARK: - Results
@@ -288,7 +388,7 @@ function timingsView(timings, index, sharedBy) {
   return view;
 }
 
-function showFinal(figure, item, format, timings, sharedBy) {
+function showFinal(figure, item, format, timings, sharedBy, loras) {
   const index = Number(figure.dataset.index);
   const seed = item.seed;
   const source = showImage(figure, item, format, "final",
@@ -308,6 +408,8 @@ function showFinal(figure, item, format, timings, sharedBy) {
     line.append(reuse);
     details.append(line);
   }
+  const applied = loraLine(loras);
+  if (applied) details.append(applied);
   const timingTable = timingsView(timings, index, sharedBy);
   if (timingTable) details.append(timingTable);
   if (source) {
@@ -413,6 +515,8 @@ function requestBody() {
   if (stepsInput.value !== "") body.steps = Number(stepsInput.value);
   if (seedInput.value !== "") body.seed = Number(seedInput.value);
   if (countInput.value !== "") body.n = Number(countInput.value);
+  const loras = chosenLoRAs();
+  if (loras.length) body.loras = loras;
   return body;
 }
 
@@ -504,7 +608,7 @@ async function showStream(response, body, count, started) {
       progress.textContent = `Image ${index + 1}: preview ${number} of ${body.partial_images} (${elapsedSince(started)})`;
     } else if (type.endsWith(".completed")) {
       finished += 1;
-      showFinal(figure, event, event.output_format, event.timings, 1);
+      showFinal(figure, event, event.output_format, event.timings, 1, event.loras);
       progress.textContent = `Image ${index + 1} of ${count} finished (${elapsedSince(started)}).`;
     }
   });
@@ -524,7 +628,7 @@ function showJSON(answer, body, started) {
   const size = answer.size || body.size;
   items.forEach((item, index) => {
     const figure = figureFor(index, items.length, size);
-    showFinal(figure, item, answer.output_format, answer.timings, items.length);
+    showFinal(figure, item, answer.output_format, answer.timings, items.length, answer.loras);
   });
   progress.textContent = `Done: ${items.length} image${items.length === 1 ? "" : "s"} in ${elapsedSince(started)}.`;
 }
