@@ -50,18 +50,30 @@ final class OutputStore: @unchecked Sendable {
         }
     }
 
-    /// Writes an image and returns its file name (`<id>.<ext>`).
+    /// A fresh image file name, `<32 hex>.<ext>`: 128 random bits, so image URLs cannot be guessed.
+    static func newImageName(fileExtension: String) -> String {
+        "\(randomHex(bytes: 16)).\(fileExtension)"
+    }
+
+    /// The content type of an image named exactly `<32 lowercase hex>.<known ext>`; nil for any
+    /// other name (so no path can escape the folder, or reach another row of a shared store).
+    static func imageContentType(name: String) -> String? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 2, isID(parts[0]) else { return nil }
+        return contentTypes[String(parts[1])]
+    }
+
+    /// Writes an image and returns its file name (`newImageName`).
     func storeImage(_ bytes: [UInt8], fileExtension: String) throws -> String {
-        let name = "\(randomHex(bytes: 16)).\(fileExtension)"
+        let name = OutputStore.newImageName(fileExtension: fileExtension)
         try OutputStore.writeNewFile(imagesDirectory.appendingPathComponent(name).path, bytes: bytes)
         return name
     }
 
     /// The bytes and content type of an unexpired image; nil for anything else, including
-    /// names that are not exactly `<32 hex>.<known ext>` (so no path can escape the folder).
+    /// names `imageContentType` refuses.
     func image(named name: String) -> (bytes: [UInt8], contentType: String)? {
-        let parts = name.split(separator: ".")
-        guard parts.count == 2, OutputStore.isID(parts[0]), let contentType = OutputStore.contentTypes[String(parts[1])],
+        guard let contentType = OutputStore.imageContentType(name: name),
               let bytes = readUnexpired(imagesDirectory.appendingPathComponent(name).path) else { return nil }
         return (bytes, contentType)
     }

@@ -154,7 +154,7 @@ extension ImageServer {
     /// `--image-ttl` passes), else into the output folder. Returns the file name.
     func storeImage(_ bytes: [UInt8], fileExtension: String) throws -> String {
         guard let shared else { return try store.storeImage(bytes, fileExtension: fileExtension) }
-        let name = "\(randomHex(bytes: 16)).\(fileExtension)"
+        let name = OutputStore.newImageName(fileExtension: fileExtension)
         try shared.storeImage(name: name, bytes: bytes, contentType: OutputStore.contentTypes[fileExtension] ?? "application/octet-stream",
                               expiresAt: Int(Date().timeIntervalSince1970) + options.imageTTLSeconds)
         return name
@@ -162,10 +162,7 @@ extension ImageServer {
 
     func imageFile(named name: String) throws -> (bytes: [UInt8], contentType: String)? {
         guard let shared else { return store.image(named: name).map { ($0.bytes, $0.contentType) } }
-        let parts = name.split(separator: ".")
-        guard parts.count == 2, parts[0].count == 32, parts[0].allSatisfy(\.isHexDigit), OutputStore.contentTypes[String(parts[1])] != nil else {
-            return nil
-        }
+        guard OutputStore.imageContentType(name: name) != nil else { return nil }
         return try storeCall { try shared.image(name: name) }
     }
 
