@@ -132,7 +132,7 @@ final class PostgresTaskStore: SharedTaskStore {
                 var record = try Self.object(try row.string(5))
                 record["status"] = .string(status)
                 record["queue_position"] = nil
-                record["progress"] = Self.progress(step: try row.integer(6), totalSteps: try row.integer(7))
+                record["progress"] = ImageServer.progress(step: try row.integer(6), totalSteps: try row.integer(7))
                 record["completed_at"] = .integer(Int64(now))
                 if !cancelRequested {
                     record["error"] = APIError.server(
@@ -152,8 +152,8 @@ final class PostgresTaskStore: SharedTaskStore {
                 WHERE id = $1
                 RETURNING attempts
                 """, [.text(id), .text(replica), .integer(leaseSeconds)]).rows[0].integer(0)
-            return .claimed(ClaimedTask(id: id, created: try row.integer(1), body: try row.bytes(8),
-                                        contentType: try row.string(9), attempt: attempt))
+            return .claimed(ClaimedTask(id: id, created: try row.integer(1), record: .object(try Self.object(try row.string(5))),
+                                        body: try row.bytes(8), contentType: try row.string(9), attempt: attempt))
         }
     }
 
@@ -296,16 +296,11 @@ final class PostgresTaskStore: SharedTaskStore {
         var record = try object(stored)
         record["status"] = .string(status == "running" && cancelRequested ? "cancelling" : status)
         if status == "running" {
-            record["progress"] = progress(step: step, totalSteps: totalSteps)
+            record["progress"] = ImageServer.progress(step: step, totalSteps: totalSteps)
             record["replica"] = replica.map { .string($0) }
         }
         record["queue_position"] = status == "pending" ? queuePosition.map { .integer(Int64($0)) } : nil
         return .object(record)
-    }
-
-    private static func progress(step: Int, totalSteps: Int) -> JSONValue {
-        let percent = totalSteps > 0 ? min(100, max(0, step * 100 / totalSteps)) : 0
-        return ["step": .integer(Int64(step)), "total_steps": .integer(Int64(totalSteps)), "percent": .integer(Int64(percent))]
     }
 
     private static func object(_ text: String) throws -> [String: JSONValue] {

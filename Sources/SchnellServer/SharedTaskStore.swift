@@ -55,10 +55,12 @@ protocol SharedTaskStore: AnyObject, Sendable {
     func removeExpired(now: Int, ttlSeconds: Int) throws
 }
 
-/// A task a replica claimed: the request to parse and run, and how many claims it has had.
+/// A task a replica claimed: its record as inserted, the request to parse and run, and how many
+/// claims it has had.
 struct ClaimedTask: Sendable {
     var id: String
     var created: Int
+    var record: JSONValue
     var body: [UInt8]
     var contentType: String
     var attempt: Int

@@ -59,7 +59,7 @@ extension ImageServer {
 
     /// Parses a claimed task's request as its endpoint would and runs it here.
     private func run(_ claimed: ClaimedTask, store shared: any SharedTaskStore) {
-        let endpoint = (try? shared.record(id: claimed.id))??["endpoint"]?.stringValue ?? RequestKind.generation.path
+        let endpoint = claimed.record["endpoint"]?.stringValue ?? RequestKind.generation.path
         let request = HTTPRequest(method: "POST", path: endpoint, query: nil, headers: ["content-type": claimed.contentType],
                                   body: claimed.body, requestID: claimed.id)
         let context = ClaimContext(task: claimed)

@@ -117,8 +117,13 @@ extension ImageServer {
     func taskRecord(id: String, created: Int, status: String, step: Int, totalSteps: Int) -> [String: JSONValue] {
         ["id": .string(id), "task_id": .string(id), "object": "image.generation.task", "status": .string(status),
          "created": .integer(Int64(created)), "poll_url": .string("/v1/tasks/\(id)"), "data": [],
-         "progress": ["step": .integer(Int64(step)), "total_steps": .integer(Int64(totalSteps)),
-                      "percent": .integer(Int64(totalSteps > 0 ? step * 100 / totalSteps : 0))]]
+         "progress": ImageServer.progress(step: step, totalSteps: totalSteps)]
+    }
+
+    /// A task's `progress`: steps done, of all, and the whole percent (0...100).
+    static func progress(step: Int, totalSteps: Int) -> JSONValue {
+        let percent = totalSteps > 0 ? min(100, max(0, step * 100 / totalSteps)) : 0
+        return ["step": .integer(Int64(step)), "total_steps": .integer(Int64(totalSteps)), "percent": .integer(Int64(percent))]
     }
 
     /// A finished task's record: `completed` with the response's fields (images stored for `url`),

@@ -69,6 +69,7 @@ final class PostgresTaskStoreTests: XCTestCase {
         let claimed = try XCTUnwrap(try store.claim(replica: "a", leaseSeconds: 30, maxAttempts: 3))
         XCTAssertEqual(claimed.id, id)
         XCTAssertEqual(claimed.created, 1_700_000_000)
+        XCTAssertEqual(claimed.record, .object(Self.pendingRecord(id: id, created: 1_700_000_000)), "the record as inserted")
         XCTAssertEqual(claimed.body, body)
         XCTAssertEqual(claimed.contentType, "application/json")
         XCTAssertEqual(claimed.attempt, 1)

@@ -64,7 +64,8 @@ final class MemoryTaskStore: SharedTaskStore, @unchecked Sendable {
                 row.leaseUntil = Date(timeIntervalSinceNow: Double(leaseSeconds))
                 row.attempts += 1
                 rows[id] = row
-                return ClaimedTask(id: id, created: row.created, body: row.body, contentType: row.contentType, attempt: row.attempts)
+                return ClaimedTask(id: id, created: row.created, record: .object(row.record), body: row.body, contentType: row.contentType,
+                                   attempt: row.attempts)
             }
             return nil
         }
@@ -105,8 +106,7 @@ final class MemoryTaskStore: SharedTaskStore, @unchecked Sendable {
         record["status"] = .string(row.status == "running" && row.cancelRequested ? "cancelling" : row.status)
         if row.status == "running" {
             record["replica"] = row.replica.map { .string($0) }
-            record["progress"] = ["step": .integer(Int64(row.step)), "total_steps": .integer(Int64(row.total)),
-                                  "percent": .integer(Int64(row.total > 0 ? row.step * 100 / row.total : 0))]
+            record["progress"] = ImageServer.progress(step: row.step, totalSteps: row.total)
         }
         return .object(record)
     }
