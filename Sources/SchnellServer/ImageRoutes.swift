@@ -170,11 +170,8 @@ extension ImageServer {
         let submitted = Date()
         // The pending record is written before the job can run, so it never overwrites the final one;
         // the live entry is added under `lock`, which `finishTask` needs to remove it.
-        var pending = taskRecord(id: id, created: created, status: "pending", step: 0,
-                                 totalSteps: (imageRequest.generation.steps ?? 0) * imageRequest.generation.count)
-        // JSONValue takes a nil literal as JSON null: `.none` keeps the key out.
-        let loras: JSONValue? = imageRequest.loras.isEmpty ? .none : imageRequest.lorasJSON
-        pending["loras"] = loras
+        var pending = pendingRecord(id: id, created: created, request: imageRequest)
+        let loras = pending["loras"]
         do {
             try store.saveTask(id: id, record: .object(pending))
         } catch {

@@ -18,9 +18,7 @@ extension ImageServer {
     func insertShared(_ imageRequest: ImageRequest, kind: RequestKind, request: HTTPRequest, store shared: any SharedTaskStore) throws -> HTTPResponse {
         let id = newTaskID()
         let created = Int(Date().timeIntervalSince1970)
-        var pending = taskRecord(id: id, created: created, status: "pending", step: 0,
-                                 totalSteps: (imageRequest.generation.steps ?? 0) * imageRequest.generation.count)
-        if !imageRequest.loras.isEmpty { pending["loras"] = imageRequest.lorasJSON }
+        var pending = pendingRecord(id: id, created: created, request: imageRequest)
         pending["endpoint"] = .string(kind.path)
         try storeCall { try shared.insert(id: id, created: created, record: .object(pending), body: request.body,
                                           contentType: request.header("content-type") ?? "application/json") }

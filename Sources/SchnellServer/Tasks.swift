@@ -120,6 +120,14 @@ extension ImageServer {
          "progress": ImageServer.progress(step: step, totalSteps: totalSteps)]
     }
 
+    /// A new task's record: `pending`, no step done of the request's steps, and its `loras` if any.
+    func pendingRecord(id: String, created: Int, request: ImageRequest) -> [String: JSONValue] {
+        var record = taskRecord(id: id, created: created, status: "pending", step: 0,
+                                totalSteps: (request.generation.steps ?? 0) * request.generation.count)
+        if !request.loras.isEmpty { record["loras"] = request.lorasJSON }
+        return record
+    }
+
     /// A task's `progress`: steps done, of all, and the whole percent (0...100).
     static func progress(step: Int, totalSteps: Int) -> JSONValue {
         let percent = totalSteps > 0 ? min(100, max(0, step * 100 / totalSteps)) : 0
