@@ -83,20 +83,6 @@ public struct WeightTensor: @unchecked Sendable {
         self.scale = scale
     }
 
-    /// float32 values stored as `dtype` (rounded as `schnell_quantize_reference` does) in memory
-    /// the engine owns; `file` names where they came from in messages.
-    init(values: [Float], shape: [Int], dtype: DType, name: String, file: String) throws {
-        precondition(values.count == shape.reduce(1, *), "\(name): \(values.count) values for shape \(shape)")
-        guard let bytes = dtype.byteCount(of: values.count) else {
-            throw WeightsError.wrongShape(name: name, file: file, expected: [values.count / dtype.blockValues * dtype.blockValues],
-                                          actual: shape)
-        }
-        let memory = try MappedFile(anonymousBytes: bytes, name: file) { destination in
-            schnell_quantize_reference(values, dtype.kernelCode, destination, values.count)
-        }
-        self.init(name: name, dtype: dtype, shape: shape, file: file, mapping: memory, byteOffset: 0)
-    }
-
     public var count: Int { shape.reduce(1, *) }
     public var pointer: UnsafeRawPointer { mapping.base + byteOffset }
     /// Bytes of the stored values (each row whole blocks for a block type).
