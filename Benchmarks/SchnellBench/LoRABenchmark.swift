@@ -1,5 +1,6 @@
 import Foundation
 import Schnell
+import SchnellKernels
 
 /// A rank-`rank` LoRA on every linear layer of the transformer blocks (BFL names with
 /// `.lora_A` / `.lora_B`, as the file formats are read), on the pipeline folder at `path`:
@@ -73,19 +74,25 @@ func benchmarkLoRA(path: String, size: Int, rank: Int, repeats: Int, threads: In
                  100 * (median(runtime) / median(plain) - 1)))
 }
 
-/// A float32 safetensors file of `tensors`, in order.
-func writeSafeTensors(_ tensors: [(name: String, shape: [Int], values: [Float])], to path: String) throws {
+/// A safetensors file of `tensors`, in order, stored as `dtype` (f32, or bf16 rounded to nearest even).
+func writeSafeTensors(_ tensors: [(name: String, shape: [Int], values: [Float])], dtype: DType = .f32, to path: String) throws {
+    precondition(dtype == .f32 || dtype == .bf16, "writeSafeTensors writes f32 or bf16")
+    let data = tensors.map { tensor -> [UInt8] in
+        guard dtype == .bf16 else { return tensor.values.withUnsafeBytes { Array($0) } }
+        var half = [UInt16](repeating: 0, count: tensor.values.count)
+        schnell_f32_to_bf16(tensor.values, &half, tensor.values.count)
+        return half.withUnsafeBytes { Array($0) }
+    }
     var entries: [String] = []
     var offset = 0
-    for tensor in tensors {
-        let bytes = tensor.values.count * 4
-        entries.append("\"\(tensor.name)\":{\"dtype\":\"F32\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
-        offset += bytes
+    for (tensor, bytes) in zip(tensors, data) {
+        entries.append("\"\(tensor.name)\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes.count)]}")
+        offset += bytes.count
     }
     var header = Array("{\(entries.joined(separator: ","))}".utf8)
     while header.count % 8 != 0 { header.append(0x20) }
     var file = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) } + header
     file.reserveCapacity(file.count + offset)
-    for tensor in tensors { tensor.values.withUnsafeBytes { file += $0 } }
+    for bytes in data { file += bytes }
     try Data(file).write(to: URL(fileURLWithPath: path))
 }

@@ -79,19 +79,8 @@ func weightTensor(rows: Int, columns: Int, dtype: DType) throws -> WeightTensor 
     var values = [Float](repeating: 0, count: count)
     var state: UInt32 = 1
     for i in 0..<count { state = state &* 1664525 &+ 1013904223; values[i] = Float(Int32(bitPattern: state)) / 2e10 }
-    var bytes: [UInt8]
-    if dtype == .bf16 {
-        var half = [UInt16](repeating: 0, count: count)
-        schnell_f32_to_bf16(values, &half, count)
-        bytes = half.withUnsafeBytes { Array($0) }
-    } else {
-        bytes = values.withUnsafeBytes { Array($0) }
-    }
-    let header = Array(#"{"w":{"dtype":"\#(dtype.rawValue)","shape":[\#(rows),\#(columns)],"data_offsets":[0,\#(bytes.count)]}}"#.utf8)
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("schnell-bench-\(rows)x\(columns)-\(dtype.rawValue).safetensors").path
-    var file = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) } + header
-    file += bytes
-    try Data(file).write(to: URL(fileURLWithPath: path))
+    try writeSafeTensors([("w", [rows, columns], values)], dtype: dtype, to: path)
     defer { try? FileManager.default.removeItem(atPath: path) }
     guard let tensor = try SafeTensorsFile(path: path).tensors["w"] else { throw WeightsError.missingTensor(name: "w", file: path) }
     return tensor
