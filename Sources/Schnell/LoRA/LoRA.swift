@@ -68,6 +68,12 @@ public struct LowRankDelta: Sendable {
         LowRankDelta(down: down, up: up, rank: rank, inFeatures: inFeatures, rows: rows, scale: scale * factor)
     }
 
+    /// The same update on rows `offset` further down.
+    public func shifted(by offset: Int) -> LowRankDelta {
+        LowRankDelta(down: down, up: up, rank: rank, inFeatures: inFeatures, rows: (rows.lowerBound + offset)..<(rows.upperBound + offset),
+                     scale: scale)
+    }
+
     /// The part of the update on output rows `range` of the layer, renumbered from the range's
     /// start; nil when it has no row there.
     public func restricted(to range: Range<Int>) -> LowRankDelta? {

@@ -76,16 +76,11 @@ struct LoRATargets {
             throw misfit(file, pair.upKey, pair.up.shape, [rows.count, rank], pair.target)
         }
         let scale = (pair.alpha ?? Float(rank)) / Float(rank)
-        let down = pair.down.floats(), up = pair.up.floats()
+        // The update on the stored tensor's rows, cut along the blocks it feeds.
+        let whole = LowRankDelta(down: pair.down.floats(), up: pair.up.floats(), rank: rank, inFeatures: target.inFeatures,
+                                 rows: rows, scale: scale)
         return target.places.compactMap { place in
-            let kept = place.sourceRows.clamped(to: rows)
-            guard !kept.isEmpty else { return nil }
-            let upStart = kept.lowerBound - rows.lowerBound
-            let engineStart = place.offset + kept.lowerBound - place.sourceRows.lowerBound
-            let delta = LowRankDelta(down: down, up: Array(up[(upStart * rank)..<((upStart + kept.count) * rank)]),
-                                     rank: rank, inFeatures: target.inFeatures,
-                                     rows: engineStart..<(engineStart + kept.count), scale: scale)
-            return (place.layer, delta)
+            whole.restricted(to: place.sourceRows).map { (place.layer, $0.shifted(by: place.offset)) }
         }
     }
 
