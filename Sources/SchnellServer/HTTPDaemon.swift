@@ -364,7 +364,10 @@ private let connectionChanged: MHD_NotifyConnectionCallback = { context, connect
 private final class StreamReader {
     let stream: ResponseStream
     let socket: Int32
-    var leftover: [UInt8] = []
+    /// The chunk being sent and how much of it has gone: an event is megabytes of base64, sent
+    /// in pieces of `capacity`, so it is read through an offset rather than shifted each time.
+    var chunk: [UInt8] = []
+    var sent = 0
     var quietSince = Date()
     static let keepAliveSeconds = 15.0
 
@@ -375,10 +378,10 @@ private final class StreamReader {
 
     /// Bytes copied into `buffer`, or -1 at the end of the body, -2 when the client left.
     func read(into buffer: UnsafeMutablePointer<CChar>, capacity: Int) -> Int {
-        while leftover.isEmpty {
+        while sent == chunk.count {
             switch stream.next(timeout: 0.2) {
             case .bytes(let bytes):
-                leftover = bytes
+                (chunk, sent) = (bytes, 0)
             case .end:
                 return stream.isAbandoned ? -2 : -1
             case .idle:
@@ -386,15 +389,15 @@ private final class StreamReader {
                     stream.abandon()
                     return -2
                 }
-                if Date().timeIntervalSince(quietSince) >= StreamReader.keepAliveSeconds { leftover = ServerSentEvent.keepAlive }
+                if Date().timeIntervalSince(quietSince) >= StreamReader.keepAliveSeconds { (chunk, sent) = (ServerSentEvent.keepAlive, 0) }
             }
         }
         quietSince = Date()
-        let count = min(capacity, leftover.count)
-        leftover.withUnsafeBytes { bytes in
-            UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress!, byteCount: count)
+        let count = min(capacity, chunk.count - sent)
+        chunk.withUnsafeBytes { bytes in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + sent, byteCount: count)
         }
-        leftover.removeFirst(count)
+        sent += count
         return count
     }
 }
