@@ -4,7 +4,7 @@ import SchnellImageIO
 
 /// `/v1/images/generations` and `/v1/images/edits` (async tasks are read, listed and cancelled in `Tasks.swift`).
 extension ImageServer {
-    func generate(_ request: HTTPRequest, claimed: ClaimContext? = nil) throws -> HTTPResponse {
+    func generate(_ request: HTTPRequest, claimed: ClaimedTask? = nil) throws -> HTTPResponse {
         let body = try RequestBody(request, options: options)
         let generator = try resolveModel(body.fields)
         switch try body.fields.string("operation") {
@@ -30,7 +30,7 @@ extension ImageServer {
                               claimed: claimed)
     }
 
-    func edit(_ request: HTTPRequest, claimed: ClaimContext? = nil) throws -> HTTPResponse {
+    func edit(_ request: HTTPRequest, claimed: ClaimedTask? = nil) throws -> HTTPResponse {
         let body = try RequestBody(request, options: options)
         let generator = try resolveModel(body.fields)
         guard generator.model.supportsEdits else {
@@ -43,7 +43,7 @@ extension ImageServer {
 
     /// Image to image (and inpainting with a mask), from /edits or from /generations with a reference image.
     private func submitEdit(image upload: SuppliedImage, mask maskUpload: SuppliedImage?, fields: RequestFields, kind: RequestKind,
-                            generator: any ImageGenerating, request: HTTPRequest, claimed: ClaimContext?) throws -> HTTPResponse {
+                            generator: any ImageGenerating, request: HTTPRequest, claimed: ClaimedTask?) throws -> HTTPResponse {
         guard generator.model.supportsEdits else {
             throw APIError.notImplemented("\(generator.model.id) does not start from an image")
         }
@@ -143,10 +143,10 @@ extension ImageServer {
     /// queueing); `prepare`, if any, completes it on the worker once admitted. A synchronous
     /// request waits for its images, a streamed one gets events as they come, an async one a task.
     private func submit(_ imageRequest: ImageRequest, kind: RequestKind, generator: any ImageGenerating, request: HTTPRequest,
-                        claimed: ClaimContext?, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
+                        claimed: ClaimedTask?, prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)? = nil) throws -> HTTPResponse {
         try ImageServer.validate(imageRequest.generation, generator: generator, fieldNames: imageRequest.fieldNames)
         if let claimed {
-            return try runClaimed(imageRequest, kind: kind, context: claimed, generator: generator, prepare: prepare)
+            return try runClaimed(imageRequest, kind: kind, task: claimed, generator: generator, prepare: prepare)
         }
         let baseURL = options.publicURL ?? boundURL
         let modelID = generator.model.id

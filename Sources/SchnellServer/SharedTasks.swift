@@ -8,11 +8,6 @@ import Schnell
 /// listing, cancelling and image downloads read the store, so they work on every replica.
 /// Synchronous and streamed requests stay on the replica that received them.
 extension ImageServer {
-    /// What a claimed task needs beside its request: the store's task, for renewals and the record.
-    struct ClaimContext {
-        var task: ClaimedTask
-    }
-
     /// `POST …` with `async: true` on a replica with a shared store: the pending record and the
     /// request go to the store (503 `task_store_unavailable` when it cannot be reached).
     func insertShared(_ imageRequest: ImageRequest, kind: RequestKind, request: HTTPRequest, store shared: any SharedTaskStore) throws -> HTTPResponse {
@@ -60,9 +55,8 @@ extension ImageServer {
         let endpoint = claimed.record["endpoint"]?.stringValue ?? RequestKind.generation.path
         let request = HTTPRequest(method: "POST", path: endpoint, query: nil, headers: ["content-type": claimed.contentType],
                                   body: claimed.body, requestID: claimed.id)
-        let context = ClaimContext(task: claimed)
         do {
-            _ = try endpoint == RequestKind.edit.path ? edit(request, claimed: context) : generate(request, claimed: context)
+            _ = try endpoint == RequestKind.edit.path ? edit(request, claimed: claimed) : generate(request, claimed: claimed)
         } catch {
             // Stopping: the lease runs out and another replica claims the task again.
             if let failure = error as? APIError, failure == .shuttingDown { return }
@@ -81,10 +75,9 @@ extension ImageServer {
     /// the lease is lost. The final record goes to the store unless the lease was lost (another
     /// replica has the task) or the server is stopping (the lease runs out and another replica
     /// claims it again).
-    func runClaimed(_ imageRequest: ImageRequest, kind: RequestKind, context: ClaimContext, generator: any ImageGenerating,
+    func runClaimed(_ imageRequest: ImageRequest, kind: RequestKind, task: ClaimedTask, generator: any ImageGenerating,
                     prepare: (@Sendable (GenerationRequest) throws -> GenerationRequest)?) throws -> HTTPResponse {
         guard let shared else { throw APIError.server("no task store") }
-        let task = context.task
         let submitted = Date()
         let ticket = try queue.submit(imageRequest.generation, prepare: prepare, generator: generator)
         // At least once a second, so a cancel from any replica stops the generation within about a second.
