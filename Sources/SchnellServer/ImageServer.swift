@@ -260,7 +260,7 @@ public final class ImageServer: @unchecked Sendable {
         case .metrics:
             var text = metrics.render(modelLoaded: generator != nil)
             if let shared {
-                let depth = shared.isReachable() ? try? shared.queueDepth() : nil
+                let depth = try? shared.queueDepth()
                 text += "# HELP schnell_task_store_up Whether the shared task store answers (1) or not (0).\n# TYPE schnell_task_store_up gauge\n"
                 text += "schnell_task_store_up \(depth == nil ? 0 : 1)\n"
                 if let depth {
@@ -318,10 +318,11 @@ public final class ImageServer: @unchecked Sendable {
                                            "cpu_tier": .string(CPUTier.current.description)]
         if let shared {
             // Synchronous generation works without the store, so the replica stays healthy.
-            let reachable = shared.isReachable()
-            answer["task_store"] = reachable ? "reachable" : "unreachable"
+            // One query answers both: whether the store is there, and how many tasks wait in it.
+            let depth = try? shared.queueDepth()
+            answer["task_store"] = depth == nil ? "unreachable" : "reachable"
             answer["replica"] = .string(replica)
-            if reachable, let depth = try? shared.queueDepth() { answer["shared_queue_depth"] = .integer(Int64(depth)) }
+            if let depth { answer["shared_queue_depth"] = .integer(Int64(depth)) }
         }
         return .json(.object(answer))
     }

@@ -81,10 +81,6 @@ final class PostgresTaskStore: SharedTaskStore {
 
     // MARK: Tasks
 
-    func isReachable() -> Bool {
-        (try? connection.query("SELECT 1")) != nil
-    }
-
     func insert(id: String, created: Int, record: JSONValue, body: [UInt8], contentType: String) throws {
         try connection.query("""
             INSERT INTO schnell_tasks (id, created, status, record, body, content_type)

@@ -9,9 +9,6 @@ import Foundation
 /// Every method may throw `TaskStoreError.unavailable` when the store cannot be reached; callers
 /// answer 503 and try again on the next call (implementations reconnect by themselves).
 protocol SharedTaskStore: AnyObject, Sendable {
-    /// Whether the store answers now (for `/health`).
-    func isReachable() -> Bool
-
     /// A new pending task: its response record (`data: []`, `status: pending`), and the request
     /// as received (body and media type), which the claiming replica parses again.
     func insert(id: String, created: Int, record: JSONValue, body: [UInt8], contentType: String) throws
@@ -43,7 +40,7 @@ protocol SharedTaskStore: AnyObject, Sendable {
     /// Cancels a pending task at once, or asks the replica running it to stop (`cancelling`).
     func cancel(id: String) throws -> StoreCancelOutcome
 
-    /// Pending tasks, for `/metrics` and `/health`.
+    /// Pending tasks, for `/metrics` and `/health` (which take an answer as the store being reachable).
     func queueDepth() throws -> Int
 
     /// An image file for `url` responses, served by every replica until `expiresAt` (Unix seconds).

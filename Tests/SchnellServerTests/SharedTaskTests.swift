@@ -35,8 +35,6 @@ final class MemoryTaskStore: SharedTaskStore, @unchecked Sendable {
         guard up else { throw TaskStoreError.unavailable("connection refused") }
     }
 
-    func isReachable() -> Bool { reachable }
-
     func insert(id: String, created: Int, record: JSONValue, body: [UInt8], contentType: String) throws {
         try lock.withLock {
             try available()
